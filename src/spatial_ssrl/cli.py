@@ -1,0 +1,167 @@
+"""The ``ssrl`` command line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import click
+
+from . import __version__
+
+OUTPUT_ENTRIES = ("data", "images", "manifest.json", "train.jsonl", "dataset_info.json", "format_prompt.jinja")
+
+
+def _prepare_out_dir(out: str, overwrite: bool) -> None:
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise click.UsageError(f"--out {out} exists and is not a folder")
+    present = [e for e in OUTPUT_ENTRIES if os.path.exists(os.path.join(out, e))]
+    if present and not overwrite:
+        raise click.UsageError(
+            f"{out} already holds a dataset ({', '.join(present)}); pass --overwrite to replace it "
+            "or choose another --out"
+        )
+    for e in present:
+        p = os.path.join(out, e)
+        if os.path.isdir(p):
+            shutil.rmtree(p)
+        else:
+            os.unlink(p)
+    os.makedirs(out, exist_ok=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ssrl")
+def main() -> None:
+    """Spatial-SSRL: self-supervised spatial pretext tasks for vision-language models."""
+
+
+@main.command()
+@click.option("--input", "-i", "inputs", multiple=True, metavar="PATH",
+              help="Image folder (searched recursively), image file, or list file (.txt, one path per "
+                   "line). Repeatable. Default: the built-in photos.")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--num", "-n", default=100, show_default=True, type=click.IntRange(min=1),
+              help="Number of samples to write.")
+@click.option("--tasks", "-t", "tasks_spec", default=None, metavar="SPEC",
+              help="Comma list of task[:variant][=weight], e.g. 'shuffle,flip' or 'shuffle=0.5,crop=0.5' "
+                   "or 'shuffle:1x3=1,crop=1'. Default: every task the inputs allow, in the paper's proportions.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Run seed.")
+@click.option("--workers", "-w", default=None, type=click.IntRange(min=1),
+              help="Worker processes (default: the CPU count).")
+@click.option("--format", "-f", "fmt", default="canonical", show_default=True,
+              type=click.Choice(["canonical", "trl", "easyr1", "verl", "llamafactory"]),
+              help="Output format.")
+@click.option("--strict", is_flag=True, help="Stop at the first unusable input file instead of skipping it.")
+@click.option("--min-side", default=112, show_default=True, type=click.IntRange(min=16),
+              help="Skip images whose shorter side is smaller (pixels).")
+@click.option("--max-pixels", default=100_000_000, show_default=True, type=click.IntRange(min=1),
+              help="Skip files whose header claims more pixels (decompression-bomb guard).")
+@click.option("--resize-max-pixels", default=4_194_304, show_default=True, type=click.IntRange(min=0),
+              help="Downscale larger images to this many pixels (0 keeps every image's own size).")
+@click.option("--prompt-set", default="paper", show_default=True, type=click.Choice(["paper"]),
+              help="Question templates.")
+@click.option("--max-attempts", default=12, show_default=True, type=click.IntRange(min=1),
+              help="Random draws per sample before an ambiguous source/task pair is given up.")
+@click.option("--shard-rows", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Rows per parquet shard.")
+@click.option("--overwrite", is_flag=True, help="Replace a dataset already in --out.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+def generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side, max_pixels,
+             resize_max_pixels, prompt_set, max_attempts, shard_rows, overwrite, quiet):
+    """Generate a pretext-task dataset from images."""
+    from .engine import GenerateConfig, MixError, StrictModeError, parse_mix, run_generation
+    from .sources import LoadOptions, builtin_photos, discover
+    from .sources.files import InputError
+
+    try:
+        mix = parse_mix(tasks_spec)
+    except MixError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tasks") from None
+    try:
+        if inputs:
+            refs, ignored = discover(list(inputs))
+        else:
+            refs, ignored = builtin_photos(), {}
+    except InputError as exc:
+        raise click.BadParameter(str(exc), param_hint="--input") from None
+    if not refs:
+        raise click.BadParameter("no image files found in the given inputs", param_hint="--input")
+    _prepare_out_dir(out, overwrite)
+
+    config = GenerateConfig(
+        num=num, seed=seed, mix=mix, format=fmt, workers=workers or os.cpu_count() or 1, strict=strict,
+        prompt_set=prompt_set, max_attempts=max_attempts, rows_per_shard=shard_rows,
+        load=LoadOptions(min_side=min_side, max_pixels=max_pixels, resize_max_pixels=resize_max_pixels or None),
+    )
+    bar = None
+    if not quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=num, unit="sample", desc="generate", file=sys.stderr, dynamic_ncols=True)
+    try:
+        result = run_generation(
+            refs, out, config, progress=bar.update if bar else None,
+            inputs=[os.path.abspath(p) for p in inputs] or ["<built-in photos>"], extra_skips=ignored,
+        )
+    except StrictModeError as exc:
+        raise click.ClickException(f"--strict: unusable input {exc.path}: {exc.reason}"
+                                   + (f" ({exc.detail})" if exc.detail else "")) from None
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted; no dataset was written", err=True)
+        sys.exit(130)
+    finally:
+        if bar:
+            bar.close()
+    if not quiet:
+        _print_summary(result.manifest, out)
+
+
+def _print_summary(m: dict, out: str) -> None:
+    t = m["timing"]
+    click.echo(f"wrote {m['num_written']} of {m['num_requested']} samples to {out} "
+               f"({m['format']}) in {t['seconds']:.1f} s")
+    for task, variants in m["counts"].items():
+        parts = ", ".join(f"{v} {n}" for v, n in variants.items())
+        click.echo(f"  {task:<8} {sum(variants.values()):>6}  ({parts})")
+    if m["rejections"]:
+        click.echo("  rejected draws: " + ", ".join(f"{k} {v}" for k, v in m["rejections"].items()))
+    if m["skips"]:
+        click.echo("  skipped: " + ", ".join(f"{k} {v}" for k, v in m["skips"].items()))
+    if m["unfilled"]:
+        click.echo("  could not fill: " + ", ".join(f"{k} {v}" for k, v in m["unfilled"].items()), err=True)
+
+
+@main.command("tasks")
+def list_tasks():
+    """List the registered pretext tasks and their variants."""
+    from .tasks import available_tasks
+
+    for name, cls in available_tasks().items():
+        counts = cls.paper_counts
+        variants = ", ".join(f"{v} ({c:g})" for v, c in counts.items())
+        click.echo(f"{name:<8} answer_type={cls.answer_type:<12} variants: {variants}")
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "-o", default=None, type=click.Path(dir_okay=False),
+              help="HTML file to write (default: DATASET/preview.html).")
+@click.option("--num", "-n", default=50, show_default=True, type=click.IntRange(min=1),
+              help="Samples to show, spread over the tasks.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Which samples are picked.")
+def preview(dataset, out, num, seed):
+    """Write one self-contained HTML page showing samples of a dataset."""
+    from .preview import PreviewError, write_preview
+
+    out = out or os.path.join(dataset, "preview.html")
+    try:
+        shown = write_preview(dataset, out, num=num, seed=seed)
+    except PreviewError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {out} ({shown} samples)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""Planning and executing a generation run.
+
+Plan: the requested count is split over the task mix (largest remainder), the resulting
+task slots are shuffled with the run seed and dealt round-robin over the sources (in an
+order also shuffled by the run seed). Each source's samples are numbered ``k = 0, 1, ...``
+and each sample's random stream comes from (run seed, source id, task, k).
+
+Execution: the plan is cut into units (one source, a few samples), run on a process pool
+and collected in plan order, so the output is identical for any number of workers. Slots
+that fail (unreadable source, or no unambiguous sample after the allowed draws) are dealt
+again to the remaining sources in another round, until the count is met or no usable
+source is left.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import multiprocessing
+import os
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from .. import __version__
+from ..checks import AmbiguityThresholds
+from ..sources import LoadOptions, SourceRef
+from ..writers import make_writer
+from ..writers.base import atomic_write_json
+from ..writers.encoded import DEFAULT_PNG_COMPRESS_LEVEL
+from .mix import MixEntry, allocate
+from .worker import Job, UnitResult, WorkerConfig, run_unit
+
+MAX_JOBS_PER_UNIT = 8
+MAX_ROUNDS = 8
+MAX_LISTED_SKIPS = 200
+
+
+class StrictModeError(RuntimeError):
+    def __init__(self, path: str, reason: str, detail: str = ""):
+        self.path, self.reason, self.detail = path, reason, detail
+        super().__init__(f"{path}: {reason}" + (f" ({detail})" if detail else ""))
+
+
+@dataclass
+class GenerateConfig:
+    num: int = 100
+    seed: int = 0
+    mix: list[MixEntry] = field(default_factory=list)
+    format: str = "canonical"
+    workers: int = 1
+    strict: bool = False
+    prompt_set: str = "paper"
+    thresholds: AmbiguityThresholds = field(default_factory=AmbiguityThresholds)
+    load: LoadOptions = field(default_factory=LoadOptions)
+    max_attempts: int = 12
+    png_compress_level: int = DEFAULT_PNG_COMPRESS_LEVEL
+    rows_per_shard: int = 1000
+
+    def worker_config(self) -> WorkerConfig:
+        return WorkerConfig(
+            seed=self.seed,
+            prompt_set=self.prompt_set,
+            thresholds=self.thresholds,
+            load=self.load,
+            max_attempts=self.max_attempts,
+            png_compress_level=self.png_compress_level,
+        )
+
+
+@dataclass
+class RunResult:
+    manifest: dict
+    files: list[str]
+
+
+class _Dealer:
+    """Deals task slots round-robin over usable sources, numbering each source's samples."""
+
+    def __init__(self, refs: list[SourceRef], seed: int):
+        rng = np.random.default_rng([int(seed), 0x5EED])
+        self.order = [refs[i] for i in rng.permutation(len(refs))]
+        self.cursor = 0
+        self.next_k: dict[str, int] = defaultdict(int)
+        self.bad: set[str] = set()
+
+    def usable(self) -> int:
+        return len(self.order) - len(self.bad)
+
+    def deal(self, slots: list[tuple[str, str]]) -> list[tuple[SourceRef, list[Job]]]:
+        per_source: dict[str, list[Job]] = {}
+        refs: dict[str, SourceRef] = {}
+        n = len(self.order)
+        for task, variant in slots:
+            for _ in range(n):
+                ref = self.order[self.cursor % n]
+                self.cursor += 1
+                if ref.id not in self.bad:
+                    break
+            else:
+                break
+            k = self.next_k[ref.id]
+            self.next_k[ref.id] += 1
+            per_source.setdefault(ref.id, []).append(Job(task, variant, k))
+            refs[ref.id] = ref
+        units = []
+        for sid, jobs in per_source.items():
+            for i in range(0, len(jobs), MAX_JOBS_PER_UNIT):
+                units.append((refs[sid], jobs[i:i + MAX_JOBS_PER_UNIT]))
+        return units
+
+
+def _initial_slots(num: int, mix: list[MixEntry], seed: int) -> list[tuple[str, str]]:
+    slots: list[tuple[str, str]] = []
+    for entry, count in zip(mix, allocate(num, mix)):
+        slots.extend([(entry.task, entry.variant)] * count)
+    rng = np.random.default_rng([int(seed), 0x51075])
+    return [slots[i] for i in rng.permutation(len(slots))]
+
+
+def _execute(units, cfg: WorkerConfig, pool) -> Iterator[UnitResult]:
+    args = [(ref, jobs, cfg) for ref, jobs in units]
+    if pool is None:
+        return map(run_unit, args)
+    return pool.imap(run_unit, args, chunksize=1)
+
+
+def run_generation(
+    refs: list[SourceRef],
+    out_dir: str,
+    config: GenerateConfig,
+    progress: Callable[[int], None] | None = None,
+    inputs: Iterable[str] = (),
+    extra_skips: Counter | None = None,
+) -> RunResult:
+    """Generate ``config.num`` samples from ``refs`` into ``out_dir``; return the manifest."""
+    t0 = time.perf_counter()
+    os.makedirs(out_dir, exist_ok=True)
+    wcfg = config.worker_config()
+    writer = make_writer(config.format, out_dir, config.rows_per_shard)
+    dealer = _Dealer(refs, config.seed)
+
+    counts: dict[str, Counter] = defaultdict(Counter)
+    rejections: Counter = Counter()
+    skips: Counter = Counter(extra_skips or {})
+    skipped_files: dict[str, list[str]] = defaultdict(list)
+    conversions: Counter = Counter()
+    seen_sources: set[str] = set()
+    unfilled: Counter = Counter()
+    written = 0
+
+    pool = None
+    if config.workers > 1:
+        pool = multiprocessing.get_context().Pool(config.workers)
+    try:
+        pending = _initial_slots(config.num, config.mix, config.seed)
+        rounds = 0
+        while pending and dealer.usable() > 0 and rounds < MAX_ROUNDS:
+            rounds += 1
+            units = dealer.deal(pending)
+            pending = []
+            for res in _execute(units, wcfg, pool):
+                ref = res.ref
+                if res.skip_reason:
+                    if config.strict:
+                        raise StrictModeError(ref.path, res.skip_reason, res.skip_detail)
+                    if ref.id not in dealer.bad:
+                        dealer.bad.add(ref.id)
+                        if res.skip_reason == "near_uniform_image":
+                            rejections[res.skip_reason] += 1
+                        else:
+                            skips[res.skip_reason] += 1
+                        if len(skipped_files[res.skip_reason]) < MAX_LISTED_SKIPS:
+                            skipped_files[res.skip_reason].append(ref.path)
+                    # every planned slot of this unit goes back to the pool
+                    pending.extend((j.task, j.variant) for j in res.jobs)
+                    continue
+                if ref.id not in seen_sources:
+                    seen_sources.add(ref.id)
+                    if "conversion" in res.conversions:
+                        conversions[res.conversions["conversion"]] += 1
+                    if "exif_orientation" in res.conversions:
+                        conversions["exif_orientation_applied"] += 1
+                    if "resize" in res.conversions:
+                        conversions["resized"] += 1
+                for jr in res.results:
+                    rejections.update(jr.rejections)
+                    if jr.sample is None:
+                        skips["ambiguous_after_max_attempts"] += 1
+                        pending.append((jr.job.task, jr.job.variant))
+                        continue
+                    writer.add(jr.sample)
+                    written += 1
+                    counts[jr.sample.task][jr.sample.variant] += 1
+                    if progress:
+                        progress(1)
+        for task, variant in pending:
+            unfilled[f"{task}/{variant}"] += 1
+        files = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+    elapsed = time.perf_counter() - t0
+    manifest = {
+        "spatial_ssrl_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "format": config.format,
+        "seed": config.seed,
+        "num_requested": config.num,
+        "num_written": written,
+        "counts": {t: dict(sorted(v.items())) for t, v in sorted(counts.items())},
+        "counts_by_task": {t: sum(v.values()) for t, v in sorted(counts.items())},
+        "mix": [
+            {"task": e.task, "variant": e.variant, "weight": e.weight, "planned": n}
+            for e, n in zip(config.mix, allocate(config.num, config.mix))
+        ],
+        "rejections": dict(sorted(rejections.items())),
+        "skips": dict(sorted(skips.items())),
+        "skipped_files": {k: v for k, v in sorted(skipped_files.items())},
+        "conversions": dict(sorted(conversions.items())),
+        "unfilled": dict(sorted(unfilled.items())),
+        "inputs": list(inputs),
+        "sources": {"found": len(refs), "used": len(seen_sources), "unusable": len(dealer.bad)},
+        "options": {
+            "workers": config.workers,
+            "strict": config.strict,
+            "prompt_set": config.prompt_set,
+            "max_attempts": config.max_attempts,
+            "png_compress_level": config.png_compress_level,
+            "rows_per_shard": config.rows_per_shard,
+            "load": asdict(config.load),
+            "thresholds": asdict(config.thresholds),
+        },
+        "timing": {
+            "seconds": round(elapsed, 3),
+            "samples_per_second": round(written / elapsed, 3) if elapsed > 0 else None,
+        },
+        "files": sorted(os.path.relpath(f, out_dir) for f in files),
+    }
+    atomic_write_json(os.path.join(out_dir, "manifest.json"), manifest)
+    return RunResult(manifest=manifest, files=files)

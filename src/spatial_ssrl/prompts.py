@@ -1,0 +1,98 @@
+"""Question templates.
+
+The ``paper`` set reproduces the strings the released Spatial-SSRL checkpoints were trained
+with, character for character (they are an interface, like a tokenizer's special tokens).
+Questions carry one ``<image>`` placeholder per image, in the order of the sample's
+``images`` list. The format suffix is kept apart: writers add it where a trainer expects it.
+"""
+
+from __future__ import annotations
+
+IMAGE_TOKEN = "<image>"
+
+FORMAT_SUFFIX = (
+    "You FIRST think about the reasoning process as an internal monologue and then provide "
+    "the final answer. The reasoning process MUST BE enclosed within <think> </think> tags. "
+    "The final answer MUST BE put in \\boxed{}."
+)
+
+
+def with_format_suffix(question: str) -> str:
+    """The full user text a model sees: the question, one space, the format suffix."""
+    return f"{question.rstrip()} {FORMAT_SUFFIX}"
+
+
+def _number_list(n: int) -> str:
+    """'0, 1, 2, and 3' (the paper's Oxford-comma list of labels)."""
+    labels = [str(i) for i in range(n)]
+    if n == 2:
+        return "0 and 1"
+    return ", ".join(labels[:-1]) + ", and " + labels[-1]
+
+
+# Position names for the answer format of the paper's grids and strips.
+_PAPER_FORMATS = {
+    (2, 2): "TopLeft-TopRight-BottomLeft-BottomRight",
+    (1, 3): "Left-Middle-Right",
+    (1, 4): "Left-Middle1-Middle2-Right",
+    (3, 1): "Top-Middle-Bottom",
+    (4, 1): "Top-Middle1-Middle2-Bottom",
+}
+
+
+class PaperPrompts:
+    name = "paper"
+
+    def shuffle(self, rows: int, cols: int, masked: bool = False) -> str:
+        n = rows * cols
+        if rows == 1:
+            pieces = f"{n} shuffled horizontal strips"
+        elif cols == 1:
+            pieces = f"{n} shuffled vertical strips"
+        else:
+            pieces = f"{n} shuffled patches"
+        text = f"The image has been divided into {pieces} labeled {_number_list(n)}."
+        if masked:
+            text += " One of the four patches is masked completely by white pixels." if n == 4 else (
+                f" One of the {n} patches is masked completely by white pixels."
+            )
+        fmt = _PAPER_FORMATS.get((rows, cols))
+        if fmt is None:
+            fmt_text = (
+                f"where the format lists the labels of the {rows}x{cols} grid (rows top to bottom, "
+                "each row left to right) joined by hyphens"
+            )
+        else:
+            fmt_text = f"where the format is '{fmt}'"
+        return (
+            f"{IMAGE_TOKEN}{text} Based on visual clues such as continuity, alignment, and context, "
+            f"answer the correct arrangement of the patches to restore the original image, {fmt_text}."
+        )
+
+    def flip(self) -> str:
+        return (
+            f"{IMAGE_TOKEN}The image has been divided into 4 labeled 0, 1, 2, and 3. One of the four "
+            "patches is flipped either horizontally or vertically. Based on visual clues such as "
+            "continuity, alignment, and context, answer the correct patch that is flipped and the "
+            "direction the flip, where the format is 'Label-Direction'. The direction can only be "
+            "0(flipped vertically) or 1(flipped horizontally)."
+        )
+
+    def crop(self) -> str:
+        t = IMAGE_TOKEN
+        return (
+            f"Which image is the missing part in the first image {t}? Based on visual clues such as "
+            "alignment, image content, and positional relationship, select one of the four options "
+            f"{t}{t}{t}{t} as the final answer. The final answer should be chosen from 'A', 'B', 'C', "
+            "and 'D'."
+        )
+
+
+PROMPT_SETS = {"paper": PaperPrompts()}
+
+
+def get_prompt_set(name: str) -> PaperPrompts:
+    try:
+        return PROMPT_SETS[name]
+    except KeyError:
+        raise ValueError(f"unknown prompt set {name!r}; available: {', '.join(sorted(PROMPT_SETS))}") from None

@@ -1,0 +1,131 @@
+"""Loading one image file into an :class:`Item`, converting what can be converted and
+raising :class:`SourceSkip` with a named reason for what cannot be used."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .base import Item, SourceRef, SourceSkip
+
+# Pillow refuses files whose header claims more pixels than this by default; we apply our
+# own (configurable) limit before decoding instead.
+Image.MAX_IMAGE_PIXELS = None
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    min_side: int = 112
+    """Images whose shorter side is below this are skipped (``too_small``)."""
+    max_pixels: int = 100_000_000
+    """Decompression-bomb guard: files claiming more pixels are skipped unread."""
+    resize_max_pixels: int | None = 4_194_304
+    """Larger images are downscaled (area filter) to at most this many pixels; None keeps
+    the source grid. The default is the largest image size the paper trains on."""
+
+
+def _to_rgb(img: Image.Image) -> tuple[np.ndarray, str | None]:
+    """Return an HxWx3 uint8 array and the name of the conversion applied (or None)."""
+    mode = img.mode
+    if mode == "RGB":
+        return np.asarray(img), None
+    if mode in ("1", "L"):
+        return np.asarray(img.convert("RGB")), "converted_grayscale"
+    if mode.startswith("I;16") or mode == "I":
+        a = np.asarray(img).astype(np.float64)
+        if mode == "I" and a.max(initial=0) <= 255 and a.min(initial=0) >= 0:
+            g = a
+        else:
+            g = a / 257.0  # 16-bit range to 8-bit
+        g = np.clip(np.rint(g), 0, 255).astype(np.uint8)
+        return np.repeat(g[..., None], 3, axis=2), "converted_16bit"
+    if mode == "F":
+        a = np.asarray(img, dtype=np.float64)
+        a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+        scale = 255.0 if a.max(initial=0) <= 1.0 else 1.0
+        g = np.clip(np.rint(a * scale), 0, 255).astype(np.uint8)
+        return np.repeat(g[..., None], 3, axis=2), "converted_float"
+    if mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in img.info
+        if not has_alpha:
+            return np.asarray(img.convert("RGB")), "converted_palette"
+        img = img.convert("RGBA")
+        mode = "RGBA"
+        conversion = "converted_palette"
+    else:
+        conversion = None
+    if mode in ("RGBA", "LA", "La", "RGBa", "RGBX"):
+        rgba = img.convert("RGBA")
+        a = np.asarray(rgba)
+        alpha = a[..., 3:4].astype(np.float32) / 255.0
+        if alpha.min() >= 1.0:
+            rgb = np.ascontiguousarray(a[..., :3])
+        else:  # composite on white so transparent parts are not arbitrary colours
+            rgb = np.rint(a[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+        return rgb, conversion or "converted_alpha"
+    if mode == "CMYK":
+        return np.asarray(img.convert("RGB")), "converted_cmyk"
+    try:
+        return np.asarray(img.convert("RGB")), f"converted_{mode.lower().replace(';', '')}"
+    except (ValueError, OSError) as exc:
+        raise SourceSkip("unsupported_mode", img.filename or "", f"mode {mode}: {exc}") from exc
+
+
+def _resize_to_fit(rgb: np.ndarray, max_pixels: int) -> tuple[np.ndarray, dict | None]:
+    h, w = rgb.shape[:2]
+    if h * w <= max_pixels:
+        return rgb, None
+    scale = (max_pixels / float(h * w)) ** 0.5
+    nw, nh = max(1, int(w * scale)), max(1, int(h * scale))
+    out = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.Resampling.BOX))
+    return out, {"from": [w, h], "to": [nw, nh], "scale": [nw / w, nh / h]}
+
+
+def load_item(ref: SourceRef, options: LoadOptions = LoadOptions()) -> Item:
+    """Read ``ref`` into an RGB item or raise :class:`SourceSkip` naming why it is unusable."""
+    path = ref.path
+    if not os.path.exists(path):
+        raise SourceSkip("not_found", path)
+    if not os.path.isfile(path):
+        raise SourceSkip("not_a_file", path)
+    info: dict = {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > options.max_pixels:
+                    raise SourceSkip(
+                        "too_many_pixels", path, f"{w}x{h} > limit of {options.max_pixels} pixels"
+                    )
+                img.load()
+                orientation = img.getexif().get(0x0112, 1)
+                if orientation not in (None, 1):
+                    img = ImageOps.exif_transpose(img)
+                    info["exif_orientation"] = int(orientation)
+                rgb, conversion = _to_rgb(img)
+    except SourceSkip:
+        raise
+    except UnidentifiedImageError as exc:
+        raise SourceSkip("not_an_image", path, "not a readable image format") from exc
+    except Image.DecompressionBombError as exc:
+        raise SourceSkip("too_many_pixels", path, str(exc)) from exc
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+        raise SourceSkip("corrupt_or_truncated", path, str(exc).strip() or type(exc).__name__) from exc
+    if conversion:
+        info["conversion"] = conversion
+    h, w = rgb.shape[:2]
+    info["file_size"] = [int(w), int(h)]
+    if min(h, w) < options.min_side:
+        raise SourceSkip("too_small", path, f"{w}x{h}, shorter side below {options.min_side} px")
+    if options.resize_max_pixels:
+        rgb, resize = _resize_to_fit(rgb, options.resize_max_pixels)
+        if resize:
+            info["resize"] = resize
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    rgb.setflags(write=False)
+    return Item(id=ref.id, rgb=rgb, path=path, info=info)

@@ -1,0 +1,81 @@
+"""Pretext tasks and their registry.
+
+Each task lives in its own module. Tasks register by name; third-party packages add
+theirs through the ``spatial_ssrl.tasks`` entry-point group (the entry point names a
+:class:`~spatial_ssrl.tasks.base.PretextTask` subclass)::
+
+    [project.entry-points."spatial_ssrl.tasks"]
+    mytask = "mypkg.tasks:MyTask"
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+from .base import PretextTask, Rendered, Sample, generate_sample
+from .crop import CropTask
+from .flip import FlipTask
+from .shuffle import ShuffleTask
+
+ENTRY_POINT_GROUP = "spatial_ssrl.tasks"
+
+_REGISTRY: dict[str, type[PretextTask]] = {}
+_entry_points_loaded = False
+
+
+def register_task(cls: type[PretextTask]) -> type[PretextTask]:
+    """Register a task class under its ``name`` (usable as a class decorator)."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+for _cls in (ShuffleTask, FlipTask, CropTask):
+    register_task(_cls)
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in _REGISTRY:
+            continue
+        cls = ep.load()
+        if getattr(cls, "name", None) != ep.name:
+            cls.name = ep.name
+        register_task(cls)
+
+
+def available_tasks() -> dict[str, type[PretextTask]]:
+    _load_entry_points()
+    return dict(_REGISTRY)
+
+
+def get_task_class(name: str) -> type[PretextTask]:
+    tasks = available_tasks()
+    try:
+        return tasks[name]
+    except KeyError:
+        raise KeyError(f"unknown task {name!r}; available: {', '.join(sorted(tasks))}") from None
+
+
+def make_task(name: str, variant: str | None = None, **options) -> PretextTask:
+    return get_task_class(name)(variant, **options)
+
+
+__all__ = [
+    "CropTask",
+    "FlipTask",
+    "PretextTask",
+    "Rendered",
+    "Sample",
+    "ShuffleTask",
+    "available_tasks",
+    "generate_sample",
+    "get_task_class",
+    "make_task",
+    "register_task",
+]

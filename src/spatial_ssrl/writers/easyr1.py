@@ -1,0 +1,63 @@
+"""EasyR1 format: ``problem`` (with ``<image>`` tokens), ``answer``, ``images``, matching
+EasyR1's default ``data.prompt_key``, ``data.answer_key`` and ``data.image_key``.
+
+EasyR1 adds the format suffix through a jinja template (``data.format_prompt``); the
+writer drops one beside the data as ``format_prompt.jinja``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow as pa
+
+from ..prompts import FORMAT_SUFFIX
+from .base import IMAGE_LIST, IMAGE_STRUCT, STRING, ParquetShardWriter, atomic_write_bytes, image_cells
+from .encoded import EncodedSample
+
+SCHEMA = pa.schema(
+    [
+        ("problem", pa.string()),
+        ("answer", pa.string()),
+        ("images", pa.list_(IMAGE_STRUCT)),
+        ("id", pa.string()),
+        ("task", pa.string()),
+        ("variant", pa.string()),
+        ("answer_type", pa.string()),
+    ]
+)
+FEATURES = {
+    "problem": STRING,
+    "answer": STRING,
+    "images": IMAGE_LIST,
+    "id": STRING,
+    "task": STRING,
+    "variant": STRING,
+    "answer_type": STRING,
+}
+FORMAT_TEMPLATE = "{{ content | trim }} " + FORMAT_SUFFIX + "\n"
+
+
+def to_row(s: EncodedSample, index: int) -> dict:
+    return {
+        "problem": s.problem,
+        "answer": s.answer,
+        "images": image_cells(s),
+        "id": s.id,
+        "task": s.task,
+        "variant": s.variant,
+        "answer_type": s.answer_type,
+    }
+
+
+class EasyR1Writer(ParquetShardWriter):
+    format_name = "easyr1"
+
+    def __init__(self, out_dir: str, rows_per_shard: int = 1000):
+        super().__init__(out_dir, SCHEMA, FEATURES, to_row, rows_per_shard)
+
+    def close(self) -> list[str]:
+        files = super().close()
+        path = os.path.join(self.out_dir, "format_prompt.jinja")
+        atomic_write_bytes(path, FORMAT_TEMPLATE.encode())
+        return [*files, path]

@@ -1,0 +1,86 @@
+"""LLaMA-Factory format: sharegpt-style records with image files.
+
+- ``images/<id>-<i>.png``: the images, as files;
+- ``train.jsonl``: one record per sample, ``{"messages": [user, assistant], "images": [...]}``,
+  the user turn holding the question with ``<image>`` tokens and the format suffix, the
+  assistant turn the boxed answer;
+- ``dataset_info.json``: the entry LLaMA-Factory reads (``dataset_dir`` = the output folder,
+  dataset name ``spatial_ssrl``).
+
+Image paths are relative to the output folder, which LLaMA-Factory uses as its media folder
+when ``dataset_dir`` points there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ..prompts import with_format_suffix
+from .base import DatasetWriter, atomic_write_bytes, atomic_write_json
+from .encoded import EncodedSample
+
+DATASET_NAME = "spatial_ssrl"
+DATA_FILE = "train.jsonl"
+IMAGE_DIR = "images"
+
+
+def dataset_info() -> dict:
+    return {
+        DATASET_NAME: {
+            "file_name": DATA_FILE,
+            "formatting": "sharegpt",
+            "columns": {"messages": "messages", "images": "images"},
+            "tags": {
+                "role_tag": "role",
+                "content_tag": "content",
+                "user_tag": "user",
+                "assistant_tag": "assistant",
+            },
+        }
+    }
+
+
+def to_record(s: EncodedSample) -> dict:
+    return {
+        "messages": [
+            {"role": "user", "content": with_format_suffix(s.problem)},
+            {"role": "assistant", "content": f"\\boxed{{{s.answer}}}"},
+        ],
+        "images": [f"{IMAGE_DIR}/{name}" for name in s.image_names],
+        "id": s.id,
+        "task": s.task,
+        "variant": s.variant,
+        "answer": s.answer,
+        "answer_type": s.answer_type,
+    }
+
+
+class LlamaFactoryWriter(DatasetWriter):
+    format_name = "llamafactory"
+
+    def __init__(self, out_dir: str, rows_per_shard: int = 1000):
+        super().__init__(out_dir)
+        self.image_dir = os.path.join(out_dir, IMAGE_DIR)
+        os.makedirs(self.image_dir, exist_ok=True)
+        self.tmp_path = os.path.join(out_dir, f".tmp-{DATA_FILE}")
+        self._fh = open(self.tmp_path, "w", encoding="utf-8")
+
+    def add(self, sample: EncodedSample) -> None:
+        for data, name in zip(sample.images, sample.image_names):
+            atomic_write_bytes(os.path.join(self.image_dir, name), data)
+        self._fh.write(json.dumps(to_record(sample), ensure_ascii=False) + "\n")
+
+    def close(self) -> list[str]:
+        self._fh.close()
+        final = os.path.join(self.out_dir, DATA_FILE)
+        os.replace(self.tmp_path, final)
+        info = os.path.join(self.out_dir, "dataset_info.json")
+        atomic_write_json(info, dataset_info())
+        return [final, info, self.image_dir]
+
+    def abort(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+        if os.path.exists(self.tmp_path):
+            os.unlink(self.tmp_path)

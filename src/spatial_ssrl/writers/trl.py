@@ -1,0 +1,69 @@
+"""TRL format: a conversational ``prompt`` for GRPOTrainer / SFTTrainer.
+
+The user message's content interleaves ``{"type": "image"}`` entries and text parts in the
+order of the question's ``<image>`` placeholders; the format suffix ends the last text part.
+GRPOTrainer passes every other column (``answer``, ``answer_type``, ``task``, ...) to
+reward functions as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from ..prompts import IMAGE_TOKEN, with_format_suffix
+from .base import IMAGE_LIST, IMAGE_STRUCT, STRING, ParquetShardWriter, image_cells
+from .encoded import EncodedSample
+
+CONTENT = pa.struct([("type", pa.string()), ("text", pa.string())])
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.list_(CONTENT))])
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("prompt", pa.list_(MESSAGE)),
+        ("images", pa.list_(IMAGE_STRUCT)),
+        ("answer", pa.string()),
+        ("answer_type", pa.string()),
+        ("task", pa.string()),
+        ("variant", pa.string()),
+    ]
+)
+FEATURES = {
+    "id": STRING,
+    "prompt": [{"role": STRING, "content": [{"type": STRING, "text": STRING}]}],
+    "images": IMAGE_LIST,
+    "answer": STRING,
+    "answer_type": STRING,
+    "task": STRING,
+    "variant": STRING,
+}
+
+
+def user_content(problem: str) -> list[dict]:
+    """Split a question at its ``<image>`` placeholders into TRL content parts."""
+    parts = with_format_suffix(problem).split(IMAGE_TOKEN)
+    content: list[dict] = []
+    for i, text in enumerate(parts):
+        if i > 0:
+            content.append({"type": "image", "text": None})
+        if text:
+            content.append({"type": "text", "text": text})
+    return content
+
+
+def to_row(s: EncodedSample, index: int) -> dict:
+    return {
+        "id": s.id,
+        "prompt": [{"role": "user", "content": user_content(s.problem)}],
+        "images": image_cells(s),
+        "answer": s.answer,
+        "answer_type": s.answer_type,
+        "task": s.task,
+        "variant": s.variant,
+    }
+
+
+class TRLWriter(ParquetShardWriter):
+    format_name = "trl"
+
+    def __init__(self, out_dir: str, rows_per_shard: int = 1000):
+        super().__init__(out_dir, SCHEMA, FEATURES, to_row, rows_per_shard)
