@@ -66,6 +66,14 @@ def make_task(name: str, variant: str | None = None, **options) -> PretextTask:
     return get_task_class(name)(variant, **options)
 
 
+def rerender(meta: dict, item, **options) -> tuple[Rendered, str]:
+    """Re-create a sample from its stored ``meta`` and its source item: returns the
+    rendered images/question and the answer implied by the stored params."""
+    task = make_task(meta["task"], meta["variant"], **options)
+    params = meta["params"]
+    return task.render(item, params), task.answer(params)
+
+
 __all__ = [
     "CropTask",
     "FlipTask",
@@ -78,4 +86,5 @@ __all__ = [
     "get_task_class",
     "make_task",
     "register_task",
+    "rerender",
 ]
