@@ -10,7 +10,9 @@ import click
 
 from . import __version__
 
-OUTPUT_ENTRIES = ("data", "images", "manifest.json", "train.jsonl", "dataset_info.json", "format_prompt.jinja")
+OUTPUT_ENTRIES = (
+    "data", "images", "manifest.json", "train.jsonl", "dataset_info.json", "format_prompt.jinja", "preview.html",
+)
 
 
 def _prepare_out_dir(out: str, overwrite: bool) -> None:

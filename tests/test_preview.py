@@ -1,0 +1,451 @@
+"""The HTML preview page (``spatial_ssrl.preview`` and ``ssrl preview``)."""
+
+from __future__ import annotations
+
+import base64
+import glob
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from spatial_ssrl.cli import main
+from spatial_ssrl.preview import PreviewError, write_preview
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+VOID = {"img", "meta", "br", "hr", "input", "link", "source", "wbr"}
+
+
+# ----------------------------------------------------------------------------------------
+# helpers
+
+
+class PageParser(HTMLParser):
+    """Collects the page's task sections, sample blocks and header count rows."""
+
+    CAPTURE = ("answer", "cap", "meta", "question", "count")
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack: list[tuple[str, set[str]]] = []
+        self.sections: list[dict] = []
+        self.samples: list[dict] = []
+        self.count_rows: list[dict] = []
+        self.srcs: list[str] = []
+        self.hrefs: list[str] = []
+        self._buffers: list[tuple[int, str, dict]] = []  # (depth, key, target)
+        self._row: dict | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        classes = set((a.get("class") or "").split())
+        if "src" in a:
+            self.srcs.append(a["src"])
+        if "href" in a:
+            self.hrefs.append(a["href"])
+        sample = self.samples[-1] if self.samples and self._inside("article") else None
+        if tag == "section" and "task" in classes:
+            self.sections.append({"task": a.get("data-task"), "samples": [], "count": ""})
+        elif tag == "article" and "sample" in classes:
+            s = {"id": a["data-id"], "task": a["data-task"], "variant": a["data-variant"],
+                 "section": self.sections[-1]["task"] if self.sections else None,
+                 "images": [], "captions": [], "correct": [], "answer": "", "question": "",
+                 "placeholders": 0, "meta": ""}
+            self.samples.append(s)
+            self.sections[-1]["samples"].append(s)
+        elif tag == "img" and sample is not None:
+            sample["images"].append(a.get("src", ""))
+        elif tag == "figure" and sample is not None:
+            sample["correct"].append("correct" in classes)
+        elif tag == "span" and "ph" in classes and sample is not None:
+            sample["placeholders"] += 1
+        elif tag == "tr" and "data-task" in a:
+            self._row = {"task": a["data-task"], "variant": a["data-variant"]}
+            self.count_rows.append(self._row)
+        elif tag == "td" and self._row is not None and ({"rows", "shown"} & classes):
+            key = "rows" if "rows" in classes else "shown"
+            self._row[key] = ""
+            self._buffers.append((len(self.stack) + 1, key, self._row))
+        if tag in VOID:
+            return
+        self.stack.append((tag, classes))
+        depth = len(self.stack)
+        for key in self.CAPTURE:
+            if key in classes:
+                if key == "count" and self.sections and sample is None:
+                    self._buffers.append((depth, "count", self.sections[-1]))
+                elif sample is not None and key != "count":
+                    if key == "cap":
+                        sample["captions"].append("")
+                        self._buffers.append((depth, "captions", sample))
+                    elif key == "answer" and sample["answer"]:
+                        pass  # the first .answer in a sample block is the answer field
+                    else:
+                        self._buffers.append((depth, key, sample))
+
+    def handle_endtag(self, tag):
+        if tag in VOID or not self.stack:
+            return
+        depth = len(self.stack)
+        self._buffers = [b for b in self._buffers if b[0] < depth]
+        self.stack.pop()
+        if tag == "tr":
+            self._row = None
+
+    def handle_data(self, data):
+        for _, key, target in self._buffers:
+            if isinstance(target[key], list):
+                target[key][-1] += data
+            else:
+                target[key] += data
+
+    def _inside(self, tag):
+        return any(t == tag for t, _ in self.stack)
+
+
+def parse_page(path) -> PageParser:
+    p = PageParser()
+    p.feed(Path(path).read_text(encoding="utf-8"))
+    p.close()
+    return p
+
+
+def decode_data_uri(src: str) -> bytes:
+    assert src.startswith("data:image/png;base64,"), src[:60]
+    return base64.b64decode(src.split(",", 1)[1], validate=True)
+
+
+def stored_samples(dataset: Path) -> dict[str, dict]:
+    """id -> {task, variant, answer, images (bytes list), meta} read straight from the files."""
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    fmt = manifest["format"]
+    out: dict[str, dict] = {}
+    if fmt == "llamafactory":
+        for line in (dataset / "train.jsonl").read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            out[r["id"]] = {"task": r["task"], "variant": r["variant"], "answer": r["answer"],
+                            "images": [(dataset / p).read_bytes() for p in r["images"]], "meta": None}
+        return out
+    table = pq.read_table(sorted(glob.glob(str(dataset / "data" / "*.parquet"))))
+    for r in table.to_pylist():
+        if fmt == "verl":
+            info = r["extra_info"]
+            key, task, variant, answer = info["id"], info["task"], info["variant"], r["reward_model"]["ground_truth"]
+        else:
+            key, task, variant, answer = r["id"], r["task"], r["variant"], r["answer"]
+        out[key] = {"task": task, "variant": variant, "answer": answer,
+                    "images": [c["bytes"] for c in r["images"]], "meta": r.get("meta")}
+    return out
+
+
+def generate(out: Path, fmt: str, num: int, seed: int = 3) -> Path:
+    from spatial_ssrl.engine import GenerateConfig, parse_mix, run_generation
+    from spatial_ssrl.sources import builtin_photos
+
+    # three small photos keep generation quick; the default mix still gives every task
+    run_generation(builtin_photos()[:3], str(out),
+                   GenerateConfig(num=num, seed=seed, mix=parse_mix(None), workers=1, format=fmt))
+    return out
+
+
+def check_against_dataset(page: PageParser, truth: dict[str, dict]) -> None:
+    """Every shown sample is in the dataset, under its task, with its answer and exact image bytes."""
+    assert len({s["id"] for s in page.samples}) == len(page.samples), "a sample is shown twice"
+    for s in page.samples:
+        t = truth[s["id"]]
+        assert s["task"] == s["section"] == t["task"]
+        assert s["variant"] == t["variant"]
+        assert s["answer"].strip() == t["answer"]
+        assert len(s["images"]) == len(t["images"]) > 0
+        for src, expected in zip(s["images"], t["images"]):
+            data = decode_data_uri(src)
+            assert data.startswith(PNG_MAGIC)
+            with Image.open(io.BytesIO(data)) as im:
+                assert im.format == "PNG"
+                im.load()
+            assert data == expected
+        assert s["placeholders"] == len(t["images"]), "one visible <image> tag per image"
+
+
+# ----------------------------------------------------------------------------------------
+# canonical
+
+
+def test_canonical_sections_samples_and_order(builtin_dataset, tmp_path):
+    truth = stored_samples(builtin_dataset)
+    out = tmp_path / "page.html"
+    assert write_preview(str(builtin_dataset), str(out), num=6) == 6
+    page = parse_page(out)
+
+    tasks_in_data = {t["task"] for t in truth.values()}
+    assert len(tasks_in_data) >= 3
+    assert [sec["task"] for sec in page.sections] == sorted(tasks_in_data)
+    assert len(page.samples) == 6
+    # spread round-robin over the tasks: 6 samples over 3 tasks is 2 each
+    assert Counter(s["task"] for s in page.samples) == {t: 2 for t in tasks_in_data}
+    for sec in page.sections:
+        n = len(sec["samples"])
+        assert re.match(rf"{n} samples? shown", sec["count"].strip()), sec["count"]
+        variants = [s["variant"] for s in sec["samples"]]
+        assert variants == sorted(variants)
+    check_against_dataset(page, truth)
+
+
+def test_canonical_fields_meta_and_crop_captions(builtin_dataset, tmp_path):
+    truth = stored_samples(builtin_dataset)
+    out = tmp_path / "page.html"
+    write_preview(str(builtin_dataset), str(out), num=9, seed=4)
+    page = parse_page(out)
+    assert len(page.samples) == 9
+    check_against_dataset(page, truth)
+    crops = [s for s in page.samples if s["task"] == "crop"]
+    assert crops
+    for s in page.samples:
+        assert json.loads(s["meta"]) == json.loads(truth[s["id"]]["meta"])
+        assert s["question"].count("<image>") == len(s["images"])
+    for s in crops:
+        assert [c.strip() for c in s["captions"]] == ["masked image", "A", "B", "C", "D"]
+        answer = truth[s["id"]]["answer"]
+        assert s["correct"] == [False] + [letter == answer for letter in "ABCD"]
+
+
+def test_header_counts_match_manifest(builtin_dataset, tmp_path):
+    manifest = json.loads((builtin_dataset / "manifest.json").read_text())
+    out = tmp_path / "page.html"
+    write_preview(str(builtin_dataset), str(out), num=5)
+    page = parse_page(out)
+    got = {(r["task"], r["variant"]): int(r["rows"]) for r in page.count_rows}
+    want = {(t, v): n for t, vs in manifest["counts"].items() for v, n in vs.items()}
+    assert got == want
+    shown = Counter((s["task"], s["variant"]) for s in page.samples)
+    assert {(r["task"], r["variant"]): int(r["shown"]) for r in page.count_rows if int(r["shown"])} == shown
+    text = out.read_text(encoding="utf-8")
+    assert "warn" not in re.findall(r'class="([^"]*)"', text), "no mismatch warning for a consistent dataset"
+
+
+def test_page_is_self_contained(builtin_dataset, tmp_path):
+    out = tmp_path / "page.html"
+    write_preview(str(builtin_dataset), str(out), num=6)
+    text = out.read_text(encoding="utf-8")
+    page = parse_page(out)
+    assert not re.search(r"https?://", text)
+    assert 'src="/' not in text and "src='/" not in text
+    assert not re.search(r"<(script|link|iframe|object|embed)\b", text, re.I)
+    assert "url(" not in text and "@import" not in text
+    assert page.srcs and all(s.startswith("data:image/png;base64,") for s in page.srcs)
+    assert page.hrefs and all(h.startswith("#") for h in page.hrefs)
+
+
+def test_selection_is_seeded_and_deterministic(builtin_dataset, tmp_path):
+    a, b, c = tmp_path / "a.html", tmp_path / "b.html", tmp_path / "c.html"
+    write_preview(str(builtin_dataset), str(a), num=6, seed=0)
+    write_preview(str(builtin_dataset), str(b), num=6, seed=0)
+    write_preview(str(builtin_dataset), str(c), num=6, seed=1)
+    assert a.read_bytes() == b.read_bytes()
+    assert [s["id"] for s in parse_page(a).samples] != [s["id"] for s in parse_page(c).samples]
+    # fewer samples than tasks: one from each of the first ``num`` tasks, none twice
+    one = tmp_path / "one.html"
+    write_preview(str(builtin_dataset), str(one), num=2)
+    tasks = [s["task"] for s in parse_page(one).samples]
+    assert len(tasks) == len(set(tasks)) == 2
+
+
+def test_reads_parquet_without_datasets(builtin_dataset, tmp_path):
+    out = tmp_path / "page.html"
+    code = (
+        "import sys; from spatial_ssrl.preview import write_preview; "
+        f"n = write_preview({str(builtin_dataset)!r}, {str(out)!r}, num=2); "
+        "assert n == 2; assert 'datasets' not in sys.modules, 'preview imported datasets'"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
+# ----------------------------------------------------------------------------------------
+# other formats
+
+
+@pytest.fixture(scope="module", params=["trl", "easyr1", "verl", "llamafactory"])
+def format_dataset(request, tmp_path_factory) -> Path:
+    return generate(tmp_path_factory.mktemp(f"preview-{request.param}"), request.param, num=8)
+
+
+def test_other_formats(format_dataset, tmp_path):
+    truth = stored_samples(format_dataset)
+    out = tmp_path / "page.html"
+    assert write_preview(str(format_dataset), str(out), num=6) == 6
+    page = parse_page(out)
+    assert [sec["task"] for sec in page.sections] == sorted({t["task"] for t in truth.values()})
+    assert len(page.samples) == 6
+    check_against_dataset(page, truth)
+    for s in page.samples:
+        assert s["question"].count("<image>") == len(s["images"])
+        assert "MUST BE put in" not in s["question"], "the format suffix is split off the question"
+        if s["task"] == "crop":
+            assert [c.strip() for c in s["captions"]] == ["masked image", "A", "B", "C", "D"]
+    # asking for more than there is shows everything once
+    every = tmp_path / "all.html"
+    assert write_preview(str(format_dataset), str(every), num=500) == len(truth)
+    assert sorted(s["id"] for s in parse_page(every).samples) == sorted(truth)
+
+
+def test_format_inferred_without_manifest(format_dataset, tmp_path):
+    copy = tmp_path / "ds"
+    shutil.copytree(format_dataset, copy)
+    (copy / "manifest.json").unlink()
+    out = tmp_path / "page.html"
+    assert write_preview(str(copy), str(out), num=4) == 4
+    check_against_dataset(parse_page(out), stored_samples(format_dataset))
+
+
+def test_llamafactory_missing_image_is_shown_not_fatal(tmp_path):
+    ds = generate(tmp_path / "lf", "llamafactory", num=3)
+    truth = stored_samples(ds)
+    first = json.loads((ds / "train.jsonl").read_text().splitlines()[0])
+    (ds / first["images"][0]).unlink()
+    out = tmp_path / "page.html"
+    assert write_preview(str(ds), str(out), num=3) == 3
+    page = parse_page(out)
+    total = sum(len(t["images"]) for t in truth.values())
+    assert len(page.srcs) == total - 1
+    assert "cannot read images/" in out.read_text(encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------------------
+# command line
+
+
+def test_cli_preview(builtin_dataset, tmp_path):
+    out = tmp_path / "page.html"
+    res = CliRunner().invoke(main, ["preview", str(builtin_dataset), "--out", str(out), "--num", "6"])
+    assert res.exit_code == 0, res.output
+    assert f"wrote {out} (6 samples)" in res.output
+    page = parse_page(out)
+    assert len(page.samples) == 6
+    check_against_dataset(page, stored_samples(builtin_dataset))
+
+
+def test_cli_default_out_is_inside_dataset(tmp_path):
+    ds = generate(tmp_path / "ds", "trl", num=3)
+    res = CliRunner().invoke(main, ["preview", str(ds), "-n", "2"])
+    assert res.exit_code == 0, res.output
+    assert len(parse_page(ds / "preview.html").samples) == 2
+
+
+# ----------------------------------------------------------------------------------------
+# mistakes
+
+
+def _cli_error(args) -> str:
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 1, res.output
+    assert isinstance(res.exception, SystemExit)
+    assert "Traceback" not in res.output
+    assert res.output.startswith("Error: ")
+    return res.output
+
+
+def test_empty_folder(tmp_path):
+    with pytest.raises(PreviewError, match="holds no dataset"):
+        write_preview(str(tmp_path), str(tmp_path / "p.html"))
+    msg = _cli_error(["preview", str(tmp_path), "--out", str(tmp_path / "p.html")])
+    assert "no dataset" in msg and "data/*.parquet" in msg
+    assert not (tmp_path / "p.html").exists()
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(PreviewError, match="is not a folder"):
+        write_preview(str(tmp_path / "nope"), str(tmp_path / "p.html"))
+
+
+def test_manifest_without_data(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "canonical", "num_written": 0}))
+    with pytest.raises(PreviewError, match="no samples were written"):
+        write_preview(str(tmp_path), str(tmp_path / "p.html"))
+
+
+def test_parquet_lacking_columns(tmp_path):
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.table({"id": ["a"], "task": ["shuffle"], "variant": ["2x2"]}),
+                   tmp_path / "data" / "train-00000-of-00001.parquet")
+    # without a manifest the format cannot be told
+    with pytest.raises(PreviewError, match="matches none of the formats"):
+        write_preview(str(tmp_path), str(tmp_path / "p.html"))
+    # with one, the missing columns are named
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "canonical"}))
+    with pytest.raises(PreviewError, match=r"lacks column\(s\) images, problem, answer"):
+        write_preview(str(tmp_path), str(tmp_path / "p.html"))
+    msg = _cli_error(["preview", str(tmp_path), "--out", str(tmp_path / "p.html")])
+    assert "lacks column(s)" in msg
+
+
+def test_verl_lacking_nested_field(tmp_path):
+    (tmp_path / "data").mkdir()
+    table = pa.table({
+        "prompt": [[{"role": "user", "content": "<image>q"}]],
+        "images": [[{"bytes": b"x", "path": "a.png"}]],
+        "reward_model": [{"style": "rule"}],
+        "extra_info": [{"id": "a", "task": "flip", "variant": "2x2"}],
+    })
+    pq.write_table(table, tmp_path / "data" / "train-00000-of-00001.parquet")
+    with pytest.raises(PreviewError, match="reward_model.ground_truth"):
+        write_preview(str(tmp_path), str(tmp_path / "p.html"))
+
+
+def test_not_parquet(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train-00000-of-00001.parquet").write_bytes(b"not a parquet file")
+    with pytest.raises(PreviewError, match="cannot read data/train-00000-of-00001.parquet"):
+        write_preview(str(tmp_path), str(tmp_path / "p.html"))
+    _cli_error(["preview", str(tmp_path), "--out", str(tmp_path / "p.html")])
+
+
+def test_bad_jsonl(tmp_path):
+    good = {"messages": [], "images": [], "id": "a", "task": "flip", "variant": "2x2"}
+    (tmp_path / "train.jsonl").write_text(json.dumps(good) + "\n{not json\n")
+    with pytest.raises(PreviewError, match="line 2 is not valid JSON"):
+        write_preview(str(tmp_path), str(tmp_path / "p.html"))
+    (tmp_path / "train.jsonl").write_text(json.dumps({"messages": []}) + "\n")
+    with pytest.raises(PreviewError, match="line 1 lacks key"):
+        write_preview(str(tmp_path), str(tmp_path / "p.html"))
+
+
+def test_text_is_escaped(tmp_path):
+    from spatial_ssrl.writers.canonical import SCHEMA
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 24), (200, 30, 30)).save(buf, format="PNG")
+    png = buf.getvalue()
+    row = {
+        "id": "x<1>", "task": "shuffle", "variant": "2x2\"'", "images": [{"bytes": png, "path": "x.png"}],
+        "problem": "<image><script>alert(1)</script> & more", "answer": "<b>0-1-2-3</b>",
+        "answer_type": "permutation", "options": None, "source": "<img src=x onerror=alert(1)>",
+        "meta": json.dumps({"note": "</pre><script>"}),
+    }
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.Table.from_pylist([row], schema=SCHEMA), tmp_path / "data" / "train-00000-of-00001.parquet")
+    out = tmp_path / "p.html"
+    assert write_preview(str(tmp_path), str(out)) == 1
+    text = out.read_text(encoding="utf-8")
+    assert "<script" not in text
+    assert "<b>0-1-2-3" not in text
+    assert "<img src=x" not in text
+    page = parse_page(out)
+    (s,) = page.samples
+    assert s["id"] == "x<1>" and s["variant"] == "2x2\"'"
+    assert s["answer"] == "<b>0-1-2-3</b>"
+    assert s["placeholders"] == 1
+    assert s["question"] == "<image>1<script>alert(1)</script> & more"
+    assert json.loads(s["meta"]) == {"note": "</pre><script>"}
+    assert decode_data_uri(s["images"][0]) == png
