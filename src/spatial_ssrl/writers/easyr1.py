@@ -1,8 +1,10 @@
-"""EasyR1 format: ``problem`` (with ``<image>`` tokens), ``answer``, ``images``, matching
-EasyR1's default ``data.prompt_key``, ``data.answer_key`` and ``data.image_key``.
+"""EasyR1 format: ``problem`` (with ``<image>`` tokens), ``answer``, ``images``: the keys
+EasyR1's example configs use (``data.prompt_key=problem``, ``data.answer_key=answer``,
+``data.image_key=images``; the code default for the prompt key is ``prompt``, so set it).
 
-EasyR1 adds the format suffix through a jinja template (``data.format_prompt``); the
-writer drops one beside the data as ``format_prompt.jinja``.
+Point ``data.train_files`` at ``OUT/data`` (the shard folder). EasyR1 adds the format suffix
+through a jinja template (``data.format_prompt``); the writer drops one beside the data as
+``format_prompt.jinja``.
 """
 
 from __future__ import annotations
