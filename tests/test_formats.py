@@ -542,7 +542,9 @@ def test_llamafactory_dataset_as_its_loader_reads_it(runs, by_id):
         assert len(msgs) % 2 == 0
         assert [m[role] for m in msgs] == [user, assistant]
         assert msgs[0][content] == with_format_suffix(ref["problem"])
-        assert msgs[-1][content] == f"\\boxed{{{ref['answer']}}}"
+        target = msgs[-1][content]
+        assert target.startswith("<think>\n") and "\n</think>\n" in target, target
+        assert target.endswith(f"</think>\n\\boxed{{{ref['answer']}}}"), target
 
         images = rec[images_col]
         assert isinstance(images, list) and all(isinstance(p, str) for p in images)

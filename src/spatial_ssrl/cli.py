@@ -165,5 +165,14 @@ def preview(dataset, out, num, seed):
     click.echo(f"wrote {out} ({shown} samples)")
 
 
+def _register_score() -> None:
+    from .reward.cli import score_command
+
+    main.add_command(score_command, name="score")
+
+
+_register_score()
+
+
 if __name__ == "__main__":
     main()

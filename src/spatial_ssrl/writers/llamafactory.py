@@ -41,11 +41,28 @@ def dataset_info() -> dict:
     }
 
 
+# One short rationale per answer type, so supervised targets follow the requested format.
+RATIONALES = {
+    "permutation": "I compare the edges, lines and content of the labelled pieces to see which ones "
+    "continue each other, and put each piece where it fits in the original image.",
+    "flip": "I look for the patch whose content does not continue across its edges or appears upside "
+    "down or mirrored, and decide whether it was flipped vertically or horizontally.",
+    "choice": "I compare each option with the content, scale and orientation around the marked region "
+    "and keep the one that fits.",
+}
+FALLBACK_RATIONALE = "I examine the spatial cues in the image and pick the answer they support."
+
+
+def assistant_target(answer: str, answer_type: str) -> str:
+    rationale = RATIONALES.get(answer_type, FALLBACK_RATIONALE)
+    return f"<think>\n{rationale}\n</think>\n\\boxed{{{answer}}}"
+
+
 def to_record(s: EncodedSample) -> dict:
     return {
         "messages": [
             {"role": "user", "content": with_format_suffix(s.problem)},
-            {"role": "assistant", "content": f"\\boxed{{{s.answer}}}"},
+            {"role": "assistant", "content": assistant_target(s.answer, s.answer_type)},
         ],
         "images": [f"{IMAGE_DIR}/{name}" for name in s.image_names],
         "id": s.id,

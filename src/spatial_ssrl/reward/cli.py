@@ -1,0 +1,285 @@
+"""``ssrl score``: score a predictions file against a generated dataset.
+
+The dataset is a folder written by ``ssrl generate`` (``DATASET/data/*.parquet``). The
+canonical, TRL and EasyR1 formats carry ``id``, ``answer`` and ``answer_type`` columns;
+the verl format carries them inside ``extra_info``. Only those columns (plus ``task``,
+``variant`` and ``options`` when present) are read; images are never loaded.
+
+Predictions are JSON lines ``{"id": ..., "response": ...}``. Lines that are not such an
+object are *malformed* (counted and reported by line number); ids absent from the dataset
+are *unknown*; an id seen again is a *duplicate* (the first prediction is scored). None of
+these stop the run. Dataset samples without a prediction are counted as *missing* and left
+out of the accuracy, which is over the scored samples.
+
+The command object is :data:`score_command`; the ``ssrl`` group registers it as ``score``.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections import OrderedDict
+from typing import Any
+
+import click
+
+from spatial_ssrl.reward.canon import ANSWER_TYPES
+from spatial_ssrl.reward.scoring import DEFAULT_FORMAT_WEIGHT, score
+
+_COLUMNS = ("id", "task", "variant", "answer", "answer_type", "options")
+
+
+def _parquet_files(data: str) -> list[str]:
+    files = sorted(glob.glob(os.path.join(data, "data", "*.parquet")))
+    if not files:
+        files = sorted(glob.glob(os.path.join(data, "*.parquet")))
+    return [f for f in files if not os.path.basename(f).startswith(".")]
+
+
+def load_answers(data: str) -> OrderedDict[str, dict[str, Any]]:
+    """id -> {task, variant, answer, answer_type, options} for every sample of a dataset
+    folder. Raises ``click.ClickException`` when the folder holds no usable dataset."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:  # pragma: no cover - pyarrow is a core dependency
+        raise click.ClickException("reading a dataset needs pyarrow (pip install pyarrow)") from exc
+
+    files = _parquet_files(data)
+    if not files:
+        raise click.ClickException(
+            f"{data} holds no dataset: expected parquet shards under {os.path.join(data, 'data')} "
+            "(a folder written by `ssrl generate`)"
+        )
+    samples: OrderedDict[str, dict[str, Any]] = OrderedDict()
+    for path in files:
+        try:
+            pf = pq.ParquetFile(path)
+            names = set(pf.schema_arrow.names)
+            if {"id", "answer"} <= names:
+                cols = [c for c in _COLUMNS if c in names]
+                rows = pf.read(columns=cols).to_pylist()
+            elif "extra_info" in names:
+                rows = [r["extra_info"] or {} for r in pf.read(columns=["extra_info"]).to_pylist()]
+                if "reward_model" in names:
+                    truths = pf.read(columns=["reward_model"]).column("reward_model").to_pylist()
+                    for r, t in zip(rows, truths):
+                        if r.get("answer") is None and t:
+                            r["answer"] = t.get("ground_truth")
+            else:
+                raise click.ClickException(
+                    f"{path} has no 'id' and 'answer' columns (nor a verl 'extra_info'); "
+                    "score needs a dataset in the canonical, trl, easyr1 or verl format"
+                )
+        except click.ClickException:
+            raise
+        except Exception as exc:  # unreadable shard: a clear message, not a traceback
+            raise click.ClickException(f"cannot read {path}: {exc}") from exc
+        for r in rows:
+            sid = r.get("id")
+            if sid is None or r.get("answer") is None:
+                continue
+            samples[str(sid)] = {
+                "task": r.get("task") or "unknown",
+                "variant": r.get("variant") or "unknown",
+                "answer": str(r["answer"]),
+                "answer_type": r.get("answer_type") or None,
+                "options": r.get("options"),
+            }
+    if not samples:
+        raise click.ClickException(f"{data} holds no samples with an id and an answer")
+    return samples
+
+
+def read_predictions(path: str) -> tuple[list[tuple[int, str, str]], list[int]]:
+    """``([(line_number, id, response), ...], malformed_line_numbers)``; blank lines are
+    skipped, line numbers start at 1."""
+    good: list[tuple[int, str, str]] = []
+    malformed: list[int] = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                malformed.append(number)
+                continue
+            if not isinstance(obj, dict):
+                malformed.append(number)
+                continue
+            sid, response = obj.get("id"), obj.get("response")
+            if isinstance(sid, bool) or not isinstance(sid, (str, int)) or not isinstance(response, str):
+                malformed.append(number)
+                continue
+            good.append((number, str(sid), response))
+    return good, malformed
+
+
+def _new_bucket() -> dict[str, Any]:
+    return {"n": 0, "correct": 0, "accuracy_sum": 0.0, "well_formed": 0, "parse_failures": 0, "reward_sum": 0.0}
+
+
+def _finish(bucket: dict[str, Any]) -> dict[str, Any]:
+    n = bucket["n"]
+    return {
+        "n": n,
+        "correct": bucket["correct"],
+        "accuracy": (100.0 * bucket["accuracy_sum"] / n) if n else None,
+        "format_rate": (100.0 * bucket["well_formed"] / n) if n else None,
+        "parse_failures": bucket["parse_failures"],
+        "mean_reward": (bucket["reward_sum"] / n) if n else None,
+    }
+
+
+def build_report(
+    samples: OrderedDict[str, dict[str, Any]],
+    predictions: list[tuple[int, str, str]],
+    malformed: list[int],
+    **settings: Any,
+) -> dict[str, Any]:
+    """Score every prediction and aggregate. ``settings`` go to :func:`score`."""
+    total = _new_bucket()
+    per_task: dict[str, dict[str, Any]] = {}
+    per_variant: dict[str, dict[str, Any]] = {}
+    reasons: dict[str, int] = {}
+    seen: set[str] = set()
+    unknown: list[str] = []
+    duplicates: list[str] = []
+    for _number, sid, response in predictions:
+        sample = samples.get(sid)
+        if sample is None:
+            unknown.append(sid)
+            continue
+        if sid in seen:
+            duplicates.append(sid)
+            continue
+        seen.add(sid)
+        result = score(
+            response,
+            sample["answer"],
+            sample["answer_type"] if sample["answer_type"] in ANSWER_TYPES else None,
+            options=sample["options"],
+            **settings,
+        )
+        task = sample["task"]
+        variant = f"{task}/{sample['variant']}"
+        for bucket in (total, per_task.setdefault(task, _new_bucket()), per_variant.setdefault(variant, _new_bucket())):
+            bucket["n"] += 1
+            bucket["correct"] += result["accuracy"] == 1.0
+            bucket["accuracy_sum"] += result["accuracy"]
+            bucket["well_formed"] += result["format"] == 1.0
+            bucket["parse_failures"] += result["prediction"] is None
+            bucket["reward_sum"] += result["overall"]
+        if result["reason"] is not None:
+            reasons[result["reason"]] = reasons.get(result["reason"], 0) + 1
+
+    missing = [sid for sid in samples if sid not in seen]
+    summary = _finish(total)
+    return {
+        "accuracy": summary["accuracy"],
+        "format_rate": summary["format_rate"],
+        "mean_reward": summary["mean_reward"],
+        "scored": summary["n"],
+        "correct": summary["correct"],
+        "parse_failures": summary["parse_failures"],
+        "dataset_samples": len(samples),
+        "per_task": {k: _finish(v) for k, v in sorted(per_task.items())},
+        "per_variant": {k: _finish(v) for k, v in sorted(per_variant.items())},
+        "failure_reasons": dict(sorted(reasons.items())),
+        "unknown_ids": {"count": len(unknown), "ids": unknown},
+        "malformed_lines": {"count": len(malformed), "lines": malformed},
+        "duplicate_ids": {"count": len(duplicates), "ids": duplicates},
+        "missing_predictions": {"count": len(missing), "ids": missing},
+        "settings": {k: v for k, v in settings.items()},
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    rows = [("group", "n", "accuracy %", "format %", "parse failures")]
+    for section in ("per_task", "per_variant"):
+        for name, b in report[section].items():
+            rows.append((name, str(b["n"]), _pct(b["accuracy"]), _pct(b["format_rate"]), str(b["parse_failures"])))
+        rows.append(("", "", "", "", ""))
+    rows.append(
+        ("all", str(report["scored"]), _pct(report["accuracy"]), _pct(report["format_rate"]), str(report["parse_failures"]))
+    )
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = []
+    for j, r in enumerate(rows):
+        lines.append("  ".join([r[0].ljust(widths[0])] + [r[i].rjust(widths[i]) for i in range(1, 5)]).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _notes(report: dict[str, Any]) -> list[str]:
+    out = []
+
+    def listed(items: list, limit: int = 10) -> str:
+        shown = ", ".join(str(x) for x in items[:limit])
+        return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+    if report["malformed_lines"]["count"]:
+        out.append(f"malformed lines: {report['malformed_lines']['count']} (line {listed(report['malformed_lines']['lines'])})")
+    if report["unknown_ids"]["count"]:
+        out.append(f"unknown ids: {report['unknown_ids']['count']} ({listed(report['unknown_ids']['ids'])})")
+    if report["duplicate_ids"]["count"]:
+        out.append(f"duplicate ids (first prediction kept): {report['duplicate_ids']['count']} ({listed(report['duplicate_ids']['ids'])})")
+    if report["missing_predictions"]["count"]:
+        out.append(f"dataset samples without a prediction: {report['missing_predictions']['count']}")
+    return out
+
+
+@click.command("score", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data", "-d", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Dataset folder written by `ssrl generate`.")
+@click.option("--predictions", "-p", required=True, type=click.Path(exists=True, dir_okay=False),
+              help='JSON lines {"id": ..., "response": ...}.')
+@click.option("--out", "-o", default=None, type=click.Path(dir_okay=False),
+              help="Write the JSON report here.")
+@click.option("--allow-hedging", is_flag=True,
+              help="Score only the last box even when earlier boxes disagree (the paper's rule).")
+@click.option("--require-format", is_flag=True, help="Count an answer only when the format check passes.")
+@click.option("--format-weight", default=DEFAULT_FORMAT_WEIGHT, show_default=True,
+              type=click.FloatRange(0.0, 1.0), help="Weight of the format part in the mean reward.")
+def score_command(data, predictions, out, allow_hedging, require_format, format_weight):
+    """Score model responses against a dataset's answers.
+
+    Prints accuracy, format rate and parse failures per task and per variant; --out writes
+    the full report (top-level `accuracy` in percent over the scored samples).
+    """
+    samples = load_answers(data)
+    try:
+        preds, malformed = read_predictions(predictions)
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {predictions}: {exc}") from exc
+    settings: dict[str, Any] = {"format_weight": format_weight}
+    if allow_hedging:
+        settings["allow_hedging"] = True
+    if require_format:
+        settings["require_format"] = True
+    report = build_report(samples, preds, malformed, **settings)
+    report["dataset"] = os.path.abspath(data)
+    report["predictions_file"] = os.path.abspath(predictions)
+
+    click.echo(format_table(report))
+    for note in _notes(report):
+        click.echo(note)
+    if out:
+        try:
+            parent = os.path.dirname(os.path.abspath(out))
+            os.makedirs(parent, exist_ok=True)
+            with open(out, "w", encoding="utf-8") as fh:
+                json.dump(report, fh, indent=2)
+                fh.write("\n")
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {out}: {exc}") from exc
+        click.echo(f"report written to {out}")
+
+
+__all__ = ["build_report", "format_table", "load_answers", "read_predictions", "score_command"]
