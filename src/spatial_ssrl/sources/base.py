@@ -8,19 +8,46 @@ import numpy as np
 
 @dataclass(frozen=True)
 class SourceRef:
-    """A planned input: a stable id and the path to read it from."""
+    """A planned input: a stable id, the path to read it from and, for RGB-D inputs, where
+    its depth lives and how to read it.
+
+    ``kind`` is ``image`` (RGB only), ``rgbd`` (RGB + a depth file) or ``procedural`` (a
+    scene rendered in memory from ``path``, which then names the scene, e.g.
+    ``procedural:17``).
+    """
 
     id: str
     path: str
     kind: str = "image"
+    depth: str | None = None
+    """Depth file (``.npy``, ``.h5``, 16-bit ``.png``, disparity ``.npz``/``.png``/``.pfm``)."""
+    mask: str | None = None
+    """Optional validity mask file (1 = valid)."""
+    depth_format: str | None = None
+    """How to read ``depth``: ``diode``, ``megadepth``, ``png16``, ``disparity``, ``npy``;
+    None = decided from the file."""
+    depth_scale: float | None = None
+    """Multiplier from stored values to metres (e.g. 0.001 for millimetre PNGs)."""
+    intrinsics: tuple[float, float, float, float] | None = None
+    """Pinhole intrinsics (fx, fy, cx, cy) in pixels of the RGB file."""
+    baseline: float | None = None
+    """Stereo baseline in metres, for disparity inputs (depth = fx * baseline / disparity)."""
 
 
 @dataclass
 class Item:
     """One input, ready for a task: RGB pixels plus optional geometry.
 
+    Depth contract (RGB-D items): ``depth`` is float32 HxW on the RGB grid, positive where
+    ``mask`` (bool HxW) is True; invalid pixels hold NaN and are False in ``mask``.
+    ``intrinsics`` are (fx, fy, cx, cy) in pixels of ``rgb`` (scaled with any resize).
+    ``depth_kind`` says what the numbers mean: ``metric`` (metres), ``relative`` (true depth
+    up to an unknown scale, e.g. MegaDepth) or ``order`` (only the order is meaningful,
+    e.g. inverted disparity without calibration).
+
     ``info`` records what loading did to the file (mode conversion, EXIF orientation,
-    resize) so a sample can say exactly how its pixels relate to the file on disk.
+    resize, depth resampling) so a sample can say exactly how its pixels relate to the
+    files on disk.
     """
 
     id: str
@@ -29,7 +56,13 @@ class Item:
     depth: np.ndarray | None = None
     mask: np.ndarray | None = None
     intrinsics: tuple[float, float, float, float] | None = None
+    depth_kind: str | None = None
+    depth_path: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_depth(self) -> bool:
+        return self.depth is not None
 
     @property
     def height(self) -> int:
