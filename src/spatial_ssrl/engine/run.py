@@ -30,6 +30,7 @@ from ..sources import LoadOptions, SourceRef
 from ..writers import make_writer
 from ..writers.base import atomic_write_json
 from ..writers.encoded import DEFAULT_PNG_COMPRESS_LEVEL
+from ..tasks import get_task_class
 from .mix import MixEntry, allocate
 from .worker import Job, UnitResult, WorkerConfig, run_unit
 
@@ -76,40 +77,64 @@ class RunResult:
     files: list[str]
 
 
+DEPTH_KINDS = frozenset({"rgbd", "procedural"})
+
+
+def _requires_depth(task: str) -> bool:
+    return bool(getattr(get_task_class(task), "requires_depth", False))
+
+
 class _Dealer:
-    """Deals task slots round-robin over usable sources, numbering each source's samples."""
+    """Deals task slots round-robin over usable sources, numbering each source's samples.
+
+    Two pools with their own cursors: every source for depth-free tasks, sources with
+    depth for tasks that need it. A source can be unusable altogether (``bad``) or only
+    for depth tasks (``bad_depth``: its RGB still serves the depth-free tasks)."""
 
     def __init__(self, refs: list[SourceRef], seed: int):
         rng = np.random.default_rng([int(seed), 0x5EED])
         self.order = [refs[i] for i in rng.permutation(len(refs))]
-        self.cursor = 0
+        self.depth_order = [r for r in self.order if r.kind in DEPTH_KINDS]
+        self.cursors = {False: 0, True: 0}
         self.next_k: dict[str, int] = defaultdict(int)
         self.bad: set[str] = set()
+        self.bad_depth: set[str] = set()
 
-    def usable(self) -> int:
-        return len(self.order) - len(self.bad)
+    def _ok(self, ref: SourceRef, depth: bool) -> bool:
+        return ref.id not in self.bad and not (depth and ref.id in self.bad_depth)
 
-    def deal(self, slots: list[tuple[str, str]]) -> list[tuple[SourceRef, list[Job]]]:
+    def usable(self, depth: bool = False) -> int:
+        pool = self.depth_order if depth else self.order
+        return sum(self._ok(r, depth) for r in pool)
+
+    def deal(self, slots: list[tuple[str, str]]) -> tuple[list[tuple[SourceRef, list[Job]]], list[tuple[str, str]]]:
+        """Returns the units and the slots no usable source could take."""
         per_source: dict[str, list[Job]] = {}
         refs: dict[str, SourceRef] = {}
-        n = len(self.order)
+        undealt: list[tuple[str, str]] = []
         for task, variant in slots:
+            depth = _requires_depth(task)
+            pool = self.depth_order if depth else self.order
+            n = len(pool)
+            chosen = None
             for _ in range(n):
-                ref = self.order[self.cursor % n]
-                self.cursor += 1
-                if ref.id not in self.bad:
+                ref = pool[self.cursors[depth] % n]
+                self.cursors[depth] += 1
+                if self._ok(ref, depth):
+                    chosen = ref
                     break
-            else:
-                break
-            k = self.next_k[ref.id]
-            self.next_k[ref.id] += 1
-            per_source.setdefault(ref.id, []).append(Job(task, variant, k))
-            refs[ref.id] = ref
+            if chosen is None:
+                undealt.append((task, variant))
+                continue
+            k = self.next_k[chosen.id]
+            self.next_k[chosen.id] += 1
+            per_source.setdefault(chosen.id, []).append(Job(task, variant, k))
+            refs[chosen.id] = chosen
         units = []
         for sid, jobs in per_source.items():
             for i in range(0, len(jobs), MAX_JOBS_PER_UNIT):
                 units.append((refs[sid], jobs[i:i + MAX_JOBS_PER_UNIT]))
-        return units
+        return units, undealt
 
 
 def _initial_slots(num: int, mix: list[MixEntry], seed: int) -> list[tuple[str, str]]:
@@ -157,12 +182,23 @@ def run_generation(
     try:
         pending = _initial_slots(config.num, config.mix, config.seed)
         rounds = 0
-        while pending and dealer.usable() > 0 and rounds < MAX_ROUNDS:
+        undealt: list[tuple[str, str]] = []
+        while pending and rounds < MAX_ROUNDS:
             rounds += 1
-            units = dealer.deal(pending)
+            units, more_undealt = dealer.deal(pending)
+            undealt.extend(more_undealt)
             pending = []
             for res in _execute(units, wcfg, pool):
                 ref = res.ref
+                if res.depth_skip_reason:
+                    if config.strict:
+                        raise StrictModeError(ref.depth or ref.path, res.depth_skip_reason, res.depth_skip_detail)
+                    if ref.id not in dealer.bad_depth:
+                        dealer.bad_depth.add(ref.id)
+                        skips[res.depth_skip_reason] += 1
+                        if len(skipped_files[res.depth_skip_reason]) < MAX_LISTED_SKIPS:
+                            skipped_files[res.depth_skip_reason].append(ref.depth or ref.path)
+                    pending.extend((j.task, j.variant) for j in res.depth_jobs_refused)
                 if res.skip_reason:
                     if config.strict:
                         raise StrictModeError(ref.path, res.skip_reason, res.skip_detail)
@@ -196,7 +232,7 @@ def run_generation(
                     counts[jr.sample.task][jr.sample.variant] += 1
                     if progress:
                         progress(1)
-        for task, variant in pending:
+        for task, variant in [*pending, *undealt]:
             unfilled[f"{task}/{variant}"] += 1
         files = writer.close()
     except BaseException:
@@ -227,7 +263,13 @@ def run_generation(
         "conversions": dict(sorted(conversions.items())),
         "unfilled": dict(sorted(unfilled.items())),
         "inputs": list(inputs),
-        "sources": {"found": len(refs), "used": len(seen_sources), "unusable": len(dealer.bad)},
+        "sources": {
+            "found": len(refs),
+            "with_depth": len(dealer.depth_order),
+            "used": len(seen_sources),
+            "unusable": len(dealer.bad),
+            "depth_unusable": len(dealer.bad_depth),
+        },
         "options": {
             "workers": config.workers,
             "strict": config.strict,

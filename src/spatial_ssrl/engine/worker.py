@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from ..checks import AmbiguityThresholds, is_near_uniform
 from ..seeding import sample_rng, short_hash
-from ..sources import LoadOptions, SourceRef, SourceSkip, load_item
-from ..tasks import make_task
+from ..sources import LoadOptions, SourceRef, SourceSkip, load_item, load_source_item
+from ..tasks import get_task_class, make_task
 from ..tasks.base import PretextTask, generate_sample
 from ..writers.encoded import DEFAULT_PNG_COMPRESS_LEVEL, EncodedSample, encode_sample
 
@@ -46,11 +46,18 @@ class UnitResult:
     jobs: list[Job]
     skip_reason: str | None = None
     skip_detail: str = ""
+    depth_skip_reason: str | None = None
+    depth_skip_detail: str = ""
+    depth_jobs_refused: list[Job] = field(default_factory=list)
     conversions: dict = field(default_factory=dict)
     results: list[JobResult] = field(default_factory=list)
 
 
 _TASK_CACHE: dict[tuple, PretextTask] = {}
+
+
+def _needs_depth(task: str) -> bool:
+    return bool(getattr(get_task_class(task), "requires_depth", False))
 
 
 def _task(name: str, variant: str, cfg: WorkerConfig) -> PretextTask:
@@ -71,10 +78,23 @@ def run_unit(args: tuple[SourceRef, list[Job], WorkerConfig]) -> UnitResult:
     ref, jobs, cfg = args
     out = UnitResult(ref=ref, jobs=jobs)
     try:
-        item = load_item(ref, cfg.load)
+        item = load_source_item(ref, cfg.load)
     except SourceSkip as skip:
-        out.skip_reason, out.skip_detail = skip.reason, skip.detail
-        return out
+        if ref.kind != "rgbd" or not skip.reason.startswith("depth"):
+            out.skip_reason, out.skip_detail = skip.reason, skip.detail
+            return out
+        # the depth is unusable but the RGB may still serve the depth-free tasks
+        out.depth_skip_reason, out.depth_skip_detail = skip.reason, skip.detail
+        out.depth_jobs_refused = [j for j in jobs if _needs_depth(j.task)]
+        jobs = [j for j in jobs if not _needs_depth(j.task)]
+        if not jobs:
+            return out
+        try:
+            item = load_item(ref, cfg.load)
+        except SourceSkip as skip2:
+            out.skip_reason, out.skip_detail = skip2.reason, skip2.detail
+            out.jobs = jobs
+            return out
     out.conversions = {k: v for k, v in item.info.items() if k in ("conversion", "exif_orientation", "resize")}
     if is_near_uniform(item.rgb, cfg.thresholds):
         out.skip_reason, out.skip_detail = "near_uniform_image", "no content to build a question from"

@@ -11,7 +11,25 @@ from .builtin import builtin_photos
 from .files import IMAGE_EXTENSIONS, discover
 from .images import LoadOptions, load_item
 
+
+
+def load_source_item(ref: SourceRef, options: LoadOptions = LoadOptions()) -> Item:
+    """Load any source ref: plain images, RGB-D pairs and procedural scenes."""
+    if ref.kind == "image":
+        return load_item(ref, options)
+    if ref.kind == "rgbd":
+        from .rgbd import load_rgbd_item
+
+        return load_rgbd_item(ref, options)
+    if ref.kind == "procedural":
+        from .procedural import load_procedural_item
+
+        return load_procedural_item(ref, options)
+    raise ValueError(f"unknown source kind {ref.kind!r} for {ref.path}")
+
+
 __all__ = [
+    "load_source_item",
     "IMAGE_EXTENSIONS",
     "Item",
     "LoadOptions",

@@ -60,12 +60,12 @@ def _to_rgb(img: Image.Image) -> tuple[np.ndarray, str | None]:
         conversion = None
     if mode in ("RGBA", "LA", "La", "RGBa", "RGBX"):
         rgba = img.convert("RGBA")
+        if rgba.getchannel("A").getextrema()[0] == 255:  # fully opaque: just drop alpha
+            return np.asarray(rgba.convert("RGB")), conversion or "converted_alpha"
         a = np.asarray(rgba)
         alpha = a[..., 3:4].astype(np.float32) / 255.0
-        if alpha.min() >= 1.0:
-            rgb = np.ascontiguousarray(a[..., :3])
-        else:  # composite on white so transparent parts are not arbitrary colours
-            rgb = np.rint(a[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+        # composite on white so transparent parts are not arbitrary colours
+        rgb = np.rint(a[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
         return rgb, conversion or "converted_alpha"
     if mode == "CMYK":
         return np.asarray(img.convert("RGB")), "converted_cmyk"
