@@ -10,6 +10,8 @@ from .base import Item, SourceRef, SourceSkip
 from .builtin import builtin_photos
 from .files import IMAGE_EXTENSIONS, discover
 from .images import LoadOptions, load_item
+from .middlebury import builtin_rgbd
+from .rgbd import DiscoveryReport, discover_rgbd, load_rgbd_item
 
 
 
@@ -18,8 +20,6 @@ def load_source_item(ref: SourceRef, options: LoadOptions = LoadOptions()) -> It
     if ref.kind == "image":
         return load_item(ref, options)
     if ref.kind == "rgbd":
-        from .rgbd import load_rgbd_item
-
         return load_rgbd_item(ref, options)
     if ref.kind == "procedural":
         from .procedural import load_procedural_item
@@ -35,7 +35,11 @@ __all__ = [
     "LoadOptions",
     "SourceRef",
     "SourceSkip",
+    "DiscoveryReport",
     "builtin_photos",
+    "builtin_rgbd",
+    "discover_rgbd",
+    "load_rgbd_item",
     "discover",
     "load_item",
 ]

@@ -31,7 +31,10 @@ class SourceRef:
     intrinsics: tuple[float, float, float, float] | None = None
     """Pinhole intrinsics (fx, fy, cx, cy) in pixels of the RGB file."""
     baseline: float | None = None
-    """Stereo baseline in metres, for disparity inputs (depth = fx * baseline / disparity)."""
+    """Stereo baseline in metres, for disparity inputs."""
+    disparity_offset: float | None = None
+    """Stereo rig's disparity offset ``doffs`` in pixels of the RGB file (the x-difference of
+    the two principal points): depth = fx * baseline / (disparity + doffs)."""
 
 
 @dataclass
