@@ -74,22 +74,29 @@ def generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side,
              resize_max_pixels, prompt_set, max_attempts, shard_rows, overwrite, quiet):
     """Generate a pretext-task dataset from images."""
     from .engine import GenerateConfig, MixError, StrictModeError, parse_mix, run_generation
-    from .sources import LoadOptions, builtin_photos, discover
+    from .sources import LoadOptions, default_refs, discover_rgbd
     from .sources.files import InputError
 
     try:
-        mix = parse_mix(tasks_spec)
-    except MixError as exc:
-        raise click.BadParameter(str(exc), param_hint="--tasks") from None
-    try:
         if inputs:
-            refs, ignored = discover(list(inputs))
+            refs, ignored = discover_rgbd(list(inputs))
         else:
-            refs, ignored = builtin_photos(), {}
+            refs, ignored = default_refs(), {}
     except InputError as exc:
         raise click.BadParameter(str(exc), param_hint="--input") from None
     if not refs:
         raise click.BadParameter("no image files found in the given inputs", param_hint="--input")
+    with_depth = any(r.kind != "image" for r in refs)
+    try:
+        mix = parse_mix(tasks_spec, with_depth=with_depth)
+    except MixError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tasks") from None
+    needs_depth = sorted({e.task for e in mix if _requires_depth(e.task)})
+    if needs_depth and not with_depth:
+        raise click.BadParameter(
+            f"{', '.join(needs_depth)} need RGB-D inputs (an image with a depth file); none were found",
+            param_hint="--tasks",
+        )
     _prepare_out_dir(out, overwrite)
 
     config = GenerateConfig(
@@ -106,6 +113,7 @@ def generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side,
         result = run_generation(
             refs, out, config, progress=bar.update if bar else None,
             inputs=[os.path.abspath(p) for p in inputs] or ["<built-in photos>"], extra_skips=ignored,
+            extra_skipped_files=getattr(ignored, "details", None),
         )
     except StrictModeError as exc:
         raise click.ClickException(f"--strict: unusable input {exc.path}: {exc.reason}"
@@ -118,6 +126,12 @@ def generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side,
             bar.close()
     if not quiet:
         _print_summary(result.manifest, out)
+
+
+def _requires_depth(task: str) -> bool:
+    from .tasks import get_task_class
+
+    return bool(getattr(get_task_class(task), "requires_depth", False))
 
 
 def _print_summary(m: dict, out: str) -> None:

@@ -159,6 +159,7 @@ def run_generation(
     progress: Callable[[int], None] | None = None,
     inputs: Iterable[str] = (),
     extra_skips: Counter | None = None,
+    extra_skipped_files: dict[str, list[str]] | None = None,
 ) -> RunResult:
     """Generate ``config.num`` samples from ``refs`` into ``out_dir``; return the manifest."""
     t0 = time.perf_counter()
@@ -171,6 +172,8 @@ def run_generation(
     rejections: Counter = Counter()
     skips: Counter = Counter(extra_skips or {})
     skipped_files: dict[str, list[str]] = defaultdict(list)
+    for reason, places in (extra_skipped_files or {}).items():
+        skipped_files[reason].extend(list(places)[:MAX_LISTED_SKIPS])
     conversions: Counter = Counter()
     seen_sources: set[str] = set()
     unfilled: Counter = Counter()

@@ -15,6 +15,20 @@ from .rgbd import DiscoveryReport, discover_rgbd, load_rgbd_item
 
 
 
+DEFAULT_PROCEDURAL_SCENES = 24
+
+
+def default_refs(procedural_scenes: int = DEFAULT_PROCEDURAL_SCENES, seed: int = 0) -> list[SourceRef]:
+    """The built-in inputs: scikit-image's photos, its Middlebury stereo pair with
+    ground-truth disparity (replacing the plain left photo) and procedural RGB-D scenes."""
+    from .procedural import procedural_refs
+
+    rgbd = builtin_rgbd()
+    taken = {r.id for r in rgbd}
+    photos = [r for r in builtin_photos() if r.id not in taken]
+    return photos + rgbd + procedural_refs(procedural_scenes, seed=seed)
+
+
 def load_source_item(ref: SourceRef, options: LoadOptions = LoadOptions()) -> Item:
     """Load any source ref: plain images, RGB-D pairs and procedural scenes."""
     if ref.kind == "image":
@@ -38,6 +52,7 @@ __all__ = [
     "DiscoveryReport",
     "builtin_photos",
     "builtin_rgbd",
+    "default_refs",
     "discover_rgbd",
     "load_rgbd_item",
     "discover",

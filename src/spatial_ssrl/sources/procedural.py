@@ -944,7 +944,8 @@ def render_scene_with_geometry(
     depth = tr.t.astype(np.float32)
     mask = np.isfinite(depth) & (depth > 0)
     depth[~mask] = np.nan  # never happens in a closed room; kept for the contract
-    rgb.setflags(write=False)
+    for arr in (rgb, depth, mask):  # read-only, like the file-based loaders' arrays
+        arr.setflags(write=False)
     item = Item(
         id=f"procedural/scene-{geom.seed:05d}",
         rgb=rgb,
