@@ -39,6 +39,21 @@ _PAPER_FORMATS = {
     (4, 1): "Top-Middle1-Middle2-Bottom",
 }
 
+_COUNT_WORDS = {2: "two", 3: "three", 4: "four", 5: "five"}
+_DEPTH_FORMATS = {
+    2: "Smallest-Largest",
+    3: "Smallest-Middle-Largest",
+    4: "Smallest-Middle1-Middle2-Largest",
+    5: "Smallest-Middle1-Middle2-Middle3-Largest",
+}
+# How the position question names each facing of the imagined camera.
+_FACING_TEXT = {
+    "left": "to the left of the image",
+    "right": "to the right of the image",
+    "toward": "to me",
+    "away": "away from me",
+}
+
 
 class PaperPrompts:
     name = "paper"
@@ -85,6 +100,47 @@ class PaperPrompts:
             "alignment, image content, and positional relationship, select one of the four options "
             f"{t}{t}{t}{t} as the final answer. The final answer should be chosen from 'A', 'B', 'C', "
             "and 'D'."
+        )
+
+    def depth(self, k: int = 3) -> str:
+        """Regional depth ordering with ``k`` marked regions (the paper's text for k = 3,
+        the same sentence with the count and answer format adjusted otherwise)."""
+        if k not in _DEPTH_FORMATS:
+            raise ValueError(f"depth ordering supports 2 to 5 regions, got {k}")
+        word = _COUNT_WORDS[k]
+        labels = [str(i) for i in range(1, k + 1)]
+        listed = "1 and 2" if k == 2 else ", ".join(labels[:-1]) + ", and " + labels[-1]
+        return (
+            f"{IMAGE_TOKEN}The original image has {word} regions marked as {listed}. Consider the content, "
+            f"positional relationships, depths of the {word} regions and other cues, and sort the depths of "
+            f"the {word} regions from smallest to largest from the camera, where the format of the answer is "
+            f"'{_DEPTH_FORMATS[k]}'."
+        )
+
+    def position(
+        self,
+        camera_label: int | str,
+        target_label: int | str,
+        facing: str,
+        options: list[str],
+        ignore_height: bool,
+    ) -> str:
+        """Relative 3D position: a camera at marker ``camera_label`` facing ``facing``
+        (``left``, ``right``, ``toward``, ``away``); ``options`` in letter order A-D."""
+        try:
+            facing_text = _FACING_TEXT[facing]
+        except KeyError:
+            raise ValueError(f"unknown facing {facing!r}; expected one of {', '.join(_FACING_TEXT)}") from None
+        if len(options) != 4:
+            raise ValueError("the position question has exactly four options")
+        listed = "".join(f" {letter}. {text}" for letter, text in zip("ABCD", options))
+        height = " and ignore the height difference between the two regions" if ignore_height else ""
+        return (
+            f"{IMAGE_TOKEN}I've taken an image and there are two regions marked as 1, and 2 on the image. "
+            f"Assume that there is a camera at position '{camera_label}' and it's facing {facing_text}. "
+            f"According to the camera, where is the region marked '{target_label}'?{listed}. Consider cues "
+            f"such as depth, orientation, and 3D spatial relationship{height}. The final answer should be "
+            "chosen from 'A', 'B', 'C', and 'D'."
         )
 
 

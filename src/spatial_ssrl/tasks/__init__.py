@@ -14,7 +14,9 @@ from importlib.metadata import entry_points
 
 from .base import PretextTask, Rendered, Sample, generate_sample
 from .crop import CropTask
+from .depth import DepthTask
 from .flip import FlipTask
+from .position import PositionTask
 from .shuffle import ShuffleTask
 
 ENTRY_POINT_GROUP = "spatial_ssrl.tasks"
@@ -31,7 +33,7 @@ def register_task(cls: type[PretextTask]) -> type[PretextTask]:
     return cls
 
 
-for _cls in (ShuffleTask, FlipTask, CropTask):
+for _cls in (ShuffleTask, FlipTask, CropTask, DepthTask, PositionTask):
     register_task(_cls)
 
 
@@ -76,7 +78,9 @@ def rerender(meta: dict, item, **options) -> tuple[Rendered, str]:
 
 __all__ = [
     "CropTask",
+    "DepthTask",
     "FlipTask",
+    "PositionTask",
     "PretextTask",
     "Rendered",
     "Sample",
