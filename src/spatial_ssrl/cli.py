@@ -66,12 +66,22 @@ def main() -> None:
               help="Question templates.")
 @click.option("--max-attempts", default=12, show_default=True, type=click.IntRange(min=1),
               help="Random draws per sample before an ambiguous source/task pair is given up.")
+@click.option("--image-format", default="auto", show_default=True, type=click.Choice(["auto", "png", "jpeg"]),
+              help="Image encoding: auto = PNG (lossless) for shuffle/flip/crop, whose answers are checked "
+                   "pixel for pixel, JPEG for depth/position.")
+@click.option("--jpeg-quality", default=95, show_default=True, type=click.IntRange(1, 100), help="JPEG quality.")
+@click.option("--facing-weights", default=None, type=click.Choice(["uniform", "public"]),
+              help="position: how often the imagined camera faces left/right/toward/away: uniform as in "
+                   "the paper (default) or the public code's 30/30/30/10.")
+@click.option("--absolute-thresholds", is_flag=True,
+              help="position, image-plane mode: use 150 px as is instead of 150 px per 1600 px of width.")
 @click.option("--shard-rows", default=1000, show_default=True, type=click.IntRange(min=1),
               help="Rows per parquet shard.")
 @click.option("--overwrite", is_flag=True, help="Replace a dataset already in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side, max_pixels,
-             resize_max_pixels, prompt_set, max_attempts, shard_rows, overwrite, quiet):
+             resize_max_pixels, prompt_set, max_attempts, image_format, jpeg_quality, facing_weights,
+             absolute_thresholds, shard_rows, overwrite, quiet):
     """Generate a pretext-task dataset from images."""
     from .engine import GenerateConfig, MixError, StrictModeError, parse_mix, run_generation
     from .sources import LoadOptions, default_refs, discover_rgbd
@@ -102,6 +112,8 @@ def generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side,
     config = GenerateConfig(
         num=num, seed=seed, mix=mix, format=fmt, workers=workers or os.cpu_count() or 1, strict=strict,
         prompt_set=prompt_set, max_attempts=max_attempts, rows_per_shard=shard_rows,
+        image_format=image_format, jpeg_quality=jpeg_quality,
+        task_options=_position_options(facing_weights, absolute_thresholds),
         load=LoadOptions(min_side=min_side, max_pixels=max_pixels, resize_max_pixels=resize_max_pixels or None),
     )
     bar = None
@@ -126,6 +138,15 @@ def generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side,
             bar.close()
     if not quiet:
         _print_summary(result.manifest, out)
+
+
+def _position_options(facing_weights: str | None, absolute_thresholds: bool) -> dict:
+    opts: dict = {}
+    if facing_weights:
+        opts["facing_weights"] = facing_weights
+    if absolute_thresholds:
+        opts["absolute_thresholds"] = True
+    return {"position": opts} if opts else {}
 
 
 def _requires_depth(task: str) -> bool:

@@ -29,7 +29,7 @@ from ..checks import AmbiguityThresholds
 from ..sources import LoadOptions, SourceRef
 from ..writers import make_writer
 from ..writers.base import atomic_write_json
-from ..writers.encoded import DEFAULT_PNG_COMPRESS_LEVEL
+from ..writers.encoded import DEFAULT_JPEG_QUALITY, DEFAULT_PNG_COMPRESS_LEVEL
 from ..tasks import get_task_class
 from .mix import MixEntry, allocate
 from .worker import Job, UnitResult, WorkerConfig, run_unit
@@ -58,6 +58,9 @@ class GenerateConfig:
     load: LoadOptions = field(default_factory=LoadOptions)
     max_attempts: int = 12
     png_compress_level: int = DEFAULT_PNG_COMPRESS_LEVEL
+    image_format: str = "auto"
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY
+    task_options: dict[str, dict] = field(default_factory=dict)
     rows_per_shard: int = 1000
 
     def worker_config(self) -> WorkerConfig:
@@ -68,6 +71,9 @@ class GenerateConfig:
             load=self.load,
             max_attempts=self.max_attempts,
             png_compress_level=self.png_compress_level,
+            image_format=self.image_format,
+            jpeg_quality=self.jpeg_quality,
+            task_options=tuple(sorted((k, tuple(sorted(v.items()))) for k, v in self.task_options.items())),
         )
 
 
@@ -279,6 +285,9 @@ def run_generation(
             "prompt_set": config.prompt_set,
             "max_attempts": config.max_attempts,
             "png_compress_level": config.png_compress_level,
+            "image_format": config.image_format,
+            "jpeg_quality": config.jpeg_quality,
+            "task_options": config.task_options,
             "rows_per_shard": config.rows_per_shard,
             "load": asdict(config.load),
             "thresholds": asdict(config.thresholds),

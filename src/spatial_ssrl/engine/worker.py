@@ -12,7 +12,13 @@ from ..seeding import sample_rng, short_hash
 from ..sources import LoadOptions, SourceRef, SourceSkip, load_item, load_source_item
 from ..tasks import get_task_class, make_task
 from ..tasks.base import PretextTask, generate_sample
-from ..writers.encoded import DEFAULT_PNG_COMPRESS_LEVEL, EncodedSample, encode_sample
+from ..writers.encoded import (
+    DEFAULT_JPEG_QUALITY,
+    DEFAULT_PNG_COMPRESS_LEVEL,
+    EncodedSample,
+    encode_sample,
+    image_encoding,
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,10 @@ class WorkerConfig:
     load: LoadOptions = LoadOptions()
     max_attempts: int = 12
     png_compress_level: int = DEFAULT_PNG_COMPRESS_LEVEL
+    image_format: str = "auto"
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY
+    task_options: tuple = ()
+    """Per-task constructor options as ``((task name, ((key, value), ...)), ...)``."""
 
 
 @dataclass(frozen=True)
@@ -61,10 +71,11 @@ def _needs_depth(task: str) -> bool:
 
 
 def _task(name: str, variant: str, cfg: WorkerConfig) -> PretextTask:
-    key = (name, variant, cfg.prompt_set, cfg.thresholds)
+    key = (name, variant, cfg.prompt_set, cfg.thresholds, cfg.task_options)
     task = _TASK_CACHE.get(key)
     if task is None:
-        task = make_task(name, variant, prompt_set=cfg.prompt_set, thresholds=cfg.thresholds)
+        extra = dict(dict(cfg.task_options).get(name, ()))
+        task = make_task(name, variant, prompt_set=cfg.prompt_set, thresholds=cfg.thresholds, **extra)
         _TASK_CACHE[key] = task
     return task
 
@@ -104,6 +115,9 @@ def run_unit(args: tuple[SourceRef, list[Job], WorkerConfig]) -> UnitResult:
         rng = sample_rng(cfg.seed, ref.id, task.key, job.k)
         sid = sample_id(cfg.seed, ref.id, task.key, job.k)
         sample, rejections = generate_sample(task, item, rng, sid, cfg.max_attempts)
-        encoded = encode_sample(sample, cfg.png_compress_level) if sample is not None else None
+        encoded = None
+        if sample is not None:
+            encoding = image_encoding(cfg.image_format, task.lossless_output)
+            encoded = encode_sample(sample, cfg.png_compress_level, encoding, cfg.jpeg_quality)
         out.results.append(JobResult(job=job, sample=encoded, rejections=rejections))
     return out

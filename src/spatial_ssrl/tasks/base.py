@@ -54,6 +54,9 @@ class PretextTask:
     # Paper counts per variant in the released 81k set; used as default mixing weights.
     paper_counts: ClassVar[dict[str, float]] = {}
     requires_depth: ClassVar[bool] = False
+    # True when the answer is checked pixel for pixel against the source (PNG output by
+    # default); False when it lives elsewhere (e.g. in a depth map) and JPEG is enough.
+    lossless_output: ClassVar[bool] = True
 
     def __init__(
         self,

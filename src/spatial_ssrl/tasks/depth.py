@@ -356,6 +356,7 @@ class DepthTask(PretextTask):
     answer_type = "permutation"
     paper_counts = {"3-regions": 20620}
     requires_depth = True
+    lossless_output = False
 
     def __init__(self, variant: str | None = None, *, r_max: float = R_MAX, d_min: float = D_MIN,
                  region_share: float = REGION_SHARE, min_region_side: int = MIN_REGION_SIDE, **kwargs: Any):

@@ -174,6 +174,7 @@ class PositionTask(PretextTask):
     answer_type = "choice"
     paper_counts = {"auto": 20200}
     requires_depth = True
+    lossless_output = False
 
     def __init__(
         self,
