@@ -50,7 +50,7 @@ from spatial_ssrl.sources import builtin_photos
 FORMATS = ("canonical", "trl", "easyr1", "verl", "llamafactory")
 NUM = 12
 ANSWER_TYPE = {"shuffle": "permutation", "flip": "flip", "crop": "choice"}
-CANONICAL_COLUMNS = ["id", "task", "variant", "images", "problem", "answer", "answer_type", "options", "source", "meta"]
+CANONICAL_COLUMNS = ["id", "task", "variant", "images", "problem", "answer", "answer_type", "options", "source", "depth_source", "meta"]
 
 
 # ---------------------------------------------------------------------------------------

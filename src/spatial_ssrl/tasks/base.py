@@ -44,6 +44,7 @@ class Sample:
     options: list[str] | None
     source: str
     meta: dict[str, Any]
+    depth_source: str | None = None
 
 
 class PretextTask:
@@ -136,6 +137,7 @@ def generate_sample(
                 options=rendered.options,
                 source=item.path or item.id,
                 meta=meta,
+                depth_source=item.depth_path,
             ),
             rejections,
         )

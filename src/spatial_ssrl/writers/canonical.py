@@ -1,7 +1,8 @@
 """The canonical format: every field a sample has, one row per sample.
 
-Columns: id, task, variant, images, problem, answer, answer_type, options, source, meta
-(a JSON string holding every parameter needed to re-derive the answer).
+Columns: id, task, variant, images, problem, answer, answer_type, options, source,
+depth_source (the depth file of RGB-D samples, else null), meta (a JSON string holding every
+parameter needed to re-derive the answer).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ SCHEMA = pa.schema(
         ("answer_type", pa.string()),
         ("options", pa.list_(pa.string())),
         ("source", pa.string()),
+        ("depth_source", pa.string()),
         ("meta", pa.string()),
     ]
 )
@@ -35,6 +37,7 @@ FEATURES = {
     "answer_type": STRING,
     "options": [STRING],
     "source": STRING,
+    "depth_source": STRING,
     "meta": STRING,
 }
 
@@ -50,6 +53,7 @@ def to_row(s: EncodedSample, index: int) -> dict:
         "answer_type": s.answer_type,
         "options": s.options,
         "source": s.source,
+        "depth_source": s.depth_source,
         "meta": s.meta_json,
     }
 

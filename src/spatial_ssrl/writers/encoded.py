@@ -55,6 +55,7 @@ class EncodedSample:
     options: list[str] | None
     source: str
     meta: dict[str, Any]
+    depth_source: str | None = None
 
     @property
     def meta_json(self) -> str:
@@ -90,4 +91,5 @@ def encode_sample(
         options=sample.options,
         source=sample.source,
         meta=sample.meta,
+        depth_source=sample.depth_source,
     )
