@@ -113,14 +113,14 @@ def scale_intrinsics(
 def _handle_negatives(raw: RawDepth, path: str, valid: np.ndarray, info: dict) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         neg = valid & (raw.values < 0)
-    n_neg = int(neg.sum())
+    n_neg = int(np.count_nonzero(neg))
     if not n_neg:
         return valid
     negatives = raw.values[neg]
     if float(negatives.min()) == float(negatives.max()):
         info["depth_negative_sentinel"] = float(negatives[0])
     else:
-        n_finite = int(valid.sum())
+        n_finite = int(np.count_nonzero(valid))
         if n_neg > NEGATIVE_TOLERANCE * n_finite:
             raise SourceSkip(
                 "depth_negative", path,
@@ -131,7 +131,7 @@ def _handle_negatives(raw: RawDepth, path: str, valid: np.ndarray, info: dict) -
 
 
 def _check_validity(values: np.ndarray, valid: np.ndarray, path: str, min_fraction: float) -> None:
-    n_valid = int(valid.sum())
+    n_valid = int(np.count_nonzero(valid))
     total = int(valid.size)
     if n_valid == 0:
         raise SourceSkip("depth_all_invalid", path, "no valid depth pixel")
@@ -139,8 +139,9 @@ def _check_validity(values: np.ndarray, valid: np.ndarray, path: str, min_fracti
         raise SourceSkip(
             "depth_too_few_valid", path, f"{n_valid / total:.2%} valid, below {min_fraction:.0%}"
         )
-    v = values[valid]
-    lo, hi = float(v.min()), float(v.max())
+    # min/max over valid pixels without copying them out: invalid ones become +/-inf
+    lo = float(np.min(values, where=valid, initial=np.inf))
+    hi = float(np.max(values, where=valid, initial=-np.inf))
     if hi - lo <= 1e-6 * max(abs(hi), abs(lo)):
         raise SourceSkip("depth_constant", path, f"every valid pixel is {lo:g}")
 
@@ -251,7 +252,7 @@ def load_rgbd_item(
         intrinsics = scale_intrinsics(ref.intrinsics, sx, sy)
         if (sx, sy) != (1.0, 1.0):
             notes["intrinsics_scale"] = [sx, sy]
-    notes["depth_valid_fraction"] = round(float(valid.mean()), 6)
+    notes["depth_valid_fraction"] = round(np.count_nonzero(valid) / valid.size, 6)
     info.update(notes)
     item.depth = depth
     item.mask = valid

@@ -80,12 +80,13 @@ def _block_reduce(a: np.ndarray, g: int, op) -> np.ndarray:
     strided element-wise passes (much faster than reshaping for small blocks)."""
     if g == 1:
         return np.array(a)
-    r = np.array(a[:, 0::g])
+    # rows first: each pass reads whole contiguous rows of the full-resolution map
+    r = np.array(a[0::g])
     for k in range(1, g):
-        op(r, a[:, k::g], out=r)
-    c = np.array(r[0::g])
+        op(r, a[k::g], out=r)
+    c = np.array(r[:, 0::g])
     for k in range(1, g):
-        op(c, r[k::g], out=c)
+        op(c, r[:, k::g], out=c)
     return c
 
 
