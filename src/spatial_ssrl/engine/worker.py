@@ -88,8 +88,10 @@ def sample_id(seed: int, source_id: str, task_key: str, k: int) -> str:
 def run_unit(args: tuple[SourceRef, list[Job], WorkerConfig]) -> UnitResult:
     ref, jobs, cfg = args
     out = UnitResult(ref=ref, jobs=jobs)
+    # an RGB-D file whose unit holds only depth-free samples needs no depth read
+    rgb_only = ref.kind == "rgbd" and not any(_needs_depth(j.task) for j in jobs)
     try:
-        item = load_source_item(ref, cfg.load)
+        item = load_item(ref, cfg.load) if rgb_only else load_source_item(ref, cfg.load)
     except SourceSkip as skip:
         if ref.kind != "rgbd" or not skip.reason.startswith("depth"):
             out.skip_reason, out.skip_detail = skip.reason, skip.detail
