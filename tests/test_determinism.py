@@ -47,3 +47,26 @@ def test_requested_mix_is_met_exactly(tmp_path):
     assert m["counts"] == {"crop": {"4-options": 15}, "shuffle": {"1x3": 5}}
     assert sum(r["task"] == "crop" for r in rows) == 15
     assert len({r["id"] for r in rows}) == 20
+
+
+def test_shards_close_on_row_count_and_on_bytes(tmp_path):
+    import pyarrow.parquet as pq
+
+    from spatial_ssrl.writers.base import ParquetShardWriter
+    from spatial_ssrl.writers.canonical import FEATURES, SCHEMA, to_row
+    from spatial_ssrl.writers.encoded import EncodedSample
+
+    def sample(i):
+        return EncodedSample(id=f"s{i}", task="flip", variant="2x2", images=[bytes(1000)], image_names=[f"s{i}.png"],
+                             problem="<image>q", answer="0-0", answer_type="flip", options=None, source="x", meta={})
+
+    w = ParquetShardWriter(str(tmp_path / "a"), SCHEMA, FEATURES, to_row, rows_per_shard=4)
+    for i in range(10):
+        w.add(sample(i))
+    files = w.close()
+    assert [pq.read_metadata(f).num_rows for f in files] == [4, 4, 2]
+    assert [f.rsplit("/", 1)[1] for f in files] == [f"train-0000{i}-of-00003.parquet" for i in range(3)]
+    w = ParquetShardWriter(str(tmp_path / "b"), SCHEMA, FEATURES, to_row, rows_per_shard=100, max_shard_bytes=2500)
+    for i in range(7):
+        w.add(sample(i))
+    assert [pq.read_metadata(f).num_rows for f in w.close()] == [3, 3, 1]

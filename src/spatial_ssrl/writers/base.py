@@ -75,12 +75,17 @@ class ParquetShardWriter(DatasetWriter):
         features: dict,
         to_row: Callable[[EncodedSample, int], dict],
         rows_per_shard: int = 1000,
+        max_shard_bytes: int = 512 * 1024 * 1024,
     ):
         super().__init__(out_dir)
         meta = {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
         self.schema = schema.with_metadata(meta)
         self.to_row = to_row
         self.rows_per_shard = max(1, int(rows_per_shard))
+        # a shard also closes once its images pass this many bytes, so memory stays bounded
+        # whatever the image sizes
+        self.max_shard_bytes = max(1, int(max_shard_bytes))
+        self._buffer_bytes = 0
         self.data_dir = os.path.join(out_dir, "data")
         os.makedirs(self.data_dir, exist_ok=True)
         self._buffer: list[dict] = []
@@ -90,7 +95,8 @@ class ParquetShardWriter(DatasetWriter):
     def add(self, sample: EncodedSample) -> None:
         self._buffer.append(self.to_row(sample, self._count))
         self._count += 1
-        if len(self._buffer) >= self.rows_per_shard:
+        self._buffer_bytes += sum(len(b) for b in sample.images)
+        if len(self._buffer) >= self.rows_per_shard or self._buffer_bytes >= self.max_shard_bytes:
             self._flush()
 
     def _flush(self) -> None:
@@ -101,6 +107,7 @@ class ParquetShardWriter(DatasetWriter):
         pq.write_table(table, path, compression="zstd")
         self._tmp_shards.append(path)
         self._buffer = []
+        self._buffer_bytes = 0
 
     def close(self) -> list[str]:
         self._flush()
