@@ -14,6 +14,7 @@ from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -21,7 +22,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from spatial_ssrl.cli import main
-from spatial_ssrl.preview import PreviewError, write_preview
+from spatial_ssrl.preview import DEFAULT_MAX_SIDE, PreviewError, render_preview, write_preview
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 VOID = {"img", "meta", "br", "hr", "input", "link", "source", "wbr"}
@@ -34,7 +35,7 @@ VOID = {"img", "meta", "br", "hr", "input", "link", "source", "wbr"}
 class PageParser(HTMLParser):
     """Collects the page's task sections, sample blocks and header count rows."""
 
-    CAPTURE = ("answer", "cap", "meta", "question", "count")
+    CAPTURE = ("answer", "cap", "size", "meta", "question", "count")
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
@@ -60,7 +61,7 @@ class PageParser(HTMLParser):
         elif tag == "article" and "sample" in classes:
             s = {"id": a["data-id"], "task": a["data-task"], "variant": a["data-variant"],
                  "section": self.sections[-1]["task"] if self.sections else None,
-                 "images": [], "captions": [], "correct": [], "answer": "", "question": "",
+                 "images": [], "captions": [], "sizes": [], "correct": [], "answer": "", "question": "",
                  "placeholders": 0, "meta": ""}
             self.samples.append(s)
             self.sections[-1]["samples"].append(s)
@@ -86,9 +87,10 @@ class PageParser(HTMLParser):
                 if key == "count" and self.sections and sample is None:
                     self._buffers.append((depth, "count", self.sections[-1]))
                 elif sample is not None and key != "count":
-                    if key == "cap":
-                        sample["captions"].append("")
-                        self._buffers.append((depth, "captions", sample))
+                    if key in ("cap", "size"):
+                        field = "captions" if key == "cap" else "sizes"
+                        sample[field].append("")
+                        self._buffers.append((depth, field, sample))
                     elif key == "answer" and sample["answer"]:
                         pass  # the first .answer in a sample block is the answer field
                     else:
@@ -121,8 +123,8 @@ def parse_page(path) -> PageParser:
     return p
 
 
-def decode_data_uri(src: str) -> bytes:
-    assert src.startswith("data:image/png;base64,"), src[:60]
+def decode_data_uri(src: str, mime: str = "image/png") -> bytes:
+    assert src.startswith(f"data:{mime};base64,"), src[:60]
     return base64.b64decode(src.split(",", 1)[1], validate=True)
 
 
@@ -185,7 +187,7 @@ def check_against_dataset(page: PageParser, truth: dict[str, dict]) -> None:
 def test_canonical_sections_samples_and_order(builtin_dataset, tmp_path):
     truth = stored_samples(builtin_dataset)
     out = tmp_path / "page.html"
-    assert write_preview(str(builtin_dataset), str(out), num=6) == 6
+    assert write_preview(str(builtin_dataset), str(out), num=6, max_side=0) == 6
     page = parse_page(out)
 
     tasks_in_data = {t["task"] for t in truth.values()}
@@ -205,7 +207,7 @@ def test_canonical_sections_samples_and_order(builtin_dataset, tmp_path):
 def test_canonical_fields_meta_and_crop_captions(builtin_dataset, tmp_path):
     truth = stored_samples(builtin_dataset)
     out = tmp_path / "page.html"
-    write_preview(str(builtin_dataset), str(out), num=9, seed=4)
+    write_preview(str(builtin_dataset), str(out), num=9, seed=4, max_side=0)
     page = parse_page(out)
     assert len(page.samples) == 9
     check_against_dataset(page, truth)
@@ -243,8 +245,11 @@ def test_page_is_self_contained(builtin_dataset, tmp_path):
     assert 'src="/' not in text and "src='/" not in text
     assert not re.search(r"<(script|link|iframe|object|embed)\b", text, re.I)
     assert "url(" not in text and "@import" not in text
-    assert page.srcs and all(s.startswith("data:image/png;base64,") for s in page.srcs)
+    assert page.srcs and all(re.match(r"data:image/(png|jpeg);base64,", s) for s in page.srcs)
     assert page.hrefs and all(h.startswith("#") for h in page.hrefs)
+    originals = tmp_path / "originals.html"
+    write_preview(str(builtin_dataset), str(originals), num=6, max_side=0)
+    assert all(s.startswith("data:image/png;base64,") for s in parse_page(originals).srcs)
 
 
 def test_selection_is_seeded_and_deterministic(builtin_dataset, tmp_path):
@@ -284,7 +289,7 @@ def format_dataset(request, tmp_path_factory) -> Path:
 def test_other_formats(format_dataset, tmp_path):
     truth = stored_samples(format_dataset)
     out = tmp_path / "page.html"
-    assert write_preview(str(format_dataset), str(out), num=6) == 6
+    assert write_preview(str(format_dataset), str(out), num=6, max_side=0) == 6
     page = parse_page(out)
     assert [sec["task"] for sec in page.sections] == sorted({t["task"] for t in truth.values()})
     assert len(page.samples) == 6
@@ -305,7 +310,7 @@ def test_format_inferred_without_manifest(format_dataset, tmp_path):
     shutil.copytree(format_dataset, copy)
     (copy / "manifest.json").unlink()
     out = tmp_path / "page.html"
-    assert write_preview(str(copy), str(out), num=4) == 4
+    assert write_preview(str(copy), str(out), num=4, max_side=0) == 4
     check_against_dataset(parse_page(out), stored_samples(format_dataset))
 
 
@@ -328,7 +333,8 @@ def test_llamafactory_missing_image_is_shown_not_fatal(tmp_path):
 
 def test_cli_preview(builtin_dataset, tmp_path):
     out = tmp_path / "page.html"
-    res = CliRunner().invoke(main, ["preview", str(builtin_dataset), "--out", str(out), "--num", "6"])
+    res = CliRunner().invoke(main, ["preview", str(builtin_dataset), "--out", str(out), "--num", "6",
+                                    "--max-side", "0"])
     assert res.exit_code == 0, res.output
     assert f"wrote {out} (6 samples)" in res.output
     page = parse_page(out)
@@ -341,6 +347,195 @@ def test_cli_default_out_is_inside_dataset(tmp_path):
     res = CliRunner().invoke(main, ["preview", str(ds), "-n", "2"])
     assert res.exit_code == 0, res.output
     assert len(parse_page(ds / "preview.html").samples) == 2
+
+
+# ----------------------------------------------------------------------------------------
+# downscaled display copies (--max-side)
+
+
+def _large_photos():
+    from spatial_ssrl.sources import builtin_photos
+
+    # retina.jpg is 1411x1411 and hubble_deep_field.jpg 1000x872: both over the default
+    refs = [r for r in builtin_photos() if r.id in ("skimage/retina.jpg", "skimage/hubble_deep_field.jpg")]
+    assert len(refs) == 2
+    return refs
+
+
+@pytest.fixture(scope="module")
+def large_dataset(tmp_path_factory) -> Path:
+    """Shuffle and flip samples of two large built-in photos (every image over 768 px)."""
+    from spatial_ssrl.engine import GenerateConfig, parse_mix, run_generation
+
+    out = tmp_path_factory.mktemp("preview-large")
+    run_generation(_large_photos(), str(out),
+                   GenerateConfig(num=6, seed=1, mix=parse_mix("shuffle=1,flip=1"), workers=1))
+    return out
+
+
+@pytest.fixture(scope="module")
+def large_crop_dataset(tmp_path_factory) -> Path:
+    """Crop samples of the large photos: the masked image is over 768 px, the options not."""
+    from spatial_ssrl.engine import GenerateConfig, parse_mix, run_generation
+
+    out = tmp_path_factory.mktemp("preview-large-crop")
+    run_generation(_large_photos(), str(out), GenerateConfig(num=3, seed=1, mix=parse_mix("crop"), workers=1))
+    return out
+
+
+@pytest.fixture(scope="module")
+def default_demo(tmp_path_factory) -> Path:
+    """What `ssrl generate --out demo` writes (default inputs, all five tasks), only smaller."""
+    from spatial_ssrl.engine import GenerateConfig, parse_mix, run_generation
+    from spatial_ssrl.sources import default_refs
+
+    out = tmp_path_factory.mktemp("preview-demo")
+    run_generation(default_refs(), str(out),
+                   GenerateConfig(num=20, mix=parse_mix(None, with_depth=True), workers=1))
+    return out
+
+
+def check_display(page: PageParser, truth: dict[str, dict], max_side: int = DEFAULT_MAX_SIDE) -> tuple[int, int]:
+    """Every image is shown by the rule: stored bytes when its longer side is at most
+    ``max_side``, else a JPEG copy of the same picture with longer side ``max_side``; the
+    caption gives the stored size (and the shown size). Returns (downscaled, kept) counts."""
+    downscaled = kept = 0
+    for s in page.samples:
+        originals = truth[s["id"]]["images"]
+        assert len(s["images"]) == len(s["sizes"]) == len(originals) > 0
+        for src, caption, original in zip(s["images"], s["sizes"], originals):
+            with Image.open(io.BytesIO(original)) as im:
+                w, h = im.size
+                stored = im.convert("RGB")
+            assert caption.startswith(f"{w}\u00d7{h}"), caption
+            if max(w, h) <= max_side:
+                mime = "image/png" if original.startswith(PNG_MAGIC) else "image/jpeg"
+                assert decode_data_uri(src, mime) == original
+                assert "shown at" not in caption
+                kept += 1
+                continue
+            data = decode_data_uri(src, "image/jpeg")
+            with Image.open(io.BytesIO(data)) as im:
+                assert im.format == "JPEG"
+                sw, sh = im.size
+                shown = np.asarray(im.convert("RGB"), dtype=np.int16)
+            assert max(sw, sh) == max_side
+            assert abs(sw - w * max_side / max(w, h)) <= 1 and abs(sh - h * max_side / max(w, h)) <= 1
+            assert caption.strip() == f"{w}\u00d7{h} \u00b7 shown at {sw}\u00d7{sh}"
+            # the same picture (not another image, not flipped), only smaller
+            ref = np.asarray(stored.resize((sw, sh), Image.Resampling.BILINEAR), dtype=np.int16)
+            assert np.abs(ref - shown).mean() < 6
+            downscaled += 1
+    return downscaled, kept
+
+
+def test_default_page_is_much_smaller(large_dataset, tmp_path):
+    small, full = tmp_path / "small.html", tmp_path / "full.html"
+    assert write_preview(str(large_dataset), str(small)) == 6
+    assert write_preview(str(large_dataset), str(full), max_side=0) == 6
+    assert small.stat().st_size < 0.25 * full.stat().st_size, (small.stat().st_size, full.stat().st_size)
+    truth = stored_samples(large_dataset)
+    check_against_dataset(parse_page(full), truth)
+    page = parse_page(small)
+    assert check_display(page, truth) == (6, 0)
+    assert [sec["task"] for sec in page.sections] == ["flip", "shuffle"]
+
+
+def test_crop_images_follow_the_same_rule(large_crop_dataset, tmp_path):
+    out = tmp_path / "page.html"
+    assert write_preview(str(large_crop_dataset), str(out)) == 3
+    page = parse_page(out)
+    truth = stored_samples(large_crop_dataset)
+    downscaled, kept = check_display(page, truth)
+    assert downscaled == 3 and kept == 12, "masked images downscaled, the smaller options kept"
+    for s in page.samples:
+        assert [c.strip() for c in s["captions"]] == ["masked image", "A", "B", "C", "D"]
+        assert s["images"][0].startswith("data:image/jpeg;")
+        answer = truth[s["id"]]["answer"]
+        assert s["correct"] == [False] + [letter == answer for letter in "ABCD"]
+    # a smaller limit downscales the options as well, each by the same rule
+    tight = tmp_path / "tight.html"
+    write_preview(str(large_crop_dataset), str(tight), max_side=200)
+    assert check_display(parse_page(tight), truth, max_side=200) == (15, 0)
+
+
+def test_default_demo_previews_every_task(default_demo, tmp_path):
+    truth = stored_samples(default_demo)
+    assert {t["task"] for t in truth.values()} == {"crop", "depth", "flip", "position", "shuffle"}
+    out = tmp_path / "page.html"
+    assert write_preview(str(default_demo), str(out)) == 20
+    page = parse_page(out)
+    assert [sec["task"] for sec in page.sections] == ["crop", "depth", "flip", "position", "shuffle"]
+    assert all(sec["samples"] for sec in page.sections)
+    downscaled, kept = check_display(page, truth)
+    assert kept > 0
+    for s in page.samples:
+        assert s["answer"].strip() == truth[s["id"]]["answer"]
+        assert s["placeholders"] == len(s["images"])
+        if s["task"] in ("depth", "position"):
+            # stored as JPEG; shown as such (unchanged when small enough)
+            assert all(src.startswith("data:image/jpeg;base64,") for src in s["images"])
+            assert json.loads(s["meta"])["params"]["markers"]
+
+
+def test_unusual_image_modes_are_downscaled(tmp_path):
+    from spatial_ssrl.writers.canonical import SCHEMA
+
+    def png(im: Image.Image) -> bytes:
+        buf = io.BytesIO()
+        im.save(buf, format="PNG")
+        return buf.getvalue()
+
+    rgba = Image.new("RGBA", (1000, 400), (200, 30, 30, 255))
+    rgba.paste((0, 0, 0, 0), (500, 0, 1000, 400))  # right half transparent: shown white
+    palette = Image.new("RGB", (900, 900), (20, 160, 40)).convert("P", palette=Image.Palette.ADAPTIVE)
+    deep = Image.fromarray(np.full((600, 800), 40000, dtype=np.uint16))
+    gray = Image.new("L", (2000, 100), 90)
+    broken = png(Image.effect_noise((1200, 1200), 60).convert("RGB"))[:5000]  # header intact, data cut
+    tiny = png(Image.new("RGB", (30, 20), (1, 2, 3)))
+    images = [png(rgba), png(palette), png(deep), png(gray), broken, tiny]
+    assert Image.open(io.BytesIO(images[2])).mode.startswith("I;16")
+    row = {"id": "modes", "task": "shuffle", "variant": "2x2", "images": [{"bytes": b, "path": f"{i}.png"}
+                                                                         for i, b in enumerate(images)],
+           "problem": "<image>" * len(images) + "q", "answer": "0-1-2-3", "answer_type": "permutation",
+           "options": None, "source": "x", "meta": "{}"}
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.Table.from_pylist([row], schema=SCHEMA), tmp_path / "data" / "train-00000-of-00001.parquet")
+    out = tmp_path / "p.html"
+    assert write_preview(str(tmp_path), str(out), max_side=256) == 1
+    (s,) = parse_page(out).samples
+    shown = []
+    for src in s["images"][:4]:
+        with Image.open(io.BytesIO(decode_data_uri(src, "image/jpeg"))) as im:
+            assert max(im.size) == 256 and im.mode in ("RGB", "L")
+            shown.append(np.asarray(im.convert("RGB"), dtype=np.int16))
+    assert [x.shape[:2] for x in shown] == [(102, 256), (256, 256), (192, 256), (13, 256)]
+    assert np.abs(shown[0][:, :100] - (200, 30, 30)).mean() < 8  # opaque red
+    assert (shown[0][:, 160:] > 245).all()  # transparent over white
+    assert np.abs(shown[1] - (20, 160, 40)).mean() < 8
+    assert np.abs(shown[2] - 40000 // 256).mean() < 3  # 16-bit shown by its high byte, like browsers
+    assert np.abs(shown[3] - 90).mean() < 3
+    # an image Pillow cannot decode is embedded as stored, its size and the reason given
+    assert decode_data_uri(s["images"][4]) == broken
+    assert s["sizes"][4].startswith("1200\u00d71200") and "not downscaled" in s["sizes"][4]
+    assert decode_data_uri(s["images"][5]) == tiny and s["sizes"][5].strip() == "30\u00d720"
+
+
+def test_cli_max_side(large_dataset, tmp_path):
+    out = tmp_path / "page.html"
+    res = CliRunner().invoke(main, ["preview", str(large_dataset), "-o", str(out), "--max-side", "300"])
+    assert res.exit_code == 0, res.output
+    truth = stored_samples(large_dataset)
+    assert check_display(parse_page(out), truth, max_side=300) == (6, 0)
+    text = out.read_text(encoding="utf-8")
+    assert "larger than 300 px" in text
+    res = CliRunner().invoke(main, ["preview", str(large_dataset), "-o", str(out), "--max-side", "0"])
+    assert res.exit_code == 0, res.output
+    check_against_dataset(parse_page(out), truth)
+    res = CliRunner().invoke(main, ["preview", str(large_dataset), "-o", str(out), "--max-side", "-1"])
+    assert res.exit_code == 2 and "--max-side" in res.output
+    with pytest.raises(PreviewError, match="max_side"):
+        render_preview(str(large_dataset), max_side=-1)
 
 
 # ----------------------------------------------------------------------------------------

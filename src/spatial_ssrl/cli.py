@@ -188,13 +188,17 @@ def list_tasks():
 @click.option("--num", "-n", default=50, show_default=True, type=click.IntRange(min=1),
               help="Samples to show, spread over the tasks.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Which samples are picked.")
-def preview(dataset, out, num, seed):
+@click.option("--max-side", default=768, show_default=True, type=click.IntRange(min=0), metavar="PX",
+              help="Images whose longer side exceeds PX pixels are shown downscaled (embedded as JPEG) "
+                   "to keep the page small; captions still give the stored size. 0 embeds every "
+                   "image's original bytes.")
+def preview(dataset, out, num, seed, max_side):
     """Write one self-contained HTML page showing samples of a dataset."""
     from .preview import PreviewError, write_preview
 
     out = out or os.path.join(dataset, "preview.html")
     try:
-        shown = write_preview(dataset, out, num=num, seed=seed)
+        shown = write_preview(dataset, out, num=num, seed=seed, max_side=max_side)
     except PreviewError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {out} ({shown} samples)")

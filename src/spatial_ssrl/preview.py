@@ -5,8 +5,13 @@
 plus ``images/``) with pyarrow / json only, picks ``num`` samples deterministically from
 ``seed``, spread round-robin over the tasks (and, within a task, over its variants), and
 writes one HTML file: a header with the manifest's summary, then a section per task with
-each sample's images (embedded as base64 data URIs of the stored bytes), question, answer,
-answer type / options and parameters (the ``meta`` JSON, canonical format only).
+each sample's images (embedded as base64 data URIs), question, answer, answer type / options
+and parameters (the ``meta`` JSON, canonical format only).
+
+Images whose longer side exceeds ``max_side`` (default 768) are downscaled for display and
+embedded as JPEG, which keeps a 50-sample page of full-size photos a few MB instead of tens;
+smaller images, and every image when ``max_side=0``, are embedded as their stored bytes.
+Captions always give the stored image's pixel size (and the size shown, when downscaled).
 
 Mistakes a user can make (a folder with no dataset, a parquet lacking the columns its
 format needs, an unreadable file) raise :class:`PreviewError` with a readable message.
@@ -53,6 +58,8 @@ JSONL_REQUIRED = ("messages", "images", "id", "task", "variant")
 
 CROP_CAPTIONS = ("masked image", "A", "B", "C", "D")
 BATCH_ROWS = 16
+DEFAULT_MAX_SIDE = 768  # longest displayed side; 0 embeds the stored bytes unchanged
+JPEG_QUALITY = 85  # of the downscaled display copies
 
 
 class PreviewError(Exception):
@@ -450,14 +457,68 @@ def _mime(data: bytes) -> str:
     return "application/octet-stream"
 
 
-def _image_size(data: bytes) -> tuple[int, int] | None:
-    try:
-        from PIL import Image
+@dataclass
+class _Shown:
+    data: bytes  # the bytes embedded in the page
+    size: tuple[int, int] | None  # the stored image's pixel size (None: Pillow cannot read it)
+    shown: tuple[int, int] | None = None  # the embedded copy's size when downscaled
+    note: str | None = None  # why a too-large image is embedded unchanged
 
+
+def _flatten_for_jpeg(im):
+    """``im`` as RGB or L, transparent parts over white."""
+    from PIL import Image
+
+    if im.mode in ("RGB", "L"):
+        return im
+    if im.mode in ("RGBA", "LA", "RGBa", "La", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGB", rgba.size, (255, 255, 255))
+        bg.paste(rgba, mask=rgba.getchannel("A"))
+        return bg
+    return im.convert("RGB")
+
+
+def _downscaled(im, max_side: int):
+    """A copy of the open image ``im`` whose longer side is ``max_side``, ready to save as JPEG."""
+    from PIL import Image, ImageOps
+
+    if im.mode.startswith("I;16"):
+        import numpy as np
+
+        # browsers show 16-bit PNGs by their high byte; do the same
+        im = Image.fromarray((np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8), "L")
+    elif im.mode in ("I", "F"):
+        im = im.convert("L")
+    elif im.mode in ("1", "P", "PA"):
+        # palette images resample only by NEAREST; give LANCZOS real colours
+        im = im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
+    # thumbnail keeps the aspect ratio within max_side x max_side; it decodes JPEGs at a
+    # reduced scale (draft) and reduces by whole factors before the LANCZOS pass
+    im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    im = ImageOps.exif_transpose(im) or im  # browsers honour the orientation of the original
+    return _flatten_for_jpeg(im)
+
+
+def _display_image(data: bytes, max_side: int) -> _Shown:
+    """What to embed for one stored image: its own bytes, or a JPEG copy downscaled so the
+    longer side is ``max_side`` when it is larger than that (``max_side=0``: never)."""
+    from PIL import Image
+
+    try:
         with Image.open(io.BytesIO(data)) as im:
-            return im.size
+            size = im.size
+            if max_side <= 0 or max(size) <= max_side:
+                return _Shown(data, size)
+            try:
+                small = _downscaled(im, max_side)
+                buf = io.BytesIO()
+                small.save(buf, format="JPEG", quality=JPEG_QUALITY)
+            except Exception as exc:  # noqa: BLE001 - the original is shown instead
+                return _Shown(data, size, note=f"not downscaled ({type(exc).__name__})")
+            return _Shown(buf.getvalue(), size, shown=small.size)
     except Exception:  # noqa: BLE001 - shown as "unreadable" on the page
-        return None
+        return _Shown(data, None)
 
 
 def _json_compact(value: Any, indent: int = 0, width: int = 46) -> str:
@@ -504,7 +565,7 @@ def _captions(s: _Sample) -> list[str]:
     return [f"image {i + 1}" for i in range(n)]
 
 
-def _images_html(s: _Sample) -> str:
+def _images_html(s: _Sample, max_side: int = DEFAULT_MAX_SIDE) -> str:
     if not s.images:
         return '<div class="imgs"><span class="dim">(no images)</span></div>'
     caps = _captions(s)
@@ -517,11 +578,23 @@ def _images_html(s: _Sample) -> str:
             body = f'<div class="missing">{_e(err or "missing image")}</div>'
             size = ""
         else:
-            wh = _image_size(data)
+            # each image (the crop task's masked image and its options too) by the same rule
+            d = _display_image(data, max_side)
+            wh = d.size
             size = f"{wh[0]}&times;{wh[1]}" if wh else "unreadable image"
-            b64 = base64.b64encode(data).decode("ascii")
-            body = (f'<img src="data:{_mime(data)};base64,{b64}" alt="{_e(cap)}" '
-                    f'title="{_e(name)}" data-index="{i}">')
+            title, attrs = name, ""
+            if wh:
+                attrs = f' data-size="{wh[0]}x{wh[1]}"'
+            if d.shown:
+                size += (f'<span class="shown"> &middot; shown at '
+                         f'{d.shown[0]}&times;{d.shown[1]}</span>')
+                title = f"{name} (stored {wh[0]}x{wh[1]}, downscaled to {d.shown[0]}x{d.shown[1]} for display)"
+                attrs += f' data-shown="{d.shown[0]}x{d.shown[1]}"'
+            elif d.note:
+                size += f'<span class="shown"> &middot; {_e(d.note)}</span>'
+            b64 = base64.b64encode(d.data).decode("ascii")
+            body = (f'<img src="data:{_mime(d.data)};base64,{b64}" alt="{_e(cap)}" '
+                    f'title="{_e(title)}" data-index="{i}"{attrs}>')
         figs.append(
             f'<figure class="{cls}">{body}<figcaption><span class="cap">{_e(cap)}</span>{mark} '
             f'<span class="dim size">{size}</span></figcaption></figure>'
@@ -534,7 +607,7 @@ def _field(label: str, value_html: str, cls: str = "") -> str:
     return f'<dt>{_e(label)}</dt><dd class="{cls}">{value_html}</dd>'
 
 
-def _sample_html(s: _Sample, number: int) -> str:
+def _sample_html(s: _Sample, number: int, max_side: int = DEFAULT_MAX_SIDE) -> str:
     fields = [_field("answer", f'<span class="answer">{_e(s.answer) if s.answer is not None else "—"}</span>')]
     fields.append(_field("answer type", _e(s.answer_type) if s.answer_type else '<span class="dim">—</span>'))
     if s.options:
@@ -567,7 +640,7 @@ def _sample_html(s: _Sample, number: int) -> str:
     <span class="sid mono">{_e(s.id)}</span>
     <span class="ans-badge">answer <b>{_e(s.answer) if s.answer is not None else "—"}</b></span></header>
   <div class="body {"stack" if len(s.images) > 2 else "side"}">
-    {_images_html(s)}
+    {_images_html(s, max_side)}
     <div class="qa">
       <h4>question</h4>
       <div class="question">{_question_html(s.problem)}</div>
@@ -586,7 +659,8 @@ def _kv_list(d: dict | None) -> str:
 
 
 def _header_html(dataset_dir: str, fmt: str, manifest: dict | None, warning: str | None,
-                 index: list[tuple[str, str, str]], shown: list[_Sample], seed: int) -> str:
+                 index: list[tuple[str, str, str]], shown: list[_Sample], seed: int,
+                 max_side: int = DEFAULT_MAX_SIDE) -> str:
     data_counts: dict[str, Counter] = defaultdict(Counter)
     for task, variant, _ in index:
         data_counts[task][variant] += 1
@@ -630,6 +704,11 @@ def _header_html(dataset_dir: str, fmt: str, manifest: dict | None, warning: str
         if isinstance(src, dict):
             facts.append(("sources", _kv_list(src)))
     facts.append(("preview", f"{len(shown)} samples, preview seed {_e(seed)}"))
+    if max_side > 0:
+        facts.append(("images", f"larger than {_e(max_side)} px on the longer side are shown downscaled "
+                                "(JPEG); <span class='mono'>--max-side 0</span> embeds the originals"))
+    else:
+        facts.append(("images", "stored bytes, not downscaled"))
     fact_html = "".join(f"<div><span class='k'>{k}</span> {v}</div>" for k, v in facts)
 
     runlog = ""
@@ -740,10 +819,14 @@ def _page(title: str, header: str, toc: str, sections: str) -> str:
     )
 
 
-def render_preview(dataset_dir: str, num: int = 50, seed: int = 0) -> tuple[str, int]:
-    """The preview page's HTML and the number of samples it shows."""
+def render_preview(dataset_dir: str, num: int = 50, seed: int = 0,
+                   max_side: int = DEFAULT_MAX_SIDE) -> tuple[str, int]:
+    """The preview page's HTML and the number of samples it shows. Images whose longer side
+    exceeds ``max_side`` are embedded as downscaled JPEG copies (``0``: stored bytes always)."""
     if num < 1:
         raise PreviewError(f"num must be at least 1 (got {num})")
+    if max_side < 0:
+        raise PreviewError(f"max_side must be 0 (originals) or a positive number of pixels (got {max_side})")
     if not os.path.isdir(dataset_dir):
         raise PreviewError(f"{dataset_dir} is not a folder")
     manifest, warning = _load_manifest(dataset_dir)
@@ -761,7 +844,7 @@ def render_preview(dataset_dir: str, num: int = 50, seed: int = 0) -> tuple[str,
         body = []
         for s in items:
             number += 1
-            body.append(_sample_html(s, number))
+            body.append(_sample_html(s, number, max_side))
         n = len(items)
         sections.append(
             f'\n<section class="task" id="task-{_e(task)}" data-task="{_e(task)}">'
@@ -772,15 +855,18 @@ def render_preview(dataset_dir: str, num: int = 50, seed: int = 0) -> tuple[str,
     toc = f'<nav class="toc">{"".join(links)}</nav>' if links else ""
     if not samples:
         sections.append('<p class="empty dim">the dataset has no rows</p>')
-    header = _header_html(dataset_dir, ds.format, manifest, warning, ds.index, samples, seed)
+    header = _header_html(dataset_dir, ds.format, manifest, warning, ds.index, samples, seed, max_side)
     title = f"Preview: {os.path.basename(os.path.abspath(dataset_dir))}"
     return _page(title, header, toc, "".join(sections)), len(samples)
 
 
-def write_preview(dataset_dir: str, out_path: str, num: int = 50, seed: int = 0) -> int:
+def write_preview(dataset_dir: str, out_path: str, num: int = 50, seed: int = 0,
+                  max_side: int = DEFAULT_MAX_SIDE) -> int:
     """Write a self-contained HTML page showing ``num`` samples of the dataset in
-    ``dataset_dir`` to ``out_path``; return the number of samples shown."""
-    page, shown = render_preview(dataset_dir, num=num, seed=seed)
+    ``dataset_dir`` to ``out_path``; return the number of samples shown. Images whose longer
+    side exceeds ``max_side`` pixels are shown downscaled (JPEG); ``max_side=0`` embeds
+    every image's stored bytes."""
+    page, shown = render_preview(dataset_dir, num=num, seed=seed, max_side=max_side)
     d = os.path.dirname(os.path.abspath(out_path))
     try:
         os.makedirs(d, exist_ok=True)

@@ -62,9 +62,13 @@ class DatasetWriter:
 
 
 class ParquetShardWriter(DatasetWriter):
-    """Rows go to ``data/train-XXXXX-of-YYYYY.parquet``. Each shard is written to a hidden
-    temporary file and renamed into place only when the run completes, so a crash never
-    leaves a half-written shard under a final name."""
+    """Rows go to ``data/train-XXXXX-of-YYYYY.parquet``.
+
+    Rows are written in row groups of at most ``rows_per_group`` rows (or
+    ``max_group_bytes`` of images), so memory holds one row group, not one shard. A shard
+    closes after ``rows_per_shard`` rows or ``max_shard_bytes`` of images. Shards are
+    written under hidden temporary names and renamed into place only when the run
+    completes, so a crash never leaves a half-written shard under a final name."""
 
     split = "train"
 
@@ -76,41 +80,61 @@ class ParquetShardWriter(DatasetWriter):
         to_row: Callable[[EncodedSample, int], dict],
         rows_per_shard: int = 1000,
         max_shard_bytes: int = 512 * 1024 * 1024,
+        rows_per_group: int = 64,
+        max_group_bytes: int = 64 * 1024 * 1024,
     ):
         super().__init__(out_dir)
         meta = {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
         self.schema = schema.with_metadata(meta)
         self.to_row = to_row
         self.rows_per_shard = max(1, int(rows_per_shard))
-        # a shard also closes once its images pass this many bytes, so memory stays bounded
-        # whatever the image sizes
         self.max_shard_bytes = max(1, int(max_shard_bytes))
-        self._buffer_bytes = 0
+        self.rows_per_group = max(1, min(int(rows_per_group), self.rows_per_shard))
+        self.max_group_bytes = max(1, int(max_group_bytes))
         self.data_dir = os.path.join(out_dir, "data")
         os.makedirs(self.data_dir, exist_ok=True)
-        self._buffer: list[dict] = []
+        self._group: list[dict] = []
+        self._group_bytes = 0
+        self._shard: pq.ParquetWriter | None = None
+        self._shard_rows = 0
+        self._shard_bytes = 0
         self._tmp_shards: list[str] = []
         self._count = 0
 
     def add(self, sample: EncodedSample) -> None:
-        self._buffer.append(self.to_row(sample, self._count))
+        self._group.append(self.to_row(sample, self._count))
         self._count += 1
-        self._buffer_bytes += sum(len(b) for b in sample.images)
-        if len(self._buffer) >= self.rows_per_shard or self._buffer_bytes >= self.max_shard_bytes:
-            self._flush()
+        size = sum(len(b) for b in sample.images)
+        self._group_bytes += size
+        self._shard_rows += 1
+        self._shard_bytes += size
+        shard_full = self._shard_rows >= self.rows_per_shard or self._shard_bytes >= self.max_shard_bytes
+        if shard_full or len(self._group) >= self.rows_per_group or self._group_bytes >= self.max_group_bytes:
+            self._write_group()
+        if shard_full:
+            self._close_shard()
 
-    def _flush(self) -> None:
-        if not self._buffer:
+    def _write_group(self) -> None:
+        if not self._group:
             return
-        table = pa.Table.from_pylist(self._buffer, schema=self.schema)
-        path = os.path.join(self.data_dir, f".tmp-{self.split}-{len(self._tmp_shards):05d}.parquet")
-        pq.write_table(table, path, compression="zstd")
-        self._tmp_shards.append(path)
-        self._buffer = []
-        self._buffer_bytes = 0
+        if self._shard is None:
+            path = os.path.join(self.data_dir, f".tmp-{self.split}-{len(self._tmp_shards):05d}.parquet")
+            self._shard = pq.ParquetWriter(path, self.schema, compression="zstd")
+            self._tmp_shards.append(path)
+        self._shard.write_table(pa.Table.from_pylist(self._group, schema=self.schema))
+        self._group = []
+        self._group_bytes = 0
+
+    def _close_shard(self) -> None:
+        if self._shard is not None:
+            self._shard.close()
+            self._shard = None
+        self._shard_rows = 0
+        self._shard_bytes = 0
 
     def close(self) -> list[str]:
-        self._flush()
+        self._write_group()
+        self._close_shard()
         n = len(self._tmp_shards)
         final = []
         for i, tmp in enumerate(self._tmp_shards):
@@ -120,6 +144,9 @@ class ParquetShardWriter(DatasetWriter):
         return final
 
     def abort(self) -> None:
+        if self._shard is not None:
+            self._shard.close()
+            self._shard = None
         for tmp in self._tmp_shards:
             if os.path.exists(tmp):
                 os.unlink(tmp)
