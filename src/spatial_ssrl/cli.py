@@ -188,7 +188,7 @@ def list_tasks():
 @click.option("--num", "-n", default=50, show_default=True, type=click.IntRange(min=1),
               help="Samples to show, spread over the tasks.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Which samples are picked.")
-@click.option("--max-side", default=768, show_default=True, type=click.IntRange(min=0), metavar="PX",
+@click.option("--max-side", default=512, show_default=True, type=click.IntRange(min=0), metavar="PX",
               help="Images whose longer side exceeds PX pixels are shown downscaled (embedded as JPEG) "
                    "to keep the page small; captions still give the stored size. 0 embeds every "
                    "image's original bytes.")

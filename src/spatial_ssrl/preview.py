@@ -8,9 +8,9 @@ writes one HTML file: a header with the manifest's summary, then a section per t
 each sample's images (embedded as base64 data URIs), question, answer, answer type / options
 and parameters (the ``meta`` JSON, canonical format only).
 
-Images whose longer side exceeds ``max_side`` (default 768) are downscaled for display and
-embedded as JPEG, which keeps a 50-sample page of full-size photos a few MB instead of tens;
-smaller images, and every image when ``max_side=0``, are embedded as their stored bytes.
+Images whose longer side exceeds ``max_side`` (default 512) are downscaled for display and
+embedded as JPEG, which keeps pages of large photos small and quick to open; smaller
+images, and every image when ``max_side=0``, are embedded as their stored bytes.
 Captions always give the stored image's pixel size (and the size shown, when downscaled).
 
 Mistakes a user can make (a folder with no dataset, a parquet lacking the columns its
@@ -58,7 +58,7 @@ JSONL_REQUIRED = ("messages", "images", "id", "task", "variant")
 
 CROP_CAPTIONS = ("masked image", "A", "B", "C", "D")
 BATCH_ROWS = 16
-DEFAULT_MAX_SIDE = 768  # longest displayed side; 0 embeds the stored bytes unchanged
+DEFAULT_MAX_SIDE = 512  # longest displayed side; 0 embeds the stored bytes unchanged
 JPEG_QUALITY = 85  # of the downscaled display copies
 
 
