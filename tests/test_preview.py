@@ -443,10 +443,10 @@ def test_default_page_is_much_smaller(large_dataset, tmp_path):
 
 def test_crop_images_follow_the_same_rule(large_crop_dataset, tmp_path):
     out = tmp_path / "page.html"
-    assert write_preview(str(large_crop_dataset), str(out)) == 3
+    assert write_preview(str(large_crop_dataset), str(out), max_side=768) == 3
     page = parse_page(out)
     truth = stored_samples(large_crop_dataset)
-    downscaled, kept = check_display(page, truth)
+    downscaled, kept = check_display(page, truth, max_side=768)
     assert downscaled == 3 and kept == 12, "masked images downscaled, the smaller options kept"
     for s in page.samples:
         assert [c.strip() for c in s["captions"]] == ["masked image", "A", "B", "C", "D"]
