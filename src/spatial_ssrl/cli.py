@@ -41,8 +41,9 @@ def main() -> None:
 
 @main.command()
 @click.option("--input", "-i", "inputs", multiple=True, metavar="PATH",
-              help="Image folder (searched recursively), image file, or list file (.txt, one path per "
-                   "line). Repeatable. Default: the built-in photos.")
+              help="Image folder (searched recursively; RGB-D pairs found by DIODE, MegaDepth, NYU and "
+                   "disparity naming), image file, list file (.txt, one path per line) or RGB-D manifest "
+                   "(.jsonl). Repeatable. Default: the built-in photos, Middlebury pair and procedural scenes.")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--num", "-n", default=100, show_default=True, type=click.IntRange(min=1),
               help="Number of samples to write.")
