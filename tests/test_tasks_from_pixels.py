@@ -53,8 +53,10 @@ def test_shuffle_reassembles_source(rows):
         m, n = (int(v) for v in r["variant"].split("-")[0].split("x"))
         (cell,) = r["images"]
         out = decode(cell)
-        src = load_source(r["source"])[: out.shape[0], : out.shape[1]]
-        assert out.shape[0] > src.shape[0] - m and out.shape[1] > src.shape[1] - n or out.shape == src.shape
+        full = load_source(r["source"])
+        # the image is cut to whole cells: only the remainder rows/columns are dropped
+        assert out.shape[:2] == (full.shape[0] // m * m, full.shape[1] // n * n)
+        src = full[: out.shape[0], : out.shape[1]]
         shown, orig = cells(out, m, n), cells(src, m, n)
         ph, pw = shown[0].shape[:2]
         mask = interior_mask(ph, pw)
