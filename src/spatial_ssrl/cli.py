@@ -111,7 +111,7 @@ def generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side,
     _prepare_out_dir(out, overwrite)
 
     config = GenerateConfig(
-        num=num, seed=seed, mix=mix, format=fmt, workers=workers or os.cpu_count() or 1, strict=strict,
+        num=num, seed=seed, mix=mix, format=fmt, workers=workers or _usable_cpus(), strict=strict,
         prompt_set=prompt_set, max_attempts=max_attempts, rows_per_shard=shard_rows,
         image_format=image_format, jpeg_quality=jpeg_quality,
         task_options=_position_options(facing_weights, absolute_thresholds),
@@ -139,6 +139,14 @@ def generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side,
             bar.close()
     if not quiet:
         _print_summary(result.manifest, out)
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (respects affinity masks, unlike os.cpu_count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _position_options(facing_weights: str | None, absolute_thresholds: bool) -> dict:
