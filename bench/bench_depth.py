@@ -74,7 +74,7 @@ import sys
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from functools import wraps
+from _timing import StepTimer, floor_decode, med
 
 perf = time.perf_counter
 MIB = 1024.0  # ru_maxrss is in KiB on Linux
@@ -202,36 +202,17 @@ def run_memory(configs: list[tuple[str, list]], n: int, seed: int, jobs: int) ->
 # --------------------------------------------------------------------------------------
 # Instrumentation (this process only): exclusive step times per run_unit call
 # --------------------------------------------------------------------------------------
-class Acc:
-    def __init__(self) -> None:
-        self.reset()
+class Acc(StepTimer):
+    """Per-call step times plus what the encode wrapper saw of each sample."""
 
     def reset(self) -> None:
-        self.t = dict.fromkeys(STEPS, 0.0)
+        super().reset()
         self.images: list = []
         self.encodings: list[str] = []
         self.modes: list[str] = []
-        self.stack: list[float] = []
 
 
-ACC = Acc()
-
-
-def _timed(fn, step: str):
-    @wraps(fn)
-    def inner(*args, **kwargs):
-        ACC.stack.append(0.0)
-        t0 = perf()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            dt = perf() - t0
-            inner_t = ACC.stack.pop()
-            ACC.t[step] += dt - inner_t
-            if ACC.stack:
-                ACC.stack[-1] += dt
-
-    return inner
+ACC = Acc(STEPS)
 
 
 def install_instrumentation() -> None:
@@ -239,12 +220,12 @@ def install_instrumentation() -> None:
     import spatial_ssrl.sources.rgbd as rgbd
     import spatial_ssrl.tasks.depth as depth_mod
 
-    rgbd.load_item = _timed(rgbd.load_item, "rgb")
-    rgbd.read_depth_file = _timed(rgbd.read_depth_file, "d_read")
-    worker.load_source_item = _timed(worker.load_source_item, "d_prep")
-    depth_mod._analyse = _timed(depth_mod._analyse, "analyse")  # looked up by analyse_depth
-    worker.is_near_uniform = _timed(worker.is_near_uniform, "p_chk")
-    timed_encode = _timed(worker.encode_sample, "encode")
+    rgbd.load_item = ACC.wrap(rgbd.load_item, "rgb")
+    rgbd.read_depth_file = ACC.wrap(rgbd.read_depth_file, "d_read")
+    worker.load_source_item = ACC.wrap(worker.load_source_item, "d_prep")
+    depth_mod._analyse = ACC.wrap(depth_mod._analyse, "analyse")  # looked up by analyse_depth
+    worker.is_near_uniform = ACC.wrap(worker.is_near_uniform, "p_chk")
+    timed_encode = ACC.wrap(worker.encode_sample, "encode")
 
     def encode_sample(sample, compress_level, encoding="png", jpeg_quality=95):
         ACC.images.append(sample.images)
@@ -258,27 +239,12 @@ def install_instrumentation() -> None:
 def instrument_task(name: str, variant: str, cfg) -> None:
     import spatial_ssrl.engine.worker as worker
 
-    task = worker._task(name, variant, cfg)
-    if getattr(task, "_bench_wrapped", False):
-        return
-    task.make_params = _timed(task.make_params, "p_chk")
-    task.check = _timed(task.check, "p_chk")
-    task.render = _timed(task.render, "render")
-    task._bench_wrapped = True
+    ACC.wrap_task(worker._task(name, variant, cfg), "p_chk", "render")
 
 
 # --------------------------------------------------------------------------------------
 # Floor
 # --------------------------------------------------------------------------------------
-def floor_decode(path: str) -> float:
-    from PIL import Image
-
-    t0 = perf()
-    with Image.open(path) as im:
-        im.load()
-    return perf() - t0
-
-
 def floor_depth_read(fixture: str) -> float:
     import numpy as np
 
@@ -346,10 +312,6 @@ def measure(fixture: str, ref, task: str, variant: str, mode: str, cfg, k0: int,
         "mode": ACC.modes[0],
         "out_bytes": statistics.fmean(len(b) for r in res.results if r.sample for b in r.sample.images),
     }
-
-
-def med(xs):
-    return statistics.median(xs) if xs else float("nan")
 
 
 def summarize(recs: list[dict]) -> dict:

@@ -47,11 +47,12 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from functools import wraps
 
 import numpy as np
 import PIL
 from PIL import Image
+
+from _timing import StepTimer, floor_decode, med
 
 import spatial_ssrl.engine.worker as worker
 from spatial_ssrl.engine.worker import Job, WorkerConfig
@@ -80,70 +81,38 @@ FIXTURE = os.path.join(REPO_ROOT, "..", "shared", "fixtures", "spatial-ssrl-samp
 # --------------------------------------------------------------------------------------
 # Instrumentation: wrap what run_unit calls so one timed call also yields a breakdown.
 # --------------------------------------------------------------------------------------
-class Acc:
-    """Per-sample accumulator the wrappers write into."""
-
-    def __init__(self) -> None:
-        self.reset()
+class Acc(StepTimer):
+    """Per-sample step times plus the output images the wrappers saw."""
 
     def reset(self) -> None:
-        self.t = dict.fromkeys(STEPS, 0.0)
+        super().reset()
         self.images: list[np.ndarray] | None = None
 
 
-ACC = Acc()
-
-
-def _timed(fn, step: str):
-    @wraps(fn)
-    def inner(*args, **kwargs):
-        t0 = perf()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            ACC.t[step] += perf() - t0
-
-    return inner
+ACC = Acc(STEPS)
 
 
 def install_instrumentation() -> None:
     """Patch the names ``run_unit`` looks up in its module (this process only)."""
-    worker.load_item = _timed(worker.load_item, "decode")
-    worker.is_near_uniform = _timed(worker.is_near_uniform, "params_check")
-    encode_sample = worker.encode_sample
+    worker.load_source_item = ACC.wrap(worker.load_source_item, "decode")
+    worker.is_near_uniform = ACC.wrap(worker.is_near_uniform, "params_check")
+    timed_encode = ACC.wrap(worker.encode_sample, "encode")
 
-    def timed_encode_sample(sample, *args, **kwargs):
+    def encode_sample(sample, *args, **kwargs):
         ACC.images = sample.images
-        t0 = perf()
-        try:
-            return encode_sample(sample, *args, **kwargs)
-        finally:
-            ACC.t["encode"] += perf() - t0
+        return timed_encode(sample, *args, **kwargs)
 
-    worker.encode_sample = timed_encode_sample
+    worker.encode_sample = encode_sample
 
 
 def instrument_task(name: str, variant: str, cfg: WorkerConfig) -> None:
     """Wrap the (cached) task object's steps; run_unit gets the same object from the cache."""
-    task = worker._task(name, variant, cfg)
-    if getattr(task, "_bench_wrapped", False):
-        return
-    task.make_params = _timed(task.make_params, "params_check")
-    task.check = _timed(task.check, "params_check")
-    task.render = _timed(task.render, "render")
-    task._bench_wrapped = True
+    ACC.wrap_task(worker._task(name, variant, cfg), "params_check", "render")
 
 
 # --------------------------------------------------------------------------------------
 # One measurement
 # --------------------------------------------------------------------------------------
-def floor_decode(path: str) -> float:
-    t0 = perf()
-    with Image.open(path) as im:
-        im.load()
-    return perf() - t0
-
-
 def floor_encode(images: list[np.ndarray], level: int) -> float:
     t0 = perf()
     for a in images:
@@ -182,10 +151,6 @@ def measure(ref: SourceRef, name: str, variant: str, cfg: WorkerConfig, floor_fi
 # --------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------
-def med(xs):
-    return statistics.median(xs) if xs else float("nan")
-
-
 def summarize(recs: list[dict]) -> dict:
     mt, mf = med([r["total"] for r in recs]), med([r["floor"] for r in recs])
     by_image: dict[str, list[dict]] = defaultdict(list)

@@ -1,0 +1,58 @@
+"""Timing helpers shared by the bench scripts: exclusive per-step timers that wrap the
+functions a worker calls, and the decode floor."""
+
+from __future__ import annotations
+
+import statistics
+from functools import wraps
+from time import perf_counter as perf
+
+from PIL import Image
+
+
+class StepTimer:
+    """Accumulates seconds per named step. Wrapped calls nested inside other wrapped calls
+    are subtracted from their caller, so the steps of one sample add up to its total."""
+
+    def __init__(self, steps) -> None:
+        self.steps = tuple(steps)
+        self.reset()
+
+    def reset(self) -> None:
+        self.t = dict.fromkeys(self.steps, 0.0)
+        self._stack: list[float] = []
+
+    def wrap(self, fn, step: str):
+        @wraps(fn)
+        def inner(*args, **kwargs):
+            self._stack.append(0.0)
+            t0 = perf()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                dt = perf() - t0
+                self.t[step] += dt - self._stack.pop()
+                if self._stack:
+                    self._stack[-1] += dt
+
+        return inner
+
+    def wrap_task(self, task, params_step: str, render_step: str) -> None:
+        """Time a (cached) task object's steps in place; idempotent."""
+        if getattr(task, "_bench_wrapped", False):
+            return
+        task.make_params = self.wrap(task.make_params, params_step)
+        task.check = self.wrap(task.check, params_step)
+        task.render = self.wrap(task.render, render_step)
+        task._bench_wrapped = True
+
+
+def floor_decode(path: str) -> float:
+    t0 = perf()
+    with Image.open(path) as im:
+        im.load()
+    return perf() - t0
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
