@@ -34,6 +34,15 @@ def _walk_images(root: Path, ignored: Counter) -> list[Path]:
     return found
 
 
+def read_list_file(path: Path) -> list[Path]:
+    """Paths named by a list file (one per line, ``#`` comments, relative to its folder);
+    an :class:`InputError` when it names none."""
+    entries = _read_list_file(path)
+    if not entries:
+        raise InputError(f"list file {path} names no images")
+    return entries
+
+
 def _read_list_file(path: Path) -> list[Path]:
     base = path.parent
     entries = []
@@ -84,10 +93,7 @@ def discover(inputs: list[str]) -> tuple[list[SourceRef], Counter]:
                 add(f, f"{root_name}/{f.relative_to(p).as_posix()}")
         elif p.is_file():
             if p.suffix.lower() in LIST_EXTENSIONS:
-                listed = _read_list_file(p)
-                if not listed:
-                    raise InputError(f"list file {p} names no images")
-                for f in listed:
+                for f in read_list_file(p):
                     add(f, f.name)
             else:
                 add(p, p.name)

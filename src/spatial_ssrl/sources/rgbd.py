@@ -79,7 +79,7 @@ from .depth_formats import (
     read_depth_file,
     sniff_format,
 )
-from .files import IMAGE_EXTENSIONS, LIST_EXTENSIONS, InputError, _read_list_file
+from .files import IMAGE_EXTENSIONS, LIST_EXTENSIONS, InputError, read_list_file
 from .images import LoadOptions, load_item
 
 MIN_VALID_FRACTION = 0.05
@@ -572,10 +572,7 @@ def discover_rgbd(inputs: list[str]) -> tuple[list[SourceRef], DiscoveryReport]:
                 for ref, default_id in _read_manifest(p, report):
                     add(ref, ref.id or default_id)
             elif suffix in LIST_EXTENSIONS:
-                listed = _read_list_file(p)
-                if not listed:
-                    raise InputError(f"list file {p} names no images")
-                for f in listed:
+                for f in read_list_file(p):
                     add_file(f, f.name)
             else:
                 add_file(p, p.name)
