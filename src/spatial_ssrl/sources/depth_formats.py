@@ -206,10 +206,22 @@ def read_mask(path: str, shape: tuple[int, int], max_pixels: int) -> np.ndarray:
     return m != 0
 
 
+def _read_h5_fast(ds) -> np.ndarray | None:
+    """The dataset through :mod:`.hdf5_chunks` (same array, about 2x faster on MegaDepth's
+    gzip-9 chunks); None to let h5py read it, also when the fast path finds the stored
+    bytes inconsistent (h5py then reports the problem in its own words)."""
+    from .hdf5_chunks import read_dataset
+
+    try:
+        return read_dataset(ds)
+    except (ValueError, OSError):
+        return None
+
+
 def read_megadepth(path: str, max_pixels: int) -> RawDepth:
     try:
         import h5py
-    except ImportError as exc:  # h5py is an optional dependency (test extra)
+    except ImportError as exc:  # a core dependency, but an environment may lack it
         raise SourceSkip("depth_h5py_not_installed", path, "install h5py to read .h5 depth") from exc
     try:
         with h5py.File(path, "r") as fh:
@@ -223,7 +235,9 @@ def read_megadepth(path: str, max_pixels: int) -> RawDepth:
                 raise SourceSkip("depth_bad_dtype", path, f"dtype {ds.dtype} is not a real number type")
             if len(ds.shape) >= 2:
                 _check_pixels(path, int(ds.shape[0]), int(ds.shape[1]), max_pixels)
-            a = ds[()]
+            a = _read_h5_fast(ds)
+            if a is None:
+                a = ds[()]
     except SourceSkip:
         raise
     except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
