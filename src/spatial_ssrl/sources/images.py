@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .base import Item, SourceRef, SourceSkip
+from .fast_decode import decode_rgb
 
 # Pillow refuses files whose header claims more pixels than this by default; we apply our
 # own (configurable) limit before decoding instead.
@@ -102,12 +103,20 @@ def load_item(ref: SourceRef, options: LoadOptions = LoadOptions()) -> Item:
                     raise SourceSkip(
                         "too_many_pixels", path, f"{w}x{h} > limit of {options.max_pixels} pixels"
                     )
-                img.load()
-                orientation = img.getexif().get(0x0112, 1)
-                if orientation not in (None, 1):
-                    img = ImageOps.exif_transpose(img)
-                    info["exif_orientation"] = int(orientation)
-                rgb, conversion = _to_rgb(img)
+                rgb = None
+                if img.mode == "RGB" and img.format in ("JPEG", "PNG"):
+                    # PNG: the fast path itself refuses files with an eXIf chunk (and
+                    # Pillow's getexif would decode the whole PNG to look for one)
+                    if img.format == "PNG" or img.getexif().get(0x0112, 1) in (None, 1):
+                        rgb = decode_rgb(path, img.format, img.mode, img.size)
+                        conversion = None
+                if rgb is None:
+                    img.load()
+                    orientation = img.getexif().get(0x0112, 1)
+                    if orientation not in (None, 1):
+                        img = ImageOps.exif_transpose(img)
+                        info["exif_orientation"] = int(orientation)
+                    rgb, conversion = _to_rgb(img)
     except SourceSkip:
         raise
     except UnidentifiedImageError as exc:

@@ -112,7 +112,10 @@ def scale_intrinsics(
 
 def _handle_negatives(raw: RawDepth, path: str, valid: np.ndarray, info: dict) -> np.ndarray:
     with np.errstate(invalid="ignore"):
-        neg = valid & (raw.values < 0)
+        neg = raw.values < 0
+    if not neg.any():  # the usual case: one cheap pass
+        return valid
+    neg &= valid
     n_neg = int(np.count_nonzero(neg))
     if not n_neg:
         return valid
@@ -130,7 +133,8 @@ def _handle_negatives(raw: RawDepth, path: str, valid: np.ndarray, info: dict) -
     return valid & ~neg
 
 
-def _check_validity(values: np.ndarray, valid: np.ndarray, path: str, min_fraction: float) -> None:
+def _check_validity(depth: np.ndarray, valid: np.ndarray, path: str, min_fraction: float) -> None:
+    """``depth`` holds NaN wherever ``valid`` is False."""
     n_valid = int(np.count_nonzero(valid))
     total = int(valid.size)
     if n_valid == 0:
@@ -139,11 +143,19 @@ def _check_validity(values: np.ndarray, valid: np.ndarray, path: str, min_fracti
         raise SourceSkip(
             "depth_too_few_valid", path, f"{n_valid / total:.2%} valid, below {min_fraction:.0%}"
         )
-    # min/max over valid pixels without copying them out: invalid ones become +/-inf
-    lo = float(np.min(values, where=valid, initial=np.inf))
-    hi = float(np.max(values, where=valid, initial=-np.inf))
+    lo = float(np.nanmin(depth))
+    hi = float(np.nanmax(depth))
     if hi - lo <= 1e-6 * max(abs(hi), abs(lo)):
         raise SourceSkip("depth_constant", path, f"every valid pixel is {lo:g}")
+
+
+def _nan_where_invalid(depth: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """float32 copy of ``depth`` (or ``depth`` itself when it is a float32 array we may
+    write to) with NaN wherever ``valid`` is False."""
+    if depth.dtype == np.float32 and depth.flags.writeable and depth.flags.c_contiguous:
+        np.copyto(depth, np.float32(np.nan), where=~valid)
+        return depth
+    return np.where(valid, depth, np.float32(np.nan)).astype(np.float32, copy=False)
 
 
 def _disparity_to_depth(
@@ -230,6 +242,7 @@ def load_rgbd_item(
         depth, valid, kind = _disparity_to_depth(raw, valid, ref, file_w, notes)
     else:
         depth, kind = raw.values, raw.kind
+    depth = _nan_where_invalid(depth, valid)  # the readers hand over arrays of their own
     _check_validity(depth, valid, depth_path, min_valid_fraction)
 
     h, w = item.height, item.width
@@ -240,7 +253,6 @@ def load_rgbd_item(
         if not valid.any():
             raise SourceSkip("depth_all_invalid", depth_path, "no valid pixel left after resampling")
 
-    depth = np.where(valid, depth, np.float32(np.nan)).astype(np.float32, copy=False)
     depth = np.ascontiguousarray(depth)
     valid = np.ascontiguousarray(valid, dtype=bool)
     depth.setflags(write=False)

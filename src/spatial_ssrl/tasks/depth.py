@@ -103,15 +103,24 @@ def _window_reduce(b: np.ndarray, m: int, op) -> np.ndarray:
     return c
 
 
-def percentiles(values: np.ndarray, qs: tuple[float, ...] = PERCENTILES) -> list[float]:
-    """Percentiles of a 1-D array with numpy's default (linear) definition, found without
-    sorting or partitioning the whole array: a sorted subsample brackets each order
-    statistic, only the values beyond the bracket are partitioned. Exact (falls back to
-    ``np.percentile`` when a bracket misses, which the margins make very unlikely)."""
-    n = int(values.size)
-    step = max(1, n // 32768)
-    sub = np.sort(values[::step])
-    m = int(sub.size)
+def percentiles(values: np.ndarray, qs: tuple[float, ...] = PERCENTILES, n_valid: int | None = None) -> list[float]:
+    """Percentiles of the non-NaN entries of ``values`` (any shape) with numpy's default
+    (linear) definition, found without sorting, partitioning or even gathering the whole
+    array: a sorted subsample brackets each order statistic, and only the values beyond
+    the bracket are partitioned (NaN fails every comparison, so it drops out on its own).
+    ``n_valid`` is the number of non-NaN entries when the caller knows it. Exact: when a
+    bracket misses (the margins make that very unlikely) it falls back to
+    ``np.percentile`` of the valid values."""
+    flat = values.reshape(-1)
+    n = int(np.count_nonzero(~np.isnan(flat))) if n_valid is None else int(n_valid)
+    if n == 0:
+        raise ValueError("no valid value")
+    step = max(1, flat.size // 32768)
+    sub = np.sort(flat[::step])  # NaN sorts last
+    m = int(np.count_nonzero(~np.isnan(sub)))
+    if m == 0:
+        return [float(v) for v in np.percentile(flat[~np.isnan(flat)], qs)]
+    sub = sub[:m]
     out = []
     for q in qs:
         f = q / 100.0
@@ -119,15 +128,15 @@ def percentiles(values: np.ndarray, qs: tuple[float, ...] = PERCENTILES) -> list
         k = int(np.floor(pos))
         k1 = min(k + 1, n - 1)
         margin = 6.0 * np.sqrt(max(f * (1.0 - f), 1e-4) / m) + 2.0 / m
-        if f <= 0.5:
-            part = values[values <= sub[min(m - 1, int(np.ceil((f + margin) * m)))]]
+        if f <= 0.5:  # {v <= t} is exactly the |part| smallest values
+            part = flat[flat <= sub[min(m - 1, int(np.ceil((f + margin) * m)))]]
             ks, ok = (k, k1), part.size > k1
-        else:
-            part = values[values >= sub[max(0, int(np.floor((f - margin) * m)))]]
+        else:  # {v >= t} is exactly the |part| largest values
+            part = flat[flat >= sub[max(0, int(np.floor((f - margin) * m)))]]
             off = n - int(part.size)
             ks, ok = (k - off, k1 - off), off <= k
         if not ok:
-            return [float(v) for v in np.percentile(values, qs)]
+            return [float(v) for v in np.percentile(flat[~np.isnan(flat)], qs)]
         p = np.partition(part, ks)
         a, b = float(p[ks[0]]), float(p[ks[1]])
         out.append(a + (b - a) * (pos - k))
@@ -204,11 +213,18 @@ def _analyse(item: Item, share: float, min_side: int, r_max: float) -> DepthAnal
     depth = depth.astype(np.float32, copy=False)
     valid = np.isfinite(depth)
     if item.mask is not None:
-        valid &= item.mask.astype(bool, copy=False)
-    values = depth[valid]
-    if values.size == 0:
+        mask = item.mask.astype(bool, copy=False)
+        if not np.array_equal(valid, mask):  # not the Item contract: make it so
+            valid &= mask
+            depth = np.where(valid, depth, np.float32(np.nan))
+    if np.isinf(depth).any():
+        depth = np.where(valid, depth, np.float32(np.nan))
+    # From here on NaN marks every invalid pixel and nothing else: min/max reductions
+    # propagate it, so a block or window containing an invalid pixel comes out NaN.
+    n_valid = int(np.count_nonzero(valid))
+    if n_valid == 0:
         return DepthAnalysis("depth_no_valid_pixels", h, w)
-    p_lo, p_hi = percentiles(values)
+    p_lo, p_hi = percentiles(depth, n_valid=n_valid)
     if not p_hi > p_lo:
         return DepthAnalysis("depth_constant", h, w, p_lo, p_hi)
     g, m = region_grid(h, w, share, min_side)
@@ -220,17 +236,14 @@ def _analyse(item: Item, share: float, min_side: int, r_max: float) -> DepthAnal
         base.problem = "depth_no_valid_regions"
         return base
     d = depth[: hb * g, : wb * g]
-    v = valid[: hb * g, : wb * g]
-    bmin = _block_reduce(d, g, np.minimum)
+    bmin = _block_reduce(d, g, np.minimum)  # NaN where the block has an invalid pixel
     bmax = _block_reduce(d, g, np.maximum)
-    bval = _block_reduce(v, g, np.logical_and)
-    wmin = _window_reduce(bmin, m, np.minimum)
+    wmin = _window_reduce(bmin, m, np.minimum)  # NaN where the window has one
     wmax = _window_reduce(bmax, m, np.maximum)
-    wval = _window_reduce(bval, m, np.logical_and)
     nlo = normalise(wmin, p_lo, p_hi)
     nhi = normalise(wmax, p_lo, p_hi)
     with np.errstate(invalid="ignore"):
-        ok = wval & ((nhi - nlo) < r_max)
+        ok = (nhi - nlo) < r_max  # False for NaN: windows with an invalid pixel drop out
     # the marker (radius R around the centre pixel) must fit inside the image
     half, r = s // 2, style.radius
     ys = np.arange(ok.shape[0]) * g + half
