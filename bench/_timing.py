@@ -1,5 +1,5 @@
 """Timing helpers shared by the bench scripts: exclusive per-step timers that wrap the
-functions a worker calls, and the decode floor."""
+functions a worker calls, and the decode floors."""
 
 from __future__ import annotations
 
@@ -48,6 +48,20 @@ class StepTimer:
 
 
 def floor_decode(path: str) -> float:
+    """Seconds to decode ``path`` with the fastest decoder the loader has for it: the exact
+    fast decoders of ``sources/fast_decode.py`` (RGB JPEG, 8-bit RGB PNG) when installed,
+    else Pillow's own ``load``."""
+    from spatial_ssrl.sources.fast_decode import decode_rgb
+
+    t0 = perf()
+    with Image.open(path) as im:
+        if decode_rgb(path, im.format, im.mode, im.size) is None:
+            im.load()
+    return perf() - t0
+
+
+def floor_decode_pillow(path: str) -> float:
+    """Seconds for Pillow alone to decode ``path`` (the reference without fast decoders)."""
     t0 = perf()
     with Image.open(path) as im:
         im.load()

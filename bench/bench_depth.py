@@ -74,7 +74,7 @@ import sys
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from _timing import StepTimer, floor_decode, med
+from _timing import StepTimer, floor_decode, floor_decode_pillow, med
 
 perf = time.perf_counter
 MIB = 1024.0  # ru_maxrss is in KiB on Linux
@@ -245,7 +245,9 @@ def instrument_task(name: str, variant: str, cfg) -> None:
 # --------------------------------------------------------------------------------------
 # Floor
 # --------------------------------------------------------------------------------------
-def floor_depth_read(fixture: str) -> float:
+def floor_depth_read(fixture: str, plain: bool = False) -> float:
+    """Seconds to read the raw depth (and mask) arrays and nothing else: MegaDepth through
+    the fast chunk reader (``plain``: h5py's ``ds[()]``), DIODE with ``np.load``."""
     import numpy as np
 
     _, depth, mask, fmt = FIXTURES[fixture]
@@ -253,8 +255,11 @@ def floor_depth_read(fixture: str) -> float:
     if fmt == "megadepth":
         import h5py
 
+        from spatial_ssrl.sources.hdf5_chunks import read_dataset
+
         with h5py.File(os.path.join(FIXTURE_DIR, depth), "r") as fh:
-            fh["depth"][()]
+            if plain or read_dataset(fh["depth"]) is None:
+                fh["depth"][()]
     else:
         np.load(os.path.join(FIXTURE_DIR, depth))
         if mask:
@@ -287,6 +292,7 @@ def measure(fixture: str, ref, task: str, variant: str, mode: str, cfg, k0: int,
     fl_in = None
     if floor_first:
         fl_in = floor_decode(ref.path) + floor_depth_read(fixture)
+        fl_plain = floor_decode_pillow(ref.path) + floor_depth_read(fixture, plain=True)
     ACC.reset()
     t0 = perf()
     res = worker.run_unit((ref, jobs, cfg))
@@ -296,6 +302,7 @@ def measure(fixture: str, ref, task: str, variant: str, mode: str, cfg, k0: int,
         return None
     if fl_in is None:
         fl_in = floor_decode(ref.path) + floor_depth_read(fixture)
+        fl_plain = floor_decode_pillow(ref.path) + floor_depth_read(fixture, plain=True)
     fl_enc = floor_encode(ACC.images, ACC.encodings, cfg)
     steps = {k: v / made for k, v in ACC.t.items()}
     steps["other"] = max(0.0, total / made - sum(v for s, v in steps.items() if s != "other"))
@@ -304,6 +311,7 @@ def measure(fixture: str, ref, task: str, variant: str, mode: str, cfg, k0: int,
         "floor": fl_in / n + fl_enc / made,
         "floor_in": fl_in / n,
         "floor_encode": fl_enc / made,
+        "floor_plain": fl_plain / n + fl_enc / made,
         "steps": steps,
         "made": made,
         "jobs": n,
@@ -324,6 +332,7 @@ def summarize(recs: list[dict]) -> dict:
         "median_floor_s": mf,
         "median_floor_in_s": med([r["floor_in"] for r in recs]),
         "median_floor_encode_s": med([r["floor_encode"] for r in recs]),
+        "median_floor_plain_s": med([r["floor_plain"] for r in recs]),
         "ratio": mt / mf if mf else float("nan"),
         "steps_median_s": {s: med([r["steps"][s] for r in recs]) for s in STEPS},
         "mean_attempts_per_sample": statistics.fmean(r["attempts"] / r["made"] for r in recs) if recs else float("nan"),
@@ -399,6 +408,11 @@ def main(argv=None) -> int:
           f"image_format={cfg0.image_format}, jpeg q={cfg0.jpeg_quality}; python {platform.python_version()}, "
           f"numpy {np.__version__}, Pillow {PIL.__version__}, h5py {h5v}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}")
+    from spatial_ssrl.sources.fast_decode import backends
+    from spatial_ssrl.sources.hdf5_chunks import inflate_backend
+
+    dec = backends()
+    print(f"decoders: JPEG {dec['JPEG']}, PNG {dec['PNG']}, h5 chunks inflated with {inflate_backend()}")
 
     install_instrumentation()
     for w in range(args.warmup):
@@ -431,10 +445,12 @@ def main(argv=None) -> int:
         rows.append(s)
 
     print()
-    print("s/smp = median seconds per sample; floor = RGB decode + depth read (/8 for x8) + encode of the output;\n"
-          "steps = median EXCLUSIVE seconds per sample; pub x = public script time / median.")
+    print("s/smp = median seconds per sample; floor = RGB decode + depth read (/8 for x8) + encode of the output,\n"
+          "with the fastest readers the loader has (fast decoders, fast h5 chunk reader); fl.pl = the same floor\n"
+          "read the plain way (Pillow load + h5py ds[()]); steps = median EXCLUSIVE seconds per sample;\n"
+          "pub x = public script time / median.")
     head = (f"{'fixture':10s} {'task/variant':19s} {'deal':4s} {'s/smp':>7s} {'floor':>7s} {'ratio':>5s} {'pub x':>6s} | "
-            + " ".join(f"{STEP_HEAD[s]:>7s}" for s in STEPS) + f" | {'fl.in':>6s} {'fl.enc':>6s} {'n':>4s}")
+            + " ".join(f"{STEP_HEAD[s]:>7s}" for s in STEPS) + f" | {'fl.in':>6s} {'fl.enc':>6s} {'fl.pl':>6s} {'n':>4s}")
     print(head)
     print("-" * len(head))
     last = None
@@ -446,7 +462,7 @@ def main(argv=None) -> int:
         print(f"{s['fixture']:10s} {s['task'] + '/' + s['variant']:19s} {s['mode']:4s} {s['median_s']:7.4f} "
               f"{s['median_floor_s']:7.4f} {s['ratio']:5.2f} {s['speedup_vs_public']:6.0f} | "
               + " ".join(f"{s['steps_median_s'][k]:7.4f}" for k in STEPS)
-              + f" | {s['median_floor_in_s']:6.4f} {s['median_floor_encode_s']:6.4f} {s['n_samples']:4d}"
+              + f" | {s['median_floor_in_s']:6.4f} {s['median_floor_encode_s']:6.4f} {s['median_floor_plain_s']:6.4f} {s['n_samples']:4d}"
               + (f"  ({s['failures']} units without sample)" if s["failures"] else "") + flag)
     modes = {(s["fixture"], s["task"]): s["position_mode"] for s in rows if s["task"] == "position"}
     print("position mode used: " + ", ".join(f"{f}: {m}" for (f, _), m in modes.items())

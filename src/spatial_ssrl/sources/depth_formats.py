@@ -158,9 +158,13 @@ def _load_npy(path: str, max_pixels: int) -> np.ndarray:
         raise SourceSkip("depth_unreadable", path, "not a single .npy array")
     if a.ndim >= 2:
         _check_pixels(path, int(a.shape[0]), int(a.shape[1]), max_pixels)
-    if a.dtype.kind not in "fiu":  # check before copying
+    if a.dtype.kind not in "fiu":  # check before reading
         raise SourceSkip("depth_bad_dtype", path, f"dtype {a.dtype} is not a real number type")
-    return np.array(a)
+    del a
+    try:  # a plain read into fresh memory is faster than copying out of the map
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise SourceSkip("depth_unreadable", path, str(exc).strip() or type(exc).__name__) from exc
 
 
 def _is_object_array_error(exc: Exception) -> bool:
@@ -202,7 +206,7 @@ def read_mask(path: str, shape: tuple[int, int], max_pixels: int) -> np.ndarray:
     if m.shape != shape:
         raise SourceSkip("depth_bad_shape", path, f"mask shape {tuple(m.shape)} differs from depth shape {shape}")
     if m.dtype.kind == "f":
-        return np.nan_to_num(m, nan=0.0) > 0.5
+        return m > 0.5  # NaN compares False: missing
     return m != 0
 
 
