@@ -300,13 +300,24 @@ def region_stats(item: Item, box: list[int], p_lo: float, p_hi: float) -> dict[s
         return None
     n = normalise(raw, p_lo, p_hi)
     return {
-        "norm_median": float(np.median(n)),
+        "norm_median": _median(n),
         "norm_min": float(n.min()),
         "norm_max": float(n.max()),
-        "depth_median": float(np.median(raw.astype(np.float64))),
+        "depth_median": _median(raw.astype(np.float64)),
         "depth_min": float(raw.min()),
         "depth_max": float(raw.max()),
     }
+
+
+def _median(a: np.ndarray) -> float:
+    """``np.median`` of a NaN-free array (same value), by one partition."""
+    flat = a.reshape(-1)
+    n = flat.size
+    half = n // 2
+    if n % 2:
+        return float(np.partition(flat, half)[half])
+    p = np.partition(flat, (half - 1, half))
+    return float((p[half - 1] + p[half]) / 2.0)
 
 
 def region_record(label: int, analysis: DepthAnalysis, idx: int, stats: dict[str, Any]) -> dict[str, Any]:
