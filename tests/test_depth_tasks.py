@@ -321,3 +321,24 @@ def test_megadepth_fixture(shared_samples, n):
     for k in (3, 4):
         for s in draw_samples(make_task("depth", f"{k}-regions"), item, 6, seed=n):
             rederive_depth(item, s, k)
+
+
+def test_max_chain_equals_brute_force():
+    """The greedy separation bound against trying every subset of a few random intervals."""
+    from itertools import combinations
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        n = int(rng.integers(1, 9))
+        lo = rng.uniform(0, 1, n)
+        hi = lo + rng.uniform(0, 0.2, n)
+        a = depth_mod.DepthAnalysis(None, 10, 10, cx=np.zeros(n), lo=lo, hi=hi)
+        gap = float(rng.choice([0.0, 0.05, 0.1]))
+
+        def separated(idx):
+            iv = sorted((lo[i], hi[i]) for i in idx)
+            return all(b[0] > a_[1] + gap for a_, b in zip(iv, iv[1:]))
+
+        best = max(r for r in range(1, n + 1) if any(separated(c) for c in combinations(range(n), r)))
+        for limit in (2, 3, 5):
+            assert a.max_chain(gap, limit) == min(best, limit)

@@ -173,8 +173,6 @@ class DepthAnalysis:
     raw_lo: np.ndarray | None = None
     """Min of the stored depth values (metres for metric items)."""
     raw_hi: np.ndarray | None = None
-    _lo_sorted: np.ndarray | None = None
-    _suffix_min_hi: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -183,19 +181,16 @@ class DepthAnalysis:
     def max_chain(self, gap: float, limit: int) -> int:
         """The largest number (capped at ``limit``) of candidates whose normalised ranges
         are pairwise separated by more than ``gap`` (greedy interval scheduling: take the
-        earliest-ending interval that starts after the last end + gap)."""
+        earliest-ending interval that starts after the last end + gap; one vectorised pass
+        per step, no sorting)."""
         if self.n == 0:
             return 0
-        if self._lo_sorted is None:
-            order = np.argsort(self.lo, kind="stable")
-            self._lo_sorted = self.lo[order]
-            self._suffix_min_hi = np.minimum.accumulate(self.hi[order][::-1])[::-1]
         count, last = 0, -np.inf
         while count < limit:
-            i = int(np.searchsorted(self._lo_sorted, last + gap, side="right"))
-            if i >= self._lo_sorted.size:
+            later = self.lo > last + gap
+            if not later.any():
                 break
-            last = float(self._suffix_min_hi[i])
+            last = float(np.min(self.hi, where=later, initial=np.inf))
             count += 1
         return count
 
