@@ -342,3 +342,23 @@ def test_max_chain_equals_brute_force():
         best = max(r for r in range(1, n + 1) if any(separated(c) for c in combinations(range(n), r)))
         for limit in (2, 3, 5):
             assert a.max_chain(gap, limit) == min(best, limit)
+
+
+@pytest.mark.parametrize("nan_share", [0.0, 0.3, 0.97])
+def test_percentiles_ignore_nan_and_match_numpy(nan_share):
+    """The bracketing percentiles on NaN-filled maps equal numpy's on the valid values,
+    with ties, a tiny valid set and heavy tails included."""
+    rng = np.random.default_rng(int(nan_share * 100))
+    maps = [
+        rng.lognormal(1.0, 1.2, (300, 410)).astype(np.float32),
+        rng.integers(0, 7, (257, 301)).astype(np.float32),  # heavy ties
+        np.concatenate([rng.normal(5, 1, 50_000), rng.normal(500, 1, 300)]).astype(np.float32).reshape(-1, 100),
+    ]
+    for a in maps:
+        a = a.copy()
+        a[rng.random(a.shape) < nan_share] = np.nan
+        a.flat[0] = 3.0  # at least one valid value
+        want = np.percentile(a[~np.isnan(a)], depth_mod.PERCENTILES)
+        got = depth_mod.percentiles(a)
+        assert got == pytest.approx(list(want), rel=1e-12, abs=1e-12)
+        assert depth_mod.percentiles(a, n_valid=int(np.count_nonzero(~np.isnan(a)))) == got

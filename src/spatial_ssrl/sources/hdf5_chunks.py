@@ -9,10 +9,11 @@ bytes another way:
 1. ``h5py`` is used only for the metadata: shape, dtype, chunk shape, the filter pipeline,
    the fill value, and the file address of every stored chunk (``DatasetID.chunk_iter``,
    one call for all chunks).
-2. The bytes of all chunks are read with one read, and every chunk is inflated with libdeflate (the ``deflate``
-   package) when it is installed, else with the standard library's ``zlib``. libdeflate
-   decodes a whole buffer of known size in one call and is about twice as fast as zlib;
-   the decompressed size of a chunk is always known (chunk shape x item size).
+2. The bytes of all chunks are fetched with one read, and every chunk is inflated with
+   libdeflate (the ``deflate`` package) when it is installed, else with the standard
+   library's ``zlib``. libdeflate decodes a whole buffer of known size in one call and is
+   about twice as fast as zlib; the decompressed size of a chunk is always known (chunk
+   shape x item size).
 3. The optional byte-shuffle filter is undone with NumPy; chunks are copied into place.
 
 Only the pipelines this code fully understands are taken this way: any subset of
