@@ -55,7 +55,7 @@ def floor_decode(path: str) -> float:
 
     t0 = perf()
     with Image.open(path) as im:
-        if decode_rgb(path, im.format, im.mode, im.size) is None:
+        if decode_rgb(path, im) is None:
             im.load()
     return perf() - t0
 

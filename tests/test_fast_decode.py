@@ -28,7 +28,7 @@ def _pillow_rgb(path) -> np.ndarray:
 
 def _decode(path):
     with Image.open(path) as img:
-        return fast_decode.decode_rgb(str(path), img.format, img.mode, img.size)
+        return fast_decode.decode_rgb(str(path), img)
 
 
 JPEG_CASES = [

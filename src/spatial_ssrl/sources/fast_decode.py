@@ -24,6 +24,7 @@ from __future__ import annotations
 import struct
 
 import numpy as np
+from PIL import Image
 
 try:
     import simplejpeg as _simplejpeg
@@ -63,10 +64,11 @@ def _png_is_plain_rgb8(data: bytes) -> bool:
     return True  # truncated: let the decoder (and then Pillow) judge
 
 
-def decode_rgb(path: str, fmt: str | None, mode: str, size: tuple[int, int]) -> np.ndarray | None:
-    """HxWx3 uint8 pixels of the file at ``path`` (already opened by Pillow, which found
-    format ``fmt``, mode ``mode`` and ``size`` = (w, h)), or None when no fast decoder
-    applies or the fast decoder fails."""
+def decode_rgb(path: str, img: Image.Image) -> np.ndarray | None:
+    """HxWx3 uint8 pixels of the file at ``path``, which Pillow has opened as ``img`` (its
+    header only: format, mode, size), or None when no fast decoder applies or the fast
+    decoder fails."""
+    fmt, mode = img.format, img.mode
     if mode != "RGB" or fmt not in ("JPEG", "PNG"):
         return None
     if fmt == "JPEG" and _simplejpeg is None or fmt == "PNG" and _pyspng is None:
@@ -85,7 +87,7 @@ def decode_rgb(path: str, fmt: str | None, mode: str, size: tuple[int, int]) -> 
             arr = _pyspng.load(data)
     except Exception:  # noqa: BLE001 - any failure: Pillow decides what the file is
         return None
-    w, h = size
+    w, h = img.size
     if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.shape != (h, w, 3):
         return None
     return arr

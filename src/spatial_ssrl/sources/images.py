@@ -108,7 +108,7 @@ def load_item(ref: SourceRef, options: LoadOptions = LoadOptions()) -> Item:
                     # PNG: the fast path itself refuses files with an eXIf chunk (and
                     # Pillow's getexif would decode the whole PNG to look for one)
                     if img.format == "PNG" or img.getexif().get(0x0112, 1) in (None, 1):
-                        rgb = decode_rgb(path, img.format, img.mode, img.size)
+                        rgb = decode_rgb(path, img)
                         conversion = None
                 if rgb is None:
                     img.load()
