@@ -26,6 +26,8 @@ SCHEMA = pa.schema(
         ("task", pa.string()),
         ("variant", pa.string()),
         ("answer_type", pa.string()),
+        ("options", pa.list_(pa.string())),
+        ("source", pa.string()),
     ]
 )
 FEATURES = {
@@ -36,6 +38,8 @@ FEATURES = {
     "task": STRING,
     "variant": STRING,
     "answer_type": STRING,
+    "options": [STRING],
+    "source": STRING,
 }
 FORMAT_TEMPLATE = "{{ content | trim }} " + FORMAT_SUFFIX + "\n"
 
@@ -49,6 +53,8 @@ def to_row(s: EncodedSample, index: int) -> dict:
         "task": s.task,
         "variant": s.variant,
         "answer_type": s.answer_type,
+        "options": s.options,
+        "source": s.source,
     }
 
 

@@ -70,6 +70,8 @@ def to_record(s: EncodedSample) -> dict:
         "variant": s.variant,
         "answer": s.answer,
         "answer_type": s.answer_type,
+        "options": s.options,
+        "source": s.source,
     }
 
 

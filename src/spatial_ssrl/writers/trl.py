@@ -2,8 +2,10 @@
 
 The user message's content interleaves ``{"type": "image"}`` entries and text parts in the
 order of the question's ``<image>`` placeholders; the format suffix ends the last text part.
-GRPOTrainer passes every other column (``answer``, ``answer_type``, ``task``, ...) to
-reward functions as keyword arguments.
+GRPOTrainer passes every other column (``answer``, ``answer_type``, ``options``, ``task``,
+...) to reward functions as keyword arguments; ``options`` (the option texts of position
+questions, the letters of crop ones) lets the reward accept ``\\boxed{Left}`` as ``ssrl score``
+does. ``source`` names the input image, which ``ssrl split`` keeps within one split.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ SCHEMA = pa.schema(
         ("answer_type", pa.string()),
         ("task", pa.string()),
         ("variant", pa.string()),
+        ("options", pa.list_(pa.string())),
+        ("source", pa.string()),
     ]
 )
 FEATURES = {
@@ -35,6 +39,8 @@ FEATURES = {
     "answer_type": STRING,
     "task": STRING,
     "variant": STRING,
+    "options": [STRING],
+    "source": STRING,
 }
 
 
@@ -59,6 +65,8 @@ def to_row(s: EncodedSample, index: int) -> dict:
         "answer_type": s.answer_type,
         "task": s.task,
         "variant": s.variant,
+        "options": s.options,
+        "source": s.source,
     }
 
 

@@ -28,6 +28,7 @@ EXTRA_INFO = pa.struct(
         ("answer_type", pa.string()),
         ("answer", pa.string()),
         ("options", pa.list_(pa.string())),
+        ("source", pa.string()),
     ]
 )
 SCHEMA = pa.schema(
@@ -55,6 +56,7 @@ FEATURES = {
         "answer_type": STRING,
         "answer": STRING,
         "options": [STRING],
+        "source": STRING,
     },
 }
 
@@ -75,6 +77,7 @@ def to_row(s: EncodedSample, index: int) -> dict:
             "answer_type": s.answer_type,
             "answer": s.answer,
             "options": s.options,
+            "source": s.source,
         },
     }
 

@@ -1,0 +1,73 @@
+"""In-process generation with transformers (batched, left-padded, greedy by default)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass
+class Item:
+    """One question: text with ``<image>`` placeholders (format suffix included or not) and
+    its images as encoded bytes or PIL images, in placeholder order."""
+
+    question: str
+    images: Sequence
+
+
+def _pil(image):
+    from PIL import Image
+
+    if isinstance(image, (bytes, bytearray)):
+        image = Image.open(io.BytesIO(image))
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def messages_for(question: str) -> list[dict]:
+    """A one-turn conversation whose content interleaves image and text parts."""
+    from ..prompts import IMAGE_TOKEN
+
+    content: list[dict] = []
+    for i, text in enumerate(question.split(IMAGE_TOKEN)):
+        if i > 0:
+            content.append({"type": "image"})
+        if text:
+            content.append({"type": "text", "text": text})
+    return [{"role": "user", "content": content}]
+
+
+def generate(model, processor, items: Sequence[Item], max_new_tokens: int = 256, temperature: float = 0.0,
+             top_p: float = 1.0, batch_size: int = 8) -> list[str]:
+    """Responses for ``items`` in order. ``temperature`` 0 decodes greedily."""
+    import torch
+
+    tokenizer = getattr(processor, "tokenizer", processor)
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[str] = []
+    try:
+        for start in range(0, len(items), max(1, batch_size)):
+            batch = items[start:start + batch_size]
+            texts = [processor.apply_chat_template(messages_for(it.question), add_generation_prompt=True,
+                                                   tokenize=False) for it in batch]
+            images = [_pil(im) for it in batch for im in it.images]
+            inputs = processor(text=texts, images=images or None, return_tensors="pt", padding=True)
+            inputs = inputs.to(device)
+            kwargs = {"max_new_tokens": max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
+            if temperature and temperature > 0:
+                kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
+            else:
+                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            with torch.no_grad():
+                ids = model.generate(**inputs, **kwargs)
+            new = ids[:, inputs["input_ids"].shape[1]:]
+            out.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
+    finally:
+        tokenizer.padding_side = old_side
+        if was_training:
+            model.train()
+    return out

@@ -1,0 +1,108 @@
+"""Trainer callbacks: held-out validation, a JSON-lines training log, a run marker."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import OrderedDict
+from typing import Any
+
+from transformers import TrainerCallback
+
+from ..prompts import with_format_suffix
+from ..reward.cli import build_report
+
+
+def validate(model, processor, records, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
+             batch_size: int = 8, **score_settings: Any) -> tuple[dict, list[dict]]:
+    """Generate on ``records`` and score them with the code of ``ssrl score``.
+    Returns (report, predictions)."""
+    from ..backends.transformers_backend import Item, generate
+
+    items = [Item(with_format_suffix(r.problem or ""), r.images) for r in records]
+    responses = generate(model, processor, items, max_new_tokens=max_new_tokens, temperature=temperature,
+                         top_p=top_p, batch_size=batch_size)
+    samples = OrderedDict((r.id, {"task": r.task, "variant": r.variant, "answer": r.answer,
+                                  "answer_type": r.answer_type, "options": r.options}) for r in records)
+    preds = [(i + 1, r.id, resp) for i, (r, resp) in enumerate(zip(records, responses))]
+    report = build_report(samples, preds, [], **score_settings)
+    return report, [{"id": r.id, "task": r.task, "response": resp} for r, resp in zip(records, responses)]
+
+
+def flat_metrics(report: dict, prefix: str = "val") -> dict[str, float]:
+    out = {f"{prefix}/accuracy": report["accuracy"], f"{prefix}/format_rate": report["format_rate"],
+           f"{prefix}/parse_failures": float(report["parse_failures"])}
+    for task, b in report["per_task"].items():
+        out[f"{prefix}/{task}/accuracy"] = b["accuracy"]
+        out[f"{prefix}/{task}/format_rate"] = b["format_rate"]
+    return {k: float(v) for k, v in out.items() if v is not None}
+
+
+class ValidationCallback(TrainerCallback):
+    """Every ``every`` optimizer steps (and at the end), generate on the held-out records
+    and log accuracy per task through the trainer's logger (console, TensorBoard, W&B) and
+    to ``validation.jsonl`` in the run folder. ``trainer`` is set after construction."""
+
+    def __init__(self, records, processor, output_dir: str, every: int, max_new_tokens: int,
+                 temperature: float = 0.0, top_p: float = 1.0, batch_size: int = 8, score_settings=None):
+        self.records = records
+        self.processor = processor
+        self.path = os.path.join(output_dir, "validation.jsonl")
+        self.every = every
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.batch_size = batch_size
+        self.score_settings = score_settings or {}
+        self.trainer = None
+        self._last_step = -1
+
+    def _run(self, state) -> None:
+        if self.trainer is None or state.global_step == self._last_step or not self.records:
+            return
+        self._last_step = state.global_step
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        t0 = time.perf_counter()
+        report, preds = validate(model, self.processor, self.records, self.max_new_tokens, self.temperature,
+                                 self.top_p, self.batch_size, **self.score_settings)
+        metrics = flat_metrics(report)
+        metrics["val/seconds"] = round(time.perf_counter() - t0, 3)
+        if self.trainer.accelerator.is_main_process:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"step": state.global_step, "metrics": metrics,
+                                     "per_task": report["per_task"], "predictions": preds}) + "\n")
+        self.trainer.log(metrics)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.every and state.global_step % self.every == 0:
+            self._run(state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.every:
+            self._run(state)
+
+
+class JsonlLogCallback(TrainerCallback):
+    """Every log line the trainer emits, as JSON lines in ``train_log.jsonl``."""
+
+    def __init__(self, output_dir: str):
+        self.path = os.path.join(output_dir, "train_log.jsonl")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is None or not state.is_world_process_zero:
+            return
+        row = {"step": state.global_step, **{k: _plain(v) for k, v in logs.items()}}
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
+def _plain(v):
+    try:
+        import math
+
+        if isinstance(v, float) and math.isnan(v):
+            return None
+    except Exception:  # noqa: BLE001
+        pass
+    return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)

@@ -1,0 +1,163 @@
+"""``ssrl split``, ``ssrl coldstart``, ``ssrl train sft`` and ``ssrl train grpo``."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+TRAIN_EXTRA_HINT = "training needs the train extra: pip install 'spatial-ssrl[train]'"
+
+
+def shipped_configs() -> dict[str, str]:
+    """name -> path of the YAML configs shipped with the package."""
+    if not os.path.isdir(CONFIG_DIR):
+        return {}
+    return {n[:-5]: os.path.join(CONFIG_DIR, n) for n in sorted(os.listdir(CONFIG_DIR)) if n.endswith(".yaml")}
+
+
+def resolve_config(value: str | None) -> str | None:
+    """A config file path, or the name of a shipped config (``tiny``, ``qwen2_5_vl_3b_grpo``...)."""
+    if value is None or os.path.exists(value):
+        return value
+    configs = shipped_configs()
+    name = value[:-5] if value.endswith(".yaml") else value
+    if name in configs:
+        return configs[name]
+    raise click.BadParameter(f"{value} is neither a file nor a shipped config ({', '.join(configs)})",
+                             param_hint="--config")
+
+
+@click.command("split", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("dataset", type=click.Path(file_okay=False))
+@click.option("--test-fraction", default=0.05, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="Share of source images held out for validation and `ssrl eval` (split 'test').")
+@click.option("--coldstart-fraction", default=0.0, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="Share of source images kept for the SFT cold start (split 'coldstart'), never seen by GRPO.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Which sources go where.")
+@click.option("--shard-rows", default=1000, show_default=True, type=click.IntRange(min=1), help="Rows per shard.")
+def split_command(dataset, test_fraction, coldstart_fraction, seed, shard_rows):
+    """Split a dataset in place by source image into train / test (/ coldstart).
+
+    No source image is in two splits. Shards become data/<split>-XXXXX-of-YYYYY.parquet
+    (llamafactory: <split>.jsonl), which datasets.load_dataset reads as splits."""
+    from .split import SplitError, split_dataset
+
+    try:
+        result = split_dataset(dataset, test_fraction, coldstart_fraction, seed=seed, rows_per_shard=shard_rows)
+    except SplitError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted; the dataset is as it was", err=True)
+        sys.exit(130)
+    for name in sorted(result.rows):
+        click.echo(f"{name:<10} {result.rows[name]:>7} samples from {result.sources.get(name, 0):>6} source images")
+
+
+@click.command("coldstart", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data", "-d", required=True, type=click.Path(file_okay=False), help="Dataset folder.")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="New folder to write.")
+@click.option("--num", "-n", default=3600, show_default=True, type=click.IntRange(min=1),
+              help="Samples, spread evenly over tasks and variants.")
+@click.option("--split", "split_name", default="coldstart", show_default=True,
+              help="Split to draw from (`ssrl split --coldstart-fraction` makes 'coldstart').")
+@click.option("--seed", default=0, show_default=True, type=int, help="Which samples are picked.")
+def coldstart_command(data, out, num, split_name, seed):
+    """Write SFT cold-start data: question + format suffix, a short <think> rationale, the boxed answer.
+
+    OUT/data/*.parquet is a TRL SFT dataset (messages + images), OUT/llamafactory/ the
+    same in LLaMA-Factory's layout (dataset spatial_ssrl_coldstart)."""
+    from .coldstart import ColdStartError, make_coldstart
+
+    try:
+        manifest = make_coldstart(data, out, num=num, split=split_name, seed=seed)
+    except ColdStartError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted; nothing was written", err=True)
+        sys.exit(130)
+    if split_name == "train":
+        click.echo("note: drawn from a train split; keep these source images out of the GRPO data", err=True)
+    click.echo(f"wrote {manifest['num_written']} cold-start samples to {out}")
+    for task, variants in manifest["counts"].items():
+        click.echo(f"  {task:<8} {sum(variants.values()):>5}  (" + ", ".join(f"{v} {n}" for v, n in variants.items()) + ")")
+
+
+@click.group("train", context_settings={"help_option_names": ["-h", "--help"]})
+def train_group():
+    """Train a vision-language model: SFT cold start, then GRPO (TRL)."""
+
+
+def _common(f):
+    f = click.option("--config", "-c", "config", default=None,
+                     help="YAML config (TRL config fields + ours), or a shipped config name (`ssrl train configs`).")(f)
+    f = click.option("--model", "-m", default=None, help="Checkpoint folder or hub id.")(f)
+    f = click.option("--data", "-d", default=None, help="Dataset folder.")(f)
+    f = click.option("--output", "-o", default=None, help="Run folder (checkpoints, logs, final model).")(f)
+    f = click.option("--max-steps", default=None, type=click.IntRange(min=1), help="Stop after this many steps.")(f)
+    f = click.option("--resume", is_flag=True, help="Continue the run in --output from its last complete checkpoint.")(f)
+    f = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                     help="Override any config key (YAML value), e.g. --set beta=0.02. Repeatable.")(f)
+    return f
+
+
+def _run(kind: str, config, model, data, output, max_steps, resume, sets, **extra) -> None:
+    try:
+        from .config import ConfigError, build_config
+    except ImportError:  # pragma: no cover - PyYAML missing
+        raise click.ClickException(TRAIN_EXTRA_HINT) from None
+    try:
+        import torch  # noqa: F401
+        import trl  # noqa: F401
+    except ImportError:
+        raise click.ClickException(TRAIN_EXTRA_HINT) from None
+    from .data import DataError
+    from .grpo import ColdStartRequired
+    from .models import ModelError
+    from .runs import RunFolderError, last_checkpoint
+
+    overrides = {"model": model, "data": data, "output": output, "max_steps": max_steps}
+    try:
+        cfg = build_config(kind, resolve_config(config), overrides, sets)
+        if kind == "sft":
+            from .sft import run_sft
+
+            outcome = run_sft(cfg, resume=resume)
+        else:
+            from .grpo import run_grpo
+
+            outcome = run_grpo(cfg, resume=resume, no_coldstart=extra.get("no_coldstart", False))
+    except (ConfigError, DataError, ModelError, RunFolderError, ColdStartRequired) as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        out = cfg.opts["output"] if "cfg" in locals() else output
+        last = last_checkpoint(out) if out else None
+        where = f"last complete checkpoint: {last} (continue with --resume)" if last else "no checkpoint was completed"
+        click.echo(f"\ninterrupted; {where}", err=True)
+        sys.exit(130)
+    resumed = f", resumed from {os.path.basename(outcome.resumed_from)}" if outcome.resumed_from else ""
+    click.echo(f"{kind}: {outcome.steps} steps{resumed}; final model in {outcome.final_model}")
+
+
+@train_group.command("sft")
+@_common
+def sft_command(config, model, data, output, max_steps, resume, sets):
+    """SFT cold start (LoRA by default), merged into a plain checkpoint in --output."""
+    _run("sft", config, model, data, output, max_steps, resume, sets)
+
+
+@train_group.command("grpo")
+@_common
+@click.option("--no-coldstart", is_flag=True, help="Allow a model that has not had the SFT cold start.")
+def grpo_command(config, model, data, output, max_steps, resume, sets, no_coldstart):
+    """GRPO with the verifiable reward (per-task accuracy logged)."""
+    _run("grpo", config, model, data, output, max_steps, resume, sets, no_coldstart=no_coldstart)
+
+
+@train_group.command("configs")
+def configs_command():
+    """List the shipped configs."""
+    for name, path in shipped_configs().items():
+        click.echo(f"{name:<28} {path}")

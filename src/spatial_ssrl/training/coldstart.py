@@ -1,0 +1,324 @@
+"""Cold-start data for the SFT stage (``ssrl coldstart``).
+
+The paper's cold start is a few thousand samples (3.6k) with a short chain of thought; its
+quality hardly matters, it teaches the answer format (without it, RL on the position task
+collapses to under 5% valid formats). Here each chosen sample becomes one conversation:
+the user turn is the question with its images and the format suffix, the assistant turn a
+short task-specific rationale in ``<think>`` followed by ``\\boxed{answer}``.
+
+Samples are picked evenly across (task, variant) groups, round-robin in a seeded order, from
+the dataset's ``coldstart`` split (``ssrl split --coldstart-fraction``), whose source images
+are in no other split, so the GRPO stage never trains on an image the cold start saw.
+
+Written twice in ``OUT``:
+
+- ``data/train-00000-of-0000N.parquet``: a TRL SFT dataset, ``messages`` (user content as
+  image and text parts, assistant content as one text part) and ``images``, plus ``id``,
+  ``task``, ``variant``, ``answer``, ``answer_type``, ``options``, ``source``;
+- ``llamafactory/``: ``train.jsonl`` (sharegpt ``messages`` with ``<image>`` tokens),
+  ``images/`` and ``dataset_info.json`` (dataset ``spatial_ssrl_coldstart``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from collections import defaultdict
+
+from ..prompts import IMAGE_TOKEN, with_format_suffix
+from ..readers import DatasetError, Record, open_dataset
+from ..writers.base import IMAGE_LIST, STRING, atomic_write_json
+
+DATASET_NAME = "spatial_ssrl_coldstart"
+LLAMAFACTORY_DIR = "llamafactory"
+
+
+class ColdStartError(ValueError):
+    """The cold-start set cannot be made as asked (the message says why)."""
+
+
+# ----------------------------------------------------------------------------------------
+# rationales: short, task-specific, consistent with the answer
+
+
+def _labels(answer: str) -> list[str]:
+    return [p for p in answer.split("-") if p]
+
+
+def _listing(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _shuffle_rationale(rec: Record) -> str:
+    labels = _labels(rec.answer or "")
+    rows, cols = _grid(rec.variant, len(labels))
+    if rows == 1:
+        where = "from left to right"
+    elif cols == 1:
+        where = "from top to bottom"
+    else:
+        where = "row by row, left to right"
+    masked = " The white patch has no content of its own, so I place it where the others leave a gap." \
+        if "masked" in rec.variant else ""
+    return (f"I compare the borders of the labelled pieces and follow the lines, edges and objects that "
+            f"continue from one piece into the next.{masked} Reading the original positions {where}, the "
+            f"pieces that belong there are labelled {_listing(labels)}.")
+
+
+def _grid(variant: str, n: int) -> tuple[int, int]:
+    head = variant.split("-")[0]
+    try:
+        r, c = (int(x) for x in head.split("x"))
+        return r, c
+    except ValueError:
+        return 1, n
+
+
+def _flip_rationale(rec: Record) -> str:
+    parts = _labels(rec.answer or "")
+    label, direction = (parts + ["?", "?"])[:2]
+    how = "upside down, so it was flipped vertically" if direction == "0" else \
+        "mirrored left to right, so it was flipped horizontally"
+    return (f"Three patches continue smoothly into their neighbours. Patch {label} breaks that continuity: "
+            f"its content looks {how}.")
+
+
+def _crop_rationale(rec: Record) -> str:
+    letter = (rec.answer or "").strip()
+    return ("The black square has to be filled by content that continues the surrounding edges at the same "
+            "scale and orientation. The other candidates are rotated, zoomed in or cover a wider area than "
+            f"the hole; option {letter} lines up with the surroundings.")
+
+
+def _depth_rationale(rec: Record) -> str:
+    labels = _labels(rec.answer or "")
+    if len(labels) < 2:
+        return "I compare occlusion, perspective and the size of familiar objects to order the regions."
+    middle = f", then {_listing(labels[1:-1])}" if len(labels) > 2 else ""
+    return (f"Using occlusion, perspective, texture density and the ground plane, region {labels[0]} is the "
+            f"closest to the camera{middle}, and region {labels[-1]} is the farthest.")
+
+
+def _position_rationale(rec: Record) -> str:
+    letter = (rec.answer or "").strip()
+    text = None
+    if rec.options and letter in "ABCD" and len(letter) == 1:
+        i = "ABCD".index(letter)
+        if i < len(rec.options):
+            text = rec.options[i]
+    where = f"{text.lower().replace('-', ' and ')} of the camera" if text else "in the direction of one option"
+    return ("I place a camera at the first marked region, facing the stated direction, and project the other "
+            "region onto the ground plane, ignoring height. Comparing the lateral and the depth offsets, the "
+            f"region lies {where}, which is option {letter}.")
+
+
+RATIONALES = {
+    "shuffle": _shuffle_rationale,
+    "flip": _flip_rationale,
+    "crop": _crop_rationale,
+    "depth": _depth_rationale,
+    "position": _position_rationale,
+}
+FALLBACK = "I examine the spatial cues in the image and pick the answer they support."
+
+
+def response_for(rec: Record) -> str:
+    make = RATIONALES.get(rec.task)
+    rationale = make(rec) if make else FALLBACK
+    return f"<think>\n{rationale}\n</think>\n\\boxed{{{rec.answer}}}"
+
+
+# ----------------------------------------------------------------------------------------
+# picking
+
+
+def pick_even(index: list[Record], num: int, seed: int = 0) -> list[int]:
+    """Positions of ``num`` records, round-robin over (task, variant) groups in a seeded
+    order, each group's members in a seeded order (all of them when ``num`` is larger)."""
+    rng = random.Random(seed)
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for pos, rec in enumerate(index):
+        groups[(rec.task, rec.variant)].append(pos)
+    keys = sorted(groups)
+    rng.shuffle(keys)
+    for k in keys:
+        rng.shuffle(groups[k])
+    picked: list[int] = []
+    depth = 0
+    while len(picked) < num and any(depth < len(groups[k]) for k in keys):
+        for k in keys:
+            if depth < len(groups[k]) and len(picked) < num:
+                picked.append(groups[k][depth])
+        depth += 1
+    return sorted(picked)
+
+
+# ----------------------------------------------------------------------------------------
+# writing
+
+
+def _user_parts(question: str) -> list[dict]:
+    pieces = with_format_suffix(question).split(IMAGE_TOKEN)
+    content: list[dict] = []
+    for i, text in enumerate(pieces):
+        if i > 0:
+            content.append({"type": "image", "text": None})
+        if text:
+            content.append({"type": "text", "text": text})
+    return content
+
+
+def _schema():
+    import pyarrow as pa
+
+    part = pa.struct([("type", pa.string()), ("text", pa.string())])
+    message = pa.struct([("role", pa.string()), ("content", pa.list_(part))])
+    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    schema = pa.schema([
+        ("id", pa.string()), ("messages", pa.list_(message)), ("images", pa.list_(image)),
+        ("task", pa.string()), ("variant", pa.string()), ("answer", pa.string()),
+        ("answer_type", pa.string()), ("options", pa.list_(pa.string())), ("source", pa.string()),
+    ])
+    features = {
+        "id": STRING,
+        "messages": [{"role": STRING, "content": [{"type": STRING, "text": STRING}]}],
+        "images": IMAGE_LIST,
+        "task": STRING, "variant": STRING, "answer": STRING, "answer_type": STRING,
+        "options": [STRING], "source": STRING,
+    }
+    return schema.with_metadata({b"huggingface": json.dumps({"info": {"features": features}}).encode()})
+
+
+def make_coldstart(data: str, out: str, num: int = 3600, split: str = "coldstart", seed: int = 0,
+                   rows_per_shard: int = 1000) -> dict:
+    """Write the cold-start set for ``data`` into ``out`` (a new folder); return its manifest."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if num < 1:
+        raise ColdStartError("--num must be at least 1")
+    try:
+        reader = open_dataset(data)
+        index = reader.index(split)
+    except DatasetError as exc:
+        if split == "coldstart" and "no 'coldstart' split" in str(exc):
+            raise ColdStartError(
+                f"{data} has no coldstart split: run `ssrl split {data} --test-fraction 0.05 "
+                "--coldstart-fraction 0.05` first (cold-start images must not be GRPO images), or pass "
+                "--split NAME") from None
+        raise ColdStartError(str(exc)) from None
+    missing_answer = [r.id for r in index if not r.answer]
+    if missing_answer:
+        raise ColdStartError(f"{len(missing_answer)} samples of {data} have no answer (e.g. {missing_answer[0]})")
+    if not index:
+        raise ColdStartError(f"the {split} split of {data} is empty")
+    positions = pick_even(index, num, seed)
+
+    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+        raise ColdStartError(f"--out {out} already exists and is not an empty folder; choose another")
+    parent = os.path.dirname(os.path.abspath(out)) or "."
+    os.makedirs(parent, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=".tmp-ssrl-coldstart-", dir=parent)
+    try:
+        counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        os.makedirs(os.path.join(work, "data"))
+        lf_dir = os.path.join(work, LLAMAFACTORY_DIR)
+        os.makedirs(os.path.join(lf_dir, "images"))
+        schema = _schema()
+        shard_paths: list[str] = []
+        writer = None
+        in_shard = 0
+        written = 0
+        with open(os.path.join(lf_dir, "train.jsonl"), "w", encoding="utf-8") as lf:
+            for rec in reader.records(split, positions=positions):
+                bad = [e for e in rec.image_errors if e]
+                if bad:
+                    raise ColdStartError(f"sample {rec.id}: {bad[0]}")
+                response = response_for(rec)
+                row = {
+                    "id": rec.id,
+                    "messages": [
+                        {"role": "user", "content": _user_parts(rec.problem or "")},
+                        {"role": "assistant", "content": [{"type": "text", "text": response}]},
+                    ],
+                    "images": [{"bytes": b, "path": n} for b, n in zip(rec.images, rec.image_names)],
+                    "task": rec.task, "variant": rec.variant, "answer": rec.answer,
+                    "answer_type": rec.answer_type, "options": rec.options, "source": rec.source,
+                }
+                if writer is None:
+                    path = os.path.join(work, "data", f".tmp-{len(shard_paths):05d}.parquet")
+                    writer = pq.ParquetWriter(path, schema, compression="zstd")
+                    shard_paths.append(path)
+                writer.write_table(pa.Table.from_pylist([row], schema=schema))
+                in_shard += 1
+                if in_shard >= rows_per_shard:
+                    writer.close()
+                    writer, in_shard = None, 0
+                image_paths = []
+                for i, (b, name) in enumerate(zip(rec.images, rec.image_names)):
+                    ext = os.path.splitext(name)[1] or ".png"
+                    rel = f"images/{rec.id}-{i}{ext}"
+                    with open(os.path.join(lf_dir, rel), "wb") as fh:
+                        fh.write(b)
+                    image_paths.append(rel)
+                lf.write(json.dumps({
+                    "messages": [{"role": "user", "content": with_format_suffix(rec.problem or "")},
+                                 {"role": "assistant", "content": response}],
+                    "images": image_paths, "id": rec.id, "task": rec.task, "variant": rec.variant,
+                    "answer": rec.answer, "answer_type": rec.answer_type, "options": rec.options,
+                    "source": rec.source,
+                }, ensure_ascii=False) + "\n")
+                counts[rec.task][rec.variant] += 1
+                written += 1
+        if writer is not None:
+            writer.close()
+        files = []
+        for i, p in enumerate(shard_paths):
+            name = f"train-{i:05d}-of-{len(shard_paths):05d}.parquet"
+            os.replace(p, os.path.join(work, "data", name))
+            files.append(f"data/{name}")
+        atomic_write_json(os.path.join(lf_dir, "dataset_info.json"), {
+            DATASET_NAME: {
+                "file_name": "train.jsonl", "formatting": "sharegpt",
+                "columns": {"messages": "messages", "images": "images"},
+                "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                         "assistant_tag": "assistant"},
+            }
+        })
+        manifest = {
+            "format": "sft",
+            "kind": "coldstart",
+            "from_dataset": os.path.abspath(data),
+            "from_split": split,
+            "seed": seed,
+            "num_requested": num,
+            "num_written": written,
+            "counts": {t: dict(sorted(v.items())) for t, v in sorted(counts.items())},
+            "files": sorted(files + [f"{LLAMAFACTORY_DIR}/train.jsonl", f"{LLAMAFACTORY_DIR}/dataset_info.json",
+                                     f"{LLAMAFACTORY_DIR}/images"]),
+        }
+        atomic_write_json(os.path.join(work, "manifest.json"), manifest)
+        for root, dirs, fnames in os.walk(work):
+            for n in dirs:
+                os.chmod(os.path.join(root, n), 0o777 & ~_umask())
+            for n in fnames:
+                os.chmod(os.path.join(root, n), 0o666 & ~_umask())
+        os.chmod(work, 0o777 & ~_umask())
+        if os.path.isdir(out):
+            os.rmdir(out)  # empty, checked above
+        os.replace(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)  # our own temporary folder
+        raise
+    return manifest
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

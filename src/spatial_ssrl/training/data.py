@@ -1,0 +1,217 @@
+"""Training datasets built from any dataset folder through :mod:`spatial_ssrl.readers`.
+
+- :func:`grpo_dataset`: the rows GRPOTrainer needs: a conversational ``prompt`` (image
+  parts and text parts, format suffix included), ``images`` and what the reward reads:
+  ``answer``, ``answer_type``, ``options``, plus ``task``, ``variant``, ``id``.
+- :func:`sft_dataset`: ``messages`` + ``images`` from a cold-start folder (``ssrl coldstart``).
+
+Both are Hugging Face ``datasets.Dataset`` objects written through an arrow cache inside
+the run folder, so memory does not grow with the dataset and nothing is written elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+
+from ..prompts import IMAGE_TOKEN, with_format_suffix
+from ..readers import DatasetError, Record, open_dataset
+
+
+
+class DataError(ValueError):
+    """A dataset that cannot feed the run (the message says why)."""
+
+
+def prompt_content(question: str) -> list[dict]:
+    """A question with ``<image>`` placeholders as TRL content parts, format suffix included."""
+    pieces = with_format_suffix(question).split(IMAGE_TOKEN)
+    content: list[dict] = []
+    for i, text in enumerate(pieces):
+        if i > 0:
+            content.append({"type": "image", "text": None})
+        if text:
+            content.append({"type": "text", "text": text})
+    return content
+
+
+def select_rows(index: list[Record], tasks: list[str] | None = None,
+                task_weights: dict[str, float] | None = None, max_rows: int | None = None,
+                seed: int = 0) -> list[int]:
+    """Positions of the training rows. ``tasks`` keeps those tasks; ``task_weights`` redraws
+    the rows (seeded, with replacement) so task ``t`` makes up ``w_t / sum(w)`` of them;
+    ``max_rows`` caps the count. Without weights every row is kept once, in storage order."""
+    by_task: dict[str, list[int]] = {}
+    for pos, rec in enumerate(index):
+        by_task.setdefault(rec.task, []).append(pos)
+    keep = set(tasks) if tasks else set(by_task)
+    if tasks:
+        unknown = sorted(set(tasks) - set(by_task))
+        if unknown:
+            raise DataError(f"task(s) {', '.join(unknown)} not in the data (it has: {', '.join(sorted(by_task))})")
+    if task_weights:
+        unknown = sorted(t for t, w in task_weights.items() if w > 0 and t not in by_task)
+        if unknown:
+            raise DataError(f"task_weights names {', '.join(unknown)}, which the data does not have "
+                            f"(it has: {', '.join(sorted(by_task))})")
+        weights = {t: float(task_weights.get(t, 0.0)) for t in by_task if t in keep}
+        total = sum(weights.values())
+        if total <= 0:
+            raise DataError("task_weights leave no task to train on")
+        n = max_rows or sum(len(by_task[t]) for t in weights)
+        rng = random.Random(seed)
+        counts = {t: int(n * w / total) for t, w in weights.items()}
+        for t in sorted(weights, key=lambda t: -(n * weights[t] / total - counts[t]))[: n - sum(counts.values())]:
+            counts[t] += 1
+        out: list[int] = []
+        for t in sorted(counts):
+            pool = by_task[t]
+            picks = rng.sample(pool, len(pool)) * (counts[t] // len(pool)) + rng.sample(pool, counts[t] % len(pool))
+            out.extend(picks)
+        rng.shuffle(out)
+        return out
+    out = [p for p, rec in enumerate(index) if rec.task in keep]
+    return out[:max_rows] if max_rows else out
+
+
+def _open(data: str, split: str):
+    try:
+        reader = open_dataset(data)
+        index = reader.index(split)
+    except DatasetError as exc:
+        raise DataError(str(exc)) from None
+    if not index:
+        raise DataError(f"the {split} split of {data} is empty")
+    return reader, index
+
+
+def _check_reward_columns(index: list[Record], data: str, split: str) -> None:
+    bad = [r for r in index if not r.answer]
+    if bad:
+        raise DataError(f"{len(bad)} samples in the {split} split of {data} have no answer (e.g. {bad[0].id or '?'}); "
+                        "GRPO needs the answer the reward checks")
+    bad = [r for r in index if not r.problem]
+    if bad:
+        raise DataError(f"{len(bad)} samples in the {split} split of {data} have no question (e.g. {bad[0].id or '?'})")
+
+
+def _features_grpo():
+    from datasets import Features, Image, List, Value
+
+    return Features({
+        "prompt": List({"role": Value("string"), "content": List({"type": Value("string"), "text": Value("string")})}),
+        "images": List(Image()),
+        "answer": Value("string"),
+        "answer_type": Value("string"),
+        "options": List(Value("string")),
+        "task": Value("string"),
+        "variant": Value("string"),
+        "id": Value("string"),
+    })
+
+
+def _features_sft():
+    from datasets import Features, Image, List, Value
+
+    return Features({
+        "messages": List({"role": Value("string"), "content": List({"type": Value("string"), "text": Value("string")})}),
+        "images": List(Image()),
+        "task": Value("string"),
+        "id": Value("string"),
+    })
+
+
+def _grpo_rows(data: str, split: str, positions: list[int]):
+    reader = open_dataset(data)
+    order = {}
+    for i, p in enumerate(positions):
+        order.setdefault(p, []).append(i)
+    # read each needed row once in storage order, then emit in the requested order
+    rows: dict[int, dict] = {}
+    for pos, rec in zip(sorted(order), reader.records(split, positions=sorted(order))):
+        bad = [e for e in rec.image_errors if e]
+        if bad:
+            raise DataError(f"sample {rec.id}: {bad[0]}")
+        n_tokens = (rec.problem or "").count(IMAGE_TOKEN)
+        if n_tokens != len(rec.images):
+            raise DataError(f"sample {rec.id}: its question has {n_tokens} <image> placeholder(s) but "
+                            f"{len(rec.images)} image(s)")
+        rows[pos] = {
+            "prompt": [{"role": "user", "content": prompt_content(rec.problem or "")}],
+            "images": [{"bytes": b, "path": None} for b in rec.images],
+            "answer": rec.answer,
+            "answer_type": rec.answer_type,
+            "options": rec.options,
+            "task": rec.task,
+            "variant": rec.variant,
+            "id": rec.id,
+        }
+    for p in positions:
+        yield rows[p]
+
+
+def grpo_dataset(data: str, split: str = "train", cache_dir: str | None = None, tasks=None,
+                 task_weights=None, max_rows: int | None = None, seed: int = 0):
+    """The GRPO training (or validation) set of ``data``'s ``split``; returns (dataset, stats)."""
+    from datasets import Dataset
+
+    _reader, index = _open(data, split)
+    _check_reward_columns(index, data, split)
+    positions = select_rows(index, tasks, task_weights, max_rows, seed)
+    if not positions:
+        raise DataError(f"no rows of the {split} split of {data} are left to train on")
+    counts = Counter(index[p].task for p in positions)
+    ds = _from_generator(Dataset, _grpo_rows, {"data": os.path.abspath(data), "split": split, "positions": positions},
+                         _features_grpo(), cache_dir)
+    return ds, {"rows": len(positions), "per_task": dict(sorted(counts.items()))}
+
+
+def _from_generator(dataset_cls, gen, kwargs, features, cache_dir):
+    """``Dataset.from_generator`` with our own errors raised as themselves (datasets wraps
+    whatever the generator raises in DatasetGenerationError)."""
+    try:
+        return dataset_cls.from_generator(gen, gen_kwargs=kwargs, features=features, cache_dir=cache_dir)
+    except Exception as exc:  # noqa: BLE001
+        cause = exc
+        while cause is not None:
+            if isinstance(cause, (DataError, DatasetError)):
+                raise DataError(str(cause)) from None
+            cause = cause.__cause__ or cause.__context__
+        raise
+
+
+def sft_dataset(data: str, split: str = "train", cache_dir: str | None = None, max_rows: int | None = None):
+    """``messages`` + ``images`` rows of a cold-start folder (format ``sft``)."""
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+
+    reader, index = _open(data, split)
+    if reader.format != "sft":
+        raise DataError(f"{data} is a {reader.format} dataset, not cold-start data: make it with "
+                        f"`ssrl coldstart --data {data} --out COLDSTART` and train on COLDSTART")
+    files = reader.files(split)
+
+    def rows(files: list[str], limit: int | None):
+        n = 0
+        for path in files:
+            pf = pq.ParquetFile(path, buffer_size=1 << 22)
+            for batch in pf.iter_batches(batch_size=16, columns=["messages", "images", "task", "id"]):
+                for row in batch.to_pylist():
+                    if limit is not None and n >= limit:
+                        return
+                    yield row
+                    n += 1
+
+    ds = _from_generator(Dataset, rows, {"files": files, "limit": max_rows}, _features_sft(), cache_dir)
+    counts = Counter(r.task for r in index[: max_rows or len(index)])
+    return ds, {"rows": len(ds), "per_task": dict(sorted(counts.items()))}
+
+
+def validation_records(data: str, split: str, num: int, seed: int = 0) -> list[Record]:
+    """``num`` held-out records spread evenly over tasks and variants (images included)."""
+    from .coldstart import pick_even
+
+    reader, index = _open(data, split)
+    positions = pick_even(index, num, seed)
+    return list(reader.records(split, positions=positions))

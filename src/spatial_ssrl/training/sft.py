@@ -1,0 +1,106 @@
+"""SFT cold start on TRL's SFTTrainer (LoRA through peft), ending in a plain checkpoint."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .config import RunConfig
+
+
+@dataclass
+class RunOutcome:
+    output: str
+    final_model: str | None
+    steps: int
+    resumed_from: str | None
+    stats: dict
+
+
+def trl_args(cfg: RunConfig, output: str, **extra):
+    """TRL's config object for ``cfg``: output folder set, bf16 where the hardware has it."""
+    import torch
+
+    values = dict(extra)
+    values["output_dir"] = output
+    if "bf16" not in cfg.trl and "fp16" not in cfg.trl:
+        values["bf16"] = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if not torch.cuda.is_available() and "use_cpu" not in cfg.trl:
+        values["use_cpu"] = True
+    return cfg.trl_args(**values)
+
+
+def _drop_overlong(ds, processor, limit: int | None):
+    """Drop (and count) examples whose tokenised length, image tokens included, exceeds
+    ``limit``: cutting them would split an image's tokens and break the input."""
+    if not limit:
+        return ds, 0
+    from ..backends.transformers_backend import _pil
+
+    def length(row) -> int:
+        text = processor.apply_chat_template(row["messages"], tokenize=False)
+        images = [_pil(im) for im in row["images"]] or None
+        return len(processor(text=[text], images=images, return_tensors="np")["input_ids"][0])
+
+    keep = [i for i, row in enumerate(ds) if length(row) <= limit]
+    dropped = len(ds) - len(keep)
+    return (ds.select(keep) if dropped else ds), dropped
+
+
+def run_sft(cfg: RunConfig, resume: bool = False) -> RunOutcome:
+    from trl import SFTTrainer
+
+    from .callbacks import JsonlLogCallback
+    from .data import DataError, sft_dataset
+    from .models import check_model_folder, freeze_vision_tower, load_model, load_processor
+    from .runs import prepare_run_folder, write_marker
+
+    o = cfg.opts
+    output = os.path.abspath(o["output"])
+    check_model_folder(o["model"])
+    split = o["train_split"] or "train"
+    # data problems surface before the model loads
+    from ..readers import DatasetError, open_dataset
+
+    try:
+        open_dataset(o["data"]).files(split)
+    except DatasetError as exc:
+        raise DataError(str(exc)) from None
+    checkpoint = prepare_run_folder(output, "sft", cfg.as_dict(), resume)
+    ds, stats = sft_dataset(o["data"], split, cache_dir=os.path.join(output, "dataset_cache"))
+
+    processor = load_processor(o["model"], o["min_pixels"], o["max_pixels"])
+    ds, dropped = _drop_overlong(ds, processor, o["max_sequence_tokens"])
+    stats["dropped_overlong"] = dropped
+    if len(ds) == 0:
+        raise DataError(f"every cold-start example is longer than max_sequence_tokens={o['max_sequence_tokens']}")
+    model = load_model(o["model"], o["torch_dtype"], o["attn_implementation"])
+    if o["freeze_vision_tower"]:
+        freeze_vision_tower(model)
+    peft_config = None
+    if o["lora"]:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=o["lora_r"], lora_alpha=o["lora_alpha"], lora_dropout=o["lora_dropout"],
+                                 target_modules=o["lora_target_modules"], task_type="CAUSAL_LM")
+    args = trl_args(cfg, output)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=processor,
+                         peft_config=peft_config, callbacks=[JsonlLogCallback(output)])
+    trainer.train(resume_from_checkpoint=checkpoint)
+    final = save_final(trainer, processor, output, merge=bool(o["lora"] and o["merge_lora"]))
+    write_marker(output, "sft", cfg.as_dict(), status="complete", final_model=final,
+                 steps=trainer.state.global_step, data_stats=stats)
+    return RunOutcome(output, final, trainer.state.global_step, checkpoint, stats)
+
+
+def save_final(trainer, processor, output: str, merge: bool) -> str:
+    """Write the final model at the top of the run folder: config + safetensors + processor.
+    A LoRA adapter is merged into the weights first (``merge``), so no adapter files remain."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if merge and hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    if trainer.accelerator.is_main_process:
+        model.save_pretrained(output, safe_serialization=True)
+        processor.save_pretrained(output)
+    trainer.accelerator.wait_for_everyone()
+    return output
