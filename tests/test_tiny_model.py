@@ -5,7 +5,6 @@ generate, backward), their determinism, their refusals and the ``tiny-model`` co
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import subprocess
@@ -13,15 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-
-def require(module: str):
-    """Import ``module``; skip when it is missing, except under CI where a missing training
-    dependency must fail the run rather than skip it."""
-    if os.environ.get("CI"):
-        return importlib.import_module(module)
-    return pytest.importorskip(module)
-
+from deps import require
 
 torch = require("torch")
 transformers = require("transformers")

@@ -213,13 +213,19 @@ def preview(dataset, out, num, seed, max_side):
     click.echo(f"wrote {out} ({shown} samples)")
 
 
-def _register_score() -> None:
+def _register_commands() -> None:
     from .reward.cli import score_command
+    from .tiny.cli import tiny_model_command
+    from .training.cli import coldstart_command, split_command, train_group
 
     main.add_command(score_command, name="score")
+    main.add_command(split_command, name="split")
+    main.add_command(coldstart_command, name="coldstart")
+    main.add_command(train_group, name="train")
+    main.add_command(tiny_model_command, name="tiny-model")
 
 
-_register_score()
+_register_commands()
 
 
 if __name__ == "__main__":

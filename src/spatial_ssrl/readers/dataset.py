@@ -16,7 +16,7 @@ PARQUET_FORMATS = ("canonical", "trl", "easyr1", "verl", "sft")
 FORMATS = (*PARQUET_FORMATS, "llamafactory")
 BATCH_ROWS = 16
 SHARD_NAME = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-\d{5}-of-\d{5}\.parquet$")
-_BOXED = re.compile(r"\\boxed\{(.*)\}\s*$", re.S)
+_BOXED = re.compile(r"\\boxed\{(.*)\}\s*$", re.DOTALL)
 
 # Columns each parquet format needs (top level), and nested fields of struct columns.
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -414,7 +414,7 @@ def open_dataset(dataset_dir: str) -> DatasetReader:
         )
     from_manifest = fmt is not None
     if fmt is None:
-        fmt = _infer_parquet_format(sorted(files)[0], dataset_dir) if files else "llamafactory"
+        fmt = _infer_parquet_format(min(files), dataset_dir) if files else "llamafactory"
     if fmt == "llamafactory":
         if not jsonl:
             raise DatasetError(f"manifest.json says format llamafactory but {dataset_dir} has no train.jsonl")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections import OrderedDict
@@ -98,11 +99,6 @@ class JsonlLogCallback(TrainerCallback):
 
 
 def _plain(v):
-    try:
-        import math
-
-        if isinstance(v, float) and math.isnan(v):
-            return None
-    except Exception:  # noqa: BLE001
-        pass
+    if isinstance(v, float) and math.isnan(v):
+        return None
     return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)

@@ -23,7 +23,7 @@ def resolve_config(value: str | None) -> str | None:
     if value is None or os.path.exists(value):
         return value
     configs = shipped_configs()
-    name = value[:-5] if value.endswith(".yaml") else value
+    name = value.removesuffix(".yaml")
     if name in configs:
         return configs[name]
     raise click.BadParameter(f"{value} is neither a file nor a shipped config ({', '.join(configs)})",

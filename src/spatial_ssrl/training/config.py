@@ -70,7 +70,7 @@ SFT_DEFAULTS: dict[str, Any] = {
     "gradient_accumulation_steps": 8,
     "max_pixels": 262_144,
     "max_length": None,  # never truncate: cutting inside image tokens breaks Qwen-VL inputs
-    "assistant_only_loss": False,
+    "assistant_only_loss": True,  # loss on the response only (TRL swaps in a Qwen-VL training template)
     "logging_steps": 1,
     "save_steps": 100,
     "report_to": "none",

@@ -19,7 +19,6 @@ from ..prompts import IMAGE_TOKEN, with_format_suffix
 from ..readers import DatasetError, Record, open_dataset
 
 
-
 class DataError(ValueError):
     """A dataset that cannot feed the run (the message says why)."""
 
@@ -172,7 +171,7 @@ def _from_generator(dataset_cls, gen, kwargs, features, cache_dir):
     whatever the generator raises in DatasetGenerationError)."""
     try:
         return dataset_cls.from_generator(gen, gen_kwargs=kwargs, features=features, cache_dir=cache_dir)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         cause = exc
         while cause is not None:
             if isinstance(cause, (DataError, DatasetError)):

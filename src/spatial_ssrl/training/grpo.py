@@ -33,7 +33,13 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
     from ..readers import DatasetError, open_dataset
     from .callbacks import JsonlLogCallback, ValidationCallback
     from .data import DataError, grpo_dataset, validation_records
-    from .models import check_model_folder, freeze_vision_tower, load_model, load_processor, pixel_view
+    from .models import (
+        check_model_folder,
+        freeze_vision_tower,
+        load_model,
+        load_processor,
+        pixel_view,
+    )
     from .rewards import make_rewards
     from .runs import prepare_run_folder, write_marker
 

@@ -20,7 +20,9 @@ class ModelError(ValueError):
 
 
 def _vlm_model_types() -> set[str]:
-    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
+    )
 
     return set(MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)
 
@@ -58,7 +60,7 @@ def has_weights(path: str) -> bool:
     if not os.path.isdir(path):
         return False
     names = os.listdir(path)
-    return any(n.endswith(".safetensors") or n.endswith(".bin") for n in names)
+    return any(n.endswith((".safetensors", ".bin")) for n in names)
 
 
 def resolve_dtype(name: str):
@@ -81,10 +83,6 @@ def set_pixel_bounds(processor, min_pixels: int | None, max_pixels: int | None) 
         size["shortest_edge"] = int(min_pixels)
     if max_pixels is not None:
         size["longest_edge"] = int(max_pixels)
-    try:
-        from transformers.image_processing_utils import SizeDict  # noqa: F401 (when available)
-    except ImportError:  # pragma: no cover
-        pass
     ip.size = size
     for attr, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
         if value is not None and hasattr(ip, attr):

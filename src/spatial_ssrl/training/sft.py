@@ -52,7 +52,12 @@ def run_sft(cfg: RunConfig, resume: bool = False) -> RunOutcome:
 
     from .callbacks import JsonlLogCallback
     from .data import DataError, sft_dataset
-    from .models import check_model_folder, freeze_vision_tower, load_model, load_processor
+    from .models import (
+        check_model_folder,
+        freeze_vision_tower,
+        load_model,
+        load_processor,
+    )
     from .runs import prepare_run_folder, write_marker
 
     o = cfg.opts

@@ -141,6 +141,39 @@ def _remove_own_tree(path: str) -> None:
         pass  # something not ours is left inside: keep the folder
 
 
+class _ShardSink:
+    """Rows of one split, written as shards of at most ``rows_per_shard`` rows under
+    temporary names inside ``folder``."""
+
+    def __init__(self, split: str, folder: str, schema, rows_per_shard: int):
+        self.split, self.folder, self.schema, self.limit = split, folder, schema, rows_per_shard
+        self.paths: list[str] = []
+        self._writer = None
+        self._rows = 0
+
+    def write(self, table) -> None:
+        import pyarrow.parquet as pq
+
+        offset = 0
+        while offset < table.num_rows:
+            if self._writer is None:
+                path = os.path.join(self.folder, f".tmp-{self.split}-{len(self.paths):05d}.parquet")
+                self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
+                self._rows = 0
+                self.paths.append(path)
+            take = min(self.limit - self._rows, table.num_rows - offset)
+            self._writer.write_table(table.slice(offset, take))
+            self._rows += take
+            offset += take
+            if self._rows >= self.limit:
+                self.close()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+
+
 def _split_parquet(reader, assignment: dict[str, str], rows_per_shard: int):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -153,38 +186,31 @@ def _split_parquet(reader, assignment: dict[str, str], rows_per_shard: int):
     tmp = os.path.join(reader.dir, TMP_DATA)
     os.makedirs(tmp, exist_ok=True)
     rows: Counter = Counter()
-    writers: dict[str, list] = {}  # split -> [writer, rows in it, shard paths]
-    schema = None
+    sinks: dict[str, _ShardSink] = {}
+    src_col = "extra_info" if reader.format == "verl" else "source"
     try:
         for path in reader.files():
             pf = pq.ParquetFile(path, buffer_size=1 << 22)
             schema = pf.schema_arrow
             for batch in pf.iter_batches(batch_size=64):
                 table = pa.Table.from_batches([batch], schema=schema)
-                src_col = "extra_info" if reader.format == "verl" else "source"
                 dest = [assignment[_row_source(reader.format, {src_col: v})]
                         for v in table.column(src_col).to_pylist()]
                 for split in sorted(set(dest)):
-                    mask = pa.array([d == split for d in dest])
-                    part = table.filter(mask)
-                    _write_rows(writers, split, part, tmp, schema, rows_per_shard)
+                    part = table.filter(pa.array([d == split for d in dest]))
+                    sink = sinks.setdefault(split, _ShardSink(split, tmp, schema, rows_per_shard))
+                    sink.write(part)
                     rows[split] += part.num_rows
-        for state in writers.values():
-            if state[0] is not None:
-                state[0].close()
         final: list[str] = []
-        for split, (_w, _n, paths) in sorted(writers.items()):
-            for i, p in enumerate(paths):
-                name = f"{split}-{i:05d}-of-{len(paths):05d}.parquet"
+        for split, sink in sorted(sinks.items()):
+            sink.close()
+            for i, p in enumerate(sink.paths):
+                name = f"{split}-{i:05d}-of-{len(sink.paths):05d}.parquet"
                 os.replace(p, os.path.join(tmp, name))
                 final.append(os.path.join("data", name))
     except BaseException:
-        for state in writers.values():
-            if state[0] is not None:
-                try:
-                    state[0].close()
-                except Exception:  # noqa: BLE001
-                    pass
+        for sink in sinks.values():
+            sink.close()
         _remove_own_tree(tmp)
         raise
     old = os.path.join(reader.dir, OLD_DATA)
@@ -192,26 +218,6 @@ def _split_parquet(reader, assignment: dict[str, str], rows_per_shard: int):
     os.replace(tmp, data)
     _remove_own_tree(old)
     return sorted(final), rows
-
-
-def _write_rows(writers, split, table, tmp, schema, rows_per_shard):
-    import pyarrow.parquet as pq
-
-    state = writers.setdefault(split, [None, 0, []])
-    offset = 0
-    while offset < table.num_rows:
-        if state[0] is None:
-            path = os.path.join(tmp, f".tmp-{split}-{len(state[2]):05d}.parquet")
-            state[0] = pq.ParquetWriter(path, schema, compression="zstd")
-            state[1] = 0
-            state[2].append(path)
-        take = min(rows_per_shard - state[1], table.num_rows - offset)
-        state[0].write_table(table.slice(offset, take))
-        state[1] += take
-        offset += take
-        if state[1] >= rows_per_shard:
-            state[0].close()
-            state[0] = None
 
 
 def _split_jsonl(reader, assignment: dict[str, str]):
