@@ -478,6 +478,30 @@ def test_default_demo_previews_every_task(default_demo, tmp_path):
             assert json.loads(s["meta"])["params"]["markers"]
 
 
+def test_scene_description_is_folded(default_demo, tmp_path):
+    import html
+
+    out = tmp_path / "page.html"
+    write_preview(str(default_demo), str(out), num=20)
+    page = parse_page(out)
+    text = out.read_text(encoding="utf-8")
+    truth = {sid: json.loads(t["meta"]) for sid, t in stored_samples(default_demo).items()}
+    blocks = re.findall(r'<article class="sample".*?</article>', text, re.DOTALL)
+    assert len(blocks) == len(page.samples) == 20
+    folded = 0
+    for s, block in zip(page.samples, blocks):
+        meta = truth[s["id"]]
+        scene = re.findall(r'<details class="scene"><summary>.*?</summary><pre class="scene">(.*?)</pre></details>',
+                           block, re.DOTALL)
+        assert json.loads(s["meta"]) == {k: v for k, v in meta.items() if k != "scene"}
+        if "scene" in meta:
+            assert [json.loads(html.unescape(x)) for x in scene] == [meta["scene"]]
+            folded += 1
+        else:
+            assert not scene
+    assert folded and "<details open" not in text
+
+
 def test_unusual_image_modes_are_downscaled(tmp_path):
     from spatial_ssrl.writers.canonical import SCHEMA
 

@@ -188,3 +188,28 @@ def test_score_errors_are_clean(dataset, tmp_path):
     report = json.loads((tmp_path / "e.json").read_text())
     assert report["scored"] == 0 and report["accuracy"] is None
     assert report["missing_predictions"]["count"] == 12
+
+
+def test_score_reads_every_format_alike(tmp_path):
+    """The same seed in every format gives the same report, llamafactory included."""
+    from spatial_ssrl.cli import main
+
+    reports = {}
+    for fmt in ("canonical", "trl", "easyr1", "verl", "llamafactory"):
+        data = tmp_path / fmt
+        res = CliRunner().invoke(main, ["generate", "--out", str(data), "--format", fmt, "--seed", "0",
+                                        "--num", "12", "--workers", "1", "--quiet"])
+        assert res.exit_code == 0, res.output
+        if fmt == "canonical":
+            rows = _rows(data)
+            preds = tmp_path / "p.jsonl"  # two in three right, the rest wrong
+            preds.write_text("".join(json.dumps({"id": r["id"], "response": "<think>x</think>\\boxed{%s}" % (
+                r["answer"] if i % 3 else "nonsense")}) + "\n" for i, r in enumerate(rows)))
+        out = tmp_path / f"{fmt}.json"
+        res = CliRunner().invoke(main, ["score", "--data", str(data), "--predictions", str(preds), "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        reports[fmt] = json.loads(out.read_text())
+        del reports[fmt]["dataset"]
+    assert reports["canonical"]["scored"] == 12 and reports["canonical"]["accuracy"] == pytest.approx(800 / 12)
+    for fmt, report in reports.items():
+        assert report == reports["canonical"], fmt

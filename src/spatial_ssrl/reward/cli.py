@@ -1,9 +1,8 @@
 """``ssrl score``: score a predictions file against a generated dataset.
 
-The dataset is a folder written by ``ssrl generate`` (``DATASET/data/*.parquet``). The
-canonical, TRL and EasyR1 formats carry ``id``, ``answer`` and ``answer_type`` columns;
-the verl format carries them inside ``extra_info``. Only those columns (plus ``task``,
-``variant`` and ``options`` when present) are read; images are never loaded.
+The dataset is a folder written by ``ssrl generate`` (or ``ssrl split`` / ``ssrl
+coldstart``) in any format, read through :func:`spatial_ssrl.readers.open_dataset`: every
+split's ids, tasks, variants, answers, answer types and options; images are never loaded.
 
 Predictions are JSON lines ``{"id": ..., "response": ...}``. Lines that are not such an
 object are *malformed* (counted and reported by line number); ids absent from the dataset
@@ -16,7 +15,6 @@ The command object is :data:`score_command`; the ``ssrl`` group registers it as 
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from collections import OrderedDict
@@ -24,68 +22,27 @@ from typing import Any
 
 import click
 
+from spatial_ssrl.readers import DatasetError, open_dataset
 from spatial_ssrl.reward.canon import ANSWER_TYPES
 from spatial_ssrl.reward.scoring import DEFAULT_FORMAT_WEIGHT, score
-
-_COLUMNS = ("id", "task", "variant", "answer", "answer_type", "options")
-
-
-def _parquet_files(data: str) -> list[str]:
-    files = sorted(glob.glob(os.path.join(data, "data", "*.parquet")))
-    if not files:
-        files = sorted(glob.glob(os.path.join(data, "*.parquet")))
-    return [f for f in files if not os.path.basename(f).startswith(".")]
 
 
 def load_answers(data: str) -> OrderedDict[str, dict[str, Any]]:
     """id -> {task, variant, answer, answer_type, options} for every sample of a dataset
     folder. Raises ``click.ClickException`` when the folder holds no usable dataset."""
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as exc:  # pragma: no cover - pyarrow is a core dependency
-        raise click.ClickException("reading a dataset needs pyarrow (pip install pyarrow)") from exc
-
-    files = _parquet_files(data)
-    if not files:
-        raise click.ClickException(
-            f"{data} holds no dataset: expected parquet shards under {os.path.join(data, 'data')} "
-            "(a folder written by `ssrl generate`)"
-        )
     samples: OrderedDict[str, dict[str, Any]] = OrderedDict()
-    for path in files:
-        try:
-            pf = pq.ParquetFile(path)
-            names = set(pf.schema_arrow.names)
-            if {"id", "answer"} <= names:
-                cols = [c for c in _COLUMNS if c in names]
-                rows = pf.read(columns=cols).to_pylist()
-            elif "extra_info" in names:
-                rows = [r["extra_info"] or {} for r in pf.read(columns=["extra_info"]).to_pylist()]
-                if "reward_model" in names:
-                    truths = pf.read(columns=["reward_model"]).column("reward_model").to_pylist()
-                    for r, t in zip(rows, truths):
-                        if r.get("answer") is None and t:
-                            r["answer"] = t.get("ground_truth")
-            else:
-                raise click.ClickException(
-                    f"{path} has no 'id' and 'answer' columns (nor a verl 'extra_info'); "
-                    "score needs a dataset in the canonical, trl, easyr1 or verl format"
-                )
-        except click.ClickException:
-            raise
-        except Exception as exc:  # unreadable shard: a clear message, not a traceback
-            raise click.ClickException(f"cannot read {path}: {exc}") from exc
-        for r in rows:
-            sid = r.get("id")
-            if sid is None or r.get("answer") is None:
-                continue
-            samples[str(sid)] = {
-                "task": r.get("task") or "unknown",
-                "variant": r.get("variant") or "unknown",
-                "answer": str(r["answer"]),
-                "answer_type": r.get("answer_type") or None,
-                "options": r.get("options"),
-            }
+    try:
+        for rec in open_dataset(data).records(with_images=False):  # streamed: one batch in memory
+            if rec.id and rec.answer is not None:
+                samples[rec.id] = {
+                    "task": rec.task,
+                    "variant": rec.variant or "unknown",
+                    "answer": rec.answer,
+                    "answer_type": rec.answer_type or None,
+                    "options": rec.options,
+                }
+    except DatasetError as exc:
+        raise click.ClickException(str(exc)) from None
     if not samples:
         raise click.ClickException(f"{data} holds no samples with an id and an answer")
     return samples
