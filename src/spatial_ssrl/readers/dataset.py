@@ -37,6 +37,7 @@ OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "sft": ("answer_type", "options", "source"),
 }
 JSONL_REQUIRED = ("messages", "images", "id", "task", "variant")
+JSONL_SPLITS = ("train", "test", "coldstart")
 
 
 class DatasetError(Exception):
@@ -399,8 +400,10 @@ def open_dataset(dataset_dir: str) -> DatasetReader:
     manifest, warning = _load_manifest(dataset_dir)
     files = [f for f in glob.glob(os.path.join(dataset_dir, "data", "*.parquet"))
              if not os.path.basename(f).startswith(".")]
-    jsonl = [f for f in glob.glob(os.path.join(dataset_dir, "*.jsonl"))
-             if not os.path.basename(f).startswith(".") and os.path.isfile(f)]
+    # llamafactory splits: train.jsonl and the ones `ssrl split` writes (other .jsonl files,
+    # e.g. predictions saved beside the data, are not the dataset)
+    jsonl = [os.path.join(dataset_dir, f"{name}.jsonl") for name in JSONL_SPLITS
+             if os.path.isfile(os.path.join(dataset_dir, f"{name}.jsonl"))]
     fmt = manifest.get("format") if manifest else None
     if fmt not in FORMATS:
         fmt = None

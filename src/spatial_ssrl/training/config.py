@@ -5,7 +5,8 @@ data, LoRA, image pixels, task weights, validation, reward settings) or a field 
 ``SFTConfig`` / ``GRPOConfig`` (``learning_rate``, ``num_generations``, ``beta`` ...), passed
 to it unchanged. Command-line overrides (``--set key=value``) are parsed as YAML scalars, so
 ``--set beta=0.02`` is a float and ``--set bf16=false`` a bool. Any other key is refused,
-by name, before a model is loaded.
+by name, before a model is loaded. Relative paths (``model``, ``data``, ``output``) are
+relative to the working directory, as on the command line.
 
 Defaults follow the paper (SPEC.md, Training) where TRL's defaults differ:
 :data:`SFT_DEFAULTS` and :data:`GRPO_DEFAULTS`.
@@ -14,7 +15,6 @@ Defaults follow the paper (SPEC.md, Training) where TRL's defaults differ:
 from __future__ import annotations
 
 import difflib
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +83,7 @@ SFT_DEFAULTS: dict[str, Any] = {
 GRPO_DEFAULTS: dict[str, Any] = {
     "beta": 0.01,
     "num_generations": 5,
+    "per_device_train_batch_size": 5,  # completions; a multiple of num_generations (the shipped configs set the paper's batch)
     "temperature": 1.0,
     "top_p": 1.0,
     "learning_rate": 1e-6,
@@ -101,10 +102,6 @@ GRPO_DEFAULTS: dict[str, Any] = {
     "report_to": "none",
     "remove_unused_columns": False,
 }
-
-# Keys whose value is a path, resolved against the config file's folder.
-PATH_KEYS = ("model", "data", "output")
-
 
 def trl_fields(kind: str) -> set[str]:
     """Field names of TRL's config class for ``kind`` (``sft`` or ``grpo``)."""
@@ -160,18 +157,7 @@ def load_yaml(path: str) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping of key: value, not a {type(data).__name__}")
-    base = os.path.dirname(os.path.abspath(path))
-    for key in PATH_KEYS:
-        value = data.get(key)
-        if isinstance(value, str) and value and not os.path.isabs(value) and _looks_local(value, base):
-            data[key] = os.path.normpath(os.path.join(base, value))
     return data
-
-
-def _looks_local(value: str, base: str) -> bool:
-    """Relative paths in a config file are relative to it; a hub id (``Qwen/Qwen2.5-VL-3B-Instruct``)
-    stays as it is unless such a folder exists beside the config."""
-    return value.startswith((".", "~")) or os.path.exists(os.path.join(base, value)) or "/" not in value
 
 
 @dataclass

@@ -150,22 +150,6 @@ def _grpo_rows(data: str, split: str, positions: list[int]):
         yield rows[p]
 
 
-def grpo_dataset(data: str, split: str = "train", cache_dir: str | None = None, tasks=None,
-                 task_weights=None, max_rows: int | None = None, seed: int = 0):
-    """The GRPO training (or validation) set of ``data``'s ``split``; returns (dataset, stats)."""
-    from datasets import Dataset
-
-    _reader, index = _open(data, split)
-    _check_reward_columns(index, data, split)
-    positions = select_rows(index, tasks, task_weights, max_rows, seed)
-    if not positions:
-        raise DataError(f"no rows of the {split} split of {data} are left to train on")
-    counts = Counter(index[p].task for p in positions)
-    ds = _from_generator(Dataset, _grpo_rows, {"data": os.path.abspath(data), "split": split, "positions": positions},
-                         _features_grpo(), cache_dir)
-    return ds, {"rows": len(positions), "per_task": dict(sorted(counts.items()))}
-
-
 def _from_generator(dataset_cls, gen, kwargs, features, cache_dir):
     """``Dataset.from_generator`` with our own errors raised as themselves (datasets wraps
     whatever the generator raises in DatasetGenerationError)."""
@@ -180,6 +164,36 @@ def _from_generator(dataset_cls, gen, kwargs, features, cache_dir):
         raise
 
 
+def plan_grpo_rows(data: str, split: str = "train", tasks=None, task_weights=None, max_rows: int | None = None,
+                   seed: int = 0) -> tuple[list[int], dict]:
+    """Check ``data``'s ``split`` for what GRPO needs and choose its rows (no images read):
+    returns (positions, stats)."""
+    _reader, index = _open(data, split)
+    _check_reward_columns(index, data, split)
+    positions = select_rows(index, tasks, task_weights, max_rows, seed)
+    if not positions:
+        raise DataError(f"no rows of the {split} split of {data} are left to train on")
+    counts = Counter(index[p].task for p in positions)
+    return positions, {"rows": len(positions), "per_task": dict(sorted(counts.items()))}
+
+
+def grpo_dataset(data: str, split: str = "train", cache_dir: str | None = None, tasks=None,
+                 task_weights=None, max_rows: int | None = None, seed: int = 0, positions: list[int] | None = None):
+    """The GRPO training set of ``data``'s ``split`` (rows from :func:`plan_grpo_rows` unless
+    ``positions`` are given); returns (dataset, stats)."""
+    from datasets import Dataset
+
+    if positions is None:
+        positions, stats = plan_grpo_rows(data, split, tasks, task_weights, max_rows, seed)
+    else:
+        stats = {"rows": len(positions)}
+    ds = _from_generator(Dataset, _grpo_rows, {"data": os.path.abspath(data), "split": split, "positions": positions},
+                         _features_grpo(), cache_dir)
+    if "per_task" not in stats:
+        stats["per_task"] = dict(sorted(Counter(ds["task"]).items()))
+    return ds, stats
+
+
 def sft_dataset(data: str, split: str = "train", cache_dir: str | None = None, max_rows: int | None = None):
     """``messages`` + ``images`` rows of a cold-start folder (format ``sft``)."""
     import pyarrow.parquet as pq
@@ -187,9 +201,7 @@ def sft_dataset(data: str, split: str = "train", cache_dir: str | None = None, m
 
     reader, index = _open(data, split)
     if reader.format != "sft":
-        raise DataError(f"{data} is a {reader.format} dataset, not cold-start data: make it with "
-                        f"`ssrl coldstart --data {data} --out COLDSTART` and train on COLDSTART")
-    files = reader.files(split)
+        raise DataError(f"{data} is a {reader.format} dataset, not cold-start data")
 
     def rows(files: list[str], limit: int | None):
         n = 0
@@ -202,7 +214,7 @@ def sft_dataset(data: str, split: str = "train", cache_dir: str | None = None, m
                     yield row
                     n += 1
 
-    ds = _from_generator(Dataset, rows, {"files": files, "limit": max_rows}, _features_sft(), cache_dir)
+    ds = _from_generator(Dataset, rows, {"files": reader.files(split), "limit": max_rows}, _features_sft(), cache_dir)
     counts = Counter(r.task for r in index[: max_rows or len(index)])
     return ds, {"rows": len(ds), "per_task": dict(sorted(counts.items()))}
 

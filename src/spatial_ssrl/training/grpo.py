@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from .config import ConfigError, RunConfig
-from .sft import RunOutcome, save_final, trl_args
+from .sft import RunOutcome, lora_config, save_final, trl_args
 
 
 class ColdStartRequired(ValueError):
@@ -32,7 +32,7 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
 
     from ..readers import DatasetError, open_dataset
     from .callbacks import JsonlLogCallback, ValidationCallback
-    from .data import DataError, grpo_dataset, validation_records
+    from .data import DataError, grpo_dataset, plan_grpo_rows, validation_records
     from .models import (
         check_model_folder,
         freeze_vision_tower,
@@ -41,73 +41,71 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
         pixel_view,
     )
     from .rewards import make_rewards
-    from .runs import prepare_run_folder, write_marker
+    from .runs import check_run_folder, run_folder, write_marker
 
     o = cfg.opts
     output = os.path.abspath(o["output"])
+    check_run_folder(output, cfg.kind, resume)
     check_model_folder(o["model"])
     check_coldstart(o["model"], no_coldstart)
     split = o["train_split"] or "train"
     try:
         reader = open_dataset(o["data"])
         reader.files(split)
-        if o["validation_steps"]:
-            reader.files(o["eval_split"])
     except DatasetError as exc:
         raise DataError(str(exc)) from None
+    if o["validation_steps"] and o["eval_split"] not in reader.splits:
+        raise DataError(f"validation needs the held-out '{o['eval_split']}' split, which {o['data']} lacks: "
+                        f"run `ssrl split {o['data']}` or set validation_steps=0")
     if reader.format == "sft":
         raise DataError(f"{o['data']} is cold-start (SFT) data; GRPO trains on a generated dataset's train split")
     n_gen = cfg.trl.get("num_generations", 8)
     if isinstance(n_gen, int) and n_gen < 2:
         raise ConfigError("num_generations must be at least 2: GRPO compares rollouts of the same prompt")
 
-    checkpoint = prepare_run_folder(output, "grpo", cfg.as_dict(), resume)
-    cache = os.path.join(output, "dataset_cache")
     seed = cfg.trl.get("seed", 42)
-    train, stats = grpo_dataset(o["data"], split, cache_dir=cache, tasks=o["tasks"],
-                                task_weights=o["task_weights"], max_rows=o["max_train_samples"], seed=seed)
-    processor = load_processor(o["model"], o["min_pixels"], o["max_pixels"])
-    model_path = o["model"]
-    if cfg.trl.get("use_vllm"):
-        # vLLM reads the processor config from the checkpoint folder: give it one with our bounds
-        model_path = pixel_view(_local_path(model_path), processor, os.path.join(output, "model_view"))
-    model = load_model(model_path, o["torch_dtype"], o["attn_implementation"])
-    if o["freeze_vision_tower"]:
-        freeze_vision_tower(model)
-
+    positions, stats = plan_grpo_rows(o["data"], split, tasks=o["tasks"], task_weights=o["task_weights"],
+                                      max_rows=o["max_train_samples"], seed=seed)
     score_settings = {"allow_hedging": bool(o["allow_hedging"]), "partial_credit": float(o["partial_credit"])}
     funcs, weights = make_rewards(sorted(stats["per_task"]), per_task=bool(o["per_task_rewards"]),
                                   accuracy_weight=float(o["accuracy_weight"]),
                                   format_weight=float(o["format_weight"]), **score_settings)
-    args = trl_args(cfg, output, reward_weights=weights)
-    peft_config = None
-    if o["lora"]:
-        from peft import LoraConfig
+    args = trl_args(cfg, output, reward_weights=weights)  # TRL checks its settings here, before any loading
 
-        peft_config = LoraConfig(r=o["lora_r"], lora_alpha=o["lora_alpha"], lora_dropout=o["lora_dropout"],
-                                 target_modules=o["lora_target_modules"], task_type="CAUSAL_LM")
-    callbacks = [JsonlLogCallback(output)]
-    validation = None
-    if o["validation_steps"]:
-        records = validation_records(o["data"], o["eval_split"], o["validation_samples"], seed=0)
-        validation = ValidationCallback(
-            records, processor, output, every=o["validation_steps"],
-            max_new_tokens=o["validation_max_new_tokens"] or args.max_completion_length,
-            temperature=o["validation_temperature"], top_p=o["validation_top_p"],
-            batch_size=o["validation_batch_size"],
-            score_settings={"format_weight": float(o["format_weight"]), **score_settings},
-        )
-        callbacks.append(validation)
-    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=train,
-                          processing_class=processor, peft_config=peft_config, callbacks=callbacks)
-    if validation is not None:
-        validation.trainer = trainer
-    trainer.train(resume_from_checkpoint=checkpoint)
-    final = save_final(trainer, processor, output, merge=bool(o["lora"] and o["merge_lora"]))
-    write_marker(output, "grpo", cfg.as_dict(), status="complete", final_model=final,
-                 steps=trainer.state.global_step, data_stats=stats,
-                 reward_functions=[f.__name__ for f in funcs], reward_weights=weights)
-    return RunOutcome(output, final, trainer.state.global_step, checkpoint, stats)
+    with run_folder(output, "grpo", cfg.as_dict(), resume) as checkpoint:
+        train, _ = grpo_dataset(o["data"], split, cache_dir=os.path.join(output, "dataset_cache"),
+                                positions=positions)
+        processor = load_processor(o["model"], o["min_pixels"], o["max_pixels"])
+        model_path = o["model"]
+        if cfg.trl.get("use_vllm"):
+            # vLLM reads the processor config from the checkpoint folder: give it one with our bounds
+            model_path = pixel_view(_local_path(model_path), processor, os.path.join(output, "model_view"))
+        model = load_model(model_path, o["torch_dtype"], o["attn_implementation"])
+        if o["freeze_vision_tower"]:
+            freeze_vision_tower(model)
+        peft_config = lora_config(o)
+        callbacks = [JsonlLogCallback(output)]
+        validation = None
+        if o["validation_steps"]:
+            records = validation_records(o["data"], o["eval_split"], o["validation_samples"], seed=0)
+            validation = ValidationCallback(
+                records, processor, output, every=o["validation_steps"],
+                max_new_tokens=o["validation_max_new_tokens"] or args.max_completion_length,
+                temperature=o["validation_temperature"], top_p=o["validation_top_p"],
+                batch_size=o["validation_batch_size"],
+                score_settings={"format_weight": float(o["format_weight"]), **score_settings},
+            )
+            callbacks.append(validation)
+        trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=train,
+                              processing_class=processor, peft_config=peft_config, callbacks=callbacks)
+        if validation is not None:
+            validation.trainer = trainer
+        trainer.train(resume_from_checkpoint=checkpoint)
+        final = save_final(trainer, processor, output, merge=bool(o["lora"] and o["merge_lora"]))
+        write_marker(output, "grpo", cfg.as_dict(), status="complete", final_model=final,
+                     steps=trainer.state.global_step, data_stats=stats,
+                     reward_functions=[f.__name__ for f in funcs], reward_weights=weights)
+        return RunOutcome(output, final, trainer.state.global_step, checkpoint, stats)
 
 
 def _local_path(model: str) -> str:

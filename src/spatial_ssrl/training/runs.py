@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
+import shutil
+from contextlib import contextmanager
 from typing import Any
 
 from .. import __version__
@@ -43,8 +45,9 @@ def last_checkpoint(output: str) -> str | None:
     return done[-1] if done else None
 
 
-def prepare_run_folder(output: str, kind: str, config: dict[str, Any], resume: bool) -> str | None:
-    """Check (and create) the run folder; return the checkpoint to resume from, if any."""
+def check_run_folder(output: str, kind: str, resume: bool) -> str | None:
+    """Refuse a run folder that cannot be used as asked, writing nothing; return the
+    checkpoint to resume from, if any."""
     if os.path.lexists(output) and not os.path.isdir(output):
         raise RunFolderError(f"--output {output} exists and is not a folder")
     entries = os.listdir(output) if os.path.isdir(output) else []
@@ -65,9 +68,50 @@ def prepare_run_folder(output: str, kind: str, config: dict[str, Any], resume: b
     elif marker is not None and complete_checkpoints(output):
         raise RunFolderError(f"--output {output} already holds a {kind} run; pass --resume to continue it "
                              "or choose another folder")
+    return checkpoint
+
+
+def prepare_run_folder(output: str, kind: str, config: dict[str, Any], resume: bool) -> str | None:
+    """Check and create the run folder; return the checkpoint to resume from, if any."""
+    checkpoint = check_run_folder(output, kind, resume)
     os.makedirs(output, exist_ok=True)
     write_marker(output, kind, config, status="running", resumed_from=checkpoint)
     return checkpoint
+
+
+# What a run writes at its top level before its first checkpoint (removed again if it fails then).
+EARLY_FILES = (RUN_MARKER, "train_log.jsonl", "validation.jsonl")
+EARLY_DIRS = ("dataset_cache", "model_view")
+
+
+@contextmanager
+def run_folder(output: str, kind: str, config: dict[str, Any], resume: bool):
+    """:func:`prepare_run_folder` for the duration of a run. If the run fails before its
+    first checkpoint, what it wrote so far is removed again (only our own entries; the folder
+    itself only when it is then empty and we created it), so a failed start leaves nothing."""
+    existed = os.path.isdir(output) and bool(os.listdir(output))
+    checkpoint = prepare_run_folder(output, kind, config, resume)
+    try:
+        yield checkpoint
+    except BaseException:
+        if not existed and not complete_checkpoints(output):
+            _remove_early_files(output)
+        raise
+
+
+def _remove_early_files(output: str) -> None:
+    for name in EARLY_FILES:
+        path = os.path.join(output, name)
+        if os.path.isfile(path):
+            os.unlink(path)
+    for name in EARLY_DIRS:
+        path = os.path.join(output, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)  # written by this run only: the arrow cache, the symlink view
+    try:
+        os.rmdir(output)
+    except OSError:
+        pass  # not empty: something else is there (a partial checkpoint, or not ours): keep it
 
 
 def write_marker(folder: str, kind: str, config: dict[str, Any], status: str, **extra: Any) -> None:

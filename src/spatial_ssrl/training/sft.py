@@ -47,9 +47,20 @@ def _drop_overlong(ds, processor, limit: int | None):
     return (ds.select(keep) if dropped else ds), dropped
 
 
+def lora_config(o: dict):
+    """peft's LoraConfig from our ``lora*`` keys, or None when LoRA is off."""
+    if not o["lora"]:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=o["lora_r"], lora_alpha=o["lora_alpha"], lora_dropout=o["lora_dropout"],
+                      target_modules=o["lora_target_modules"], task_type="CAUSAL_LM")
+
+
 def run_sft(cfg: RunConfig, resume: bool = False) -> RunOutcome:
     from trl import SFTTrainer
 
+    from ..readers import DatasetError, open_dataset
     from .callbacks import JsonlLogCallback
     from .data import DataError, sft_dataset
     from .models import (
@@ -58,44 +69,41 @@ def run_sft(cfg: RunConfig, resume: bool = False) -> RunOutcome:
         load_model,
         load_processor,
     )
-    from .runs import prepare_run_folder, write_marker
+    from .runs import check_run_folder, run_folder, write_marker
 
     o = cfg.opts
     output = os.path.abspath(o["output"])
+    check_run_folder(output, cfg.kind, resume)
     check_model_folder(o["model"])
     split = o["train_split"] or "train"
-    # data problems surface before the model loads
-    from ..readers import DatasetError, open_dataset
-
-    try:
-        open_dataset(o["data"]).files(split)
+    try:  # data problems surface before anything loads
+        reader = open_dataset(o["data"])
+        if not reader.index(split):
+            raise DataError(f"the {split} split of {o['data']} is empty")
     except DatasetError as exc:
         raise DataError(str(exc)) from None
-    checkpoint = prepare_run_folder(output, "sft", cfg.as_dict(), resume)
-    ds, stats = sft_dataset(o["data"], split, cache_dir=os.path.join(output, "dataset_cache"))
+    if reader.format != "sft":
+        raise DataError(f"{o['data']} is a {reader.format} dataset, not cold-start data: make it with "
+                        f"`ssrl coldstart --data {o['data']} --out COLDSTART` and train on COLDSTART")
+    args = trl_args(cfg, output)  # TRL checks its settings here
 
-    processor = load_processor(o["model"], o["min_pixels"], o["max_pixels"])
-    ds, dropped = _drop_overlong(ds, processor, o["max_sequence_tokens"])
-    stats["dropped_overlong"] = dropped
-    if len(ds) == 0:
-        raise DataError(f"every cold-start example is longer than max_sequence_tokens={o['max_sequence_tokens']}")
-    model = load_model(o["model"], o["torch_dtype"], o["attn_implementation"])
-    if o["freeze_vision_tower"]:
-        freeze_vision_tower(model)
-    peft_config = None
-    if o["lora"]:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=o["lora_r"], lora_alpha=o["lora_alpha"], lora_dropout=o["lora_dropout"],
-                                 target_modules=o["lora_target_modules"], task_type="CAUSAL_LM")
-    args = trl_args(cfg, output)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=processor,
-                         peft_config=peft_config, callbacks=[JsonlLogCallback(output)])
-    trainer.train(resume_from_checkpoint=checkpoint)
-    final = save_final(trainer, processor, output, merge=bool(o["lora"] and o["merge_lora"]))
-    write_marker(output, "sft", cfg.as_dict(), status="complete", final_model=final,
-                 steps=trainer.state.global_step, data_stats=stats)
-    return RunOutcome(output, final, trainer.state.global_step, checkpoint, stats)
+    with run_folder(output, "sft", cfg.as_dict(), resume) as checkpoint:
+        ds, stats = sft_dataset(o["data"], split, cache_dir=os.path.join(output, "dataset_cache"))
+        processor = load_processor(o["model"], o["min_pixels"], o["max_pixels"])
+        ds, dropped = _drop_overlong(ds, processor, o["max_sequence_tokens"])
+        stats["dropped_overlong"] = dropped
+        if len(ds) == 0:
+            raise DataError(f"every cold-start example is longer than max_sequence_tokens={o['max_sequence_tokens']}")
+        model = load_model(o["model"], o["torch_dtype"], o["attn_implementation"])
+        if o["freeze_vision_tower"]:
+            freeze_vision_tower(model)
+        trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=processor,
+                             peft_config=lora_config(o), callbacks=[JsonlLogCallback(output)])
+        trainer.train(resume_from_checkpoint=checkpoint)
+        final = save_final(trainer, processor, output, merge=bool(o["lora"] and o["merge_lora"]))
+        write_marker(output, "sft", cfg.as_dict(), status="complete", final_model=final,
+                     steps=trainer.state.global_step, data_stats=stats)
+        return RunOutcome(output, final, trainer.state.global_step, checkpoint, stats)
 
 
 def save_final(trainer, processor, output: str, merge: bool) -> str:
