@@ -167,6 +167,11 @@ def test_split_every_format_by_source(tmp_path, fmt):
         ds = datasets.load_dataset(str(out))
         assert set(ds) == {"train", "test"} and len(ds["test"]) == len(by_split["test"])
         assert ds["test"][0]["images"][0].size[0] > 0
+    if fmt == "verl":
+        for name in ("train", "test"):
+            infos = [r["extra_info"] for f in sorted((out / "data").glob(f"{name}-*.parquet"))
+                     for r in pq.read_table(f, columns=["extra_info"]).to_pylist()]
+            assert {i["split"] for i in infos} == {name}
     # splitting again re-deals all rows, same sources on the same side for the same seed
     run_cli("split", out, "--test-fraction", 0.3)
     again = open_dataset(str(out))
@@ -243,13 +248,13 @@ def test_trl_rewards_agree_with_ssrl_score(tmp_path, trl_data):
     assert pos and all(accuracy[j] == 1.0 for j in pos)
 
 
-def test_five_image_crop_prompt_through_trl_and_the_processor(tiny, trl_data):
+def test_five_image_crop_prompt_through_trl_and_the_processor(tiny, trl_data, tmp_path):
     from trl.data_utils import prepare_multimodal_messages
 
     from spatial_ssrl.training.data import grpo_dataset
     from spatial_ssrl.training.models import load_processor
 
-    ds, stats = grpo_dataset(str(trl_data), "train", cache_dir=None, tasks=["crop"])
+    ds, stats = grpo_dataset(str(trl_data), "train", cache_dir=str(tmp_path), tasks=["crop"])
     row = ds[0]
     assert stats["per_task"] == {"crop": len(ds)} and len(row["images"]) == 5
     messages = prepare_multimodal_messages(row["prompt"], images=row["images"])

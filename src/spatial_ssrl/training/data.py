@@ -121,7 +121,17 @@ def _features_sft():
     })
 
 
-def _grpo_rows(data: str, split: str, positions: list[int]):
+def _stamp(reader, split: str) -> tuple:
+    """(name, size, mtime) of the split's files: part of the arrow cache's key, so a cache
+    built from other files (a dataset split again, say) is never reused."""
+    out = []
+    for path in reader.files(split):
+        st = os.stat(path)
+        out.append((os.path.basename(path), st.st_size, st.st_mtime_ns))
+    return tuple(out)  # a tuple: datasets would take a list for shards to spread over
+
+
+def _grpo_rows(data: str, split: str, positions: list[int], stamp=None):
     reader = open_dataset(data)
     order = {}
     for i, p in enumerate(positions):
@@ -187,8 +197,9 @@ def grpo_dataset(data: str, split: str = "train", cache_dir: str | None = None, 
         positions, stats = plan_grpo_rows(data, split, tasks, task_weights, max_rows, seed)
     else:
         stats = {"rows": len(positions)}
-    ds = _from_generator(Dataset, _grpo_rows, {"data": os.path.abspath(data), "split": split, "positions": positions},
-                         _features_grpo(), cache_dir)
+    kwargs = {"data": os.path.abspath(data), "split": split, "positions": positions,
+              "stamp": _stamp(open_dataset(data), split)}
+    ds = _from_generator(Dataset, _grpo_rows, kwargs, _features_grpo(), cache_dir)
     if "per_task" not in stats:
         stats["per_task"] = dict(sorted(Counter(ds["task"]).items()))
     return ds, stats
@@ -203,7 +214,7 @@ def sft_dataset(data: str, split: str = "train", cache_dir: str | None = None, m
     if reader.format != "sft":
         raise DataError(f"{data} is a {reader.format} dataset, not cold-start data")
 
-    def rows(files: list[str], limit: int | None):
+    def rows(files: list[str], limit: int | None, stamp=None):
         n = 0
         for path in files:
             pf = pq.ParquetFile(path, buffer_size=1 << 22)
@@ -214,7 +225,7 @@ def sft_dataset(data: str, split: str = "train", cache_dir: str | None = None, m
                     yield row
                     n += 1
 
-    ds = _from_generator(Dataset, rows, {"files": reader.files(split), "limit": max_rows}, _features_sft(), cache_dir)
+    ds = _from_generator(Dataset, rows, {"files": reader.files(split), "limit": max_rows, "stamp": _stamp(reader, split)}, _features_sft(), cache_dir)
     counts = Counter(r.task for r in index[: max_rows or len(index)])
     return ds, {"rows": len(ds), "per_task": dict(sorted(counts.items()))}
 

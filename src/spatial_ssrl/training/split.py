@@ -174,6 +174,21 @@ class _ShardSink:
             writer.close()
 
 
+def _verl_split_field(table, split: str):
+    """verl rows name their split in ``extra_info.split``: make it the one they now belong to."""
+    import pyarrow as pa
+
+    i = table.schema.get_field_index("extra_info")
+    col = table.column(i).combine_chunks()
+    names = [col.type.field(k).name for k in range(col.type.num_fields)]
+    if "split" not in names:
+        return table
+    children = [col.field(k) for k in range(col.type.num_fields)]
+    children[names.index("split")] = pa.array([split] * len(col), pa.string())
+    new = pa.StructArray.from_arrays(children, fields=list(col.type), mask=col.is_null())
+    return table.set_column(i, table.schema.field(i), new)
+
+
 def _split_parquet(reader, assignment: dict[str, str], rows_per_shard: int):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -198,6 +213,8 @@ def _split_parquet(reader, assignment: dict[str, str], rows_per_shard: int):
                         for v in table.column(src_col).to_pylist()]
                 for split in sorted(set(dest)):
                     part = table.filter(pa.array([d == split for d in dest]))
+                    if reader.format == "verl":
+                        part = _verl_split_field(part, split)
                     sink = sinks.setdefault(split, _ShardSink(split, tmp, schema, rows_per_shard))
                     sink.write(part)
                     rows[split] += part.num_rows
