@@ -19,11 +19,11 @@ trl = require("trl")
 pq = require("pyarrow.parquet")
 datasets = require("datasets")
 
-from click.testing import CliRunner  # noqa: E402
+from click.testing import CliRunner
 
-from spatial_ssrl.cli import main  # noqa: E402
-from spatial_ssrl.training.config import ConfigError, build_config  # noqa: E402
-from spatial_ssrl.training.split import SplitError, assign_sources  # noqa: E402
+from spatial_ssrl.cli import main
+from spatial_ssrl.training.config import ConfigError, build_config
+from spatial_ssrl.training.split import SplitError, assign_sources
 
 
 def run_cli(*args, ok=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from .config import ConfigError, RunConfig
 from .sft import RunOutcome, lora_config, save_final, trl_args
@@ -80,6 +81,9 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
         if cfg.trl.get("use_vllm"):
             # vLLM reads the processor config from the checkpoint folder: give it one with our bounds
             model_path = pixel_view(_local_path(model_path), processor, os.path.join(output, "model_view"))
+            if cfg.trl.get("vllm_mode") == "server":
+                print(f"vLLM server mode: start the server on the same pixel bounds with\n"
+                      f"  trl vllm-serve --model {model_path}", file=sys.stderr, flush=True)
         model = load_model(model_path, o["torch_dtype"], o["attn_implementation"])
         if o["freeze_vision_tower"]:
             freeze_vision_tower(model)
