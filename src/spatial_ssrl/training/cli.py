@@ -118,6 +118,10 @@ def _run(kind: str, config, model, data, output, max_steps, resume, sets, **extr
     from .models import ModelError
     from .runs import RunFolderError, last_checkpoint
 
+    import warnings
+
+    # transformers 5 renames gradient_checkpointing; TRL still sets the old name. Not the user's doing.
+    warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
     overrides = {"model": model, "data": data, "output": output, "max_steps": max_steps}
     try:
         cfg = build_config(kind, resolve_config(config), overrides, sets)

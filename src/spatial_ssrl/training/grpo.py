@@ -22,6 +22,10 @@ def check_coldstart(model_path: str, no_coldstart: bool) -> None:
     if no_coldstart:
         return
     marker = read_marker(model_path) if os.path.isdir(model_path) else None
+    if marker is None and os.path.basename(os.path.normpath(model_path)).startswith("checkpoint-"):
+        marker = read_marker(os.path.dirname(os.path.normpath(model_path)))  # a checkpoint inside our run
+        if marker is not None:
+            marker = {**marker, "status": "complete"}  # a complete checkpoint of that run
     if marker is None or marker.get("kind") not in ("sft", "grpo") or marker.get("status") != "complete":
         raise ColdStartRequired(
             f"model {model_path} has not been through the SFT cold start (`ssrl train sft` writes it); "
