@@ -113,12 +113,12 @@ def _run(kind: str, config, model, data, output, max_steps, resume, sets, **extr
         import trl  # noqa: F401
     except ImportError:
         raise click.ClickException(TRAIN_EXTRA_HINT) from None
+    import warnings
+
     from .data import DataError
     from .grpo import ColdStartRequired
     from .models import ModelError
     from .runs import RunFolderError, last_checkpoint
-
-    import warnings
 
     # transformers 5 renames gradient_checkpointing; TRL still sets the old name. Not the user's doing.
     warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
