@@ -42,7 +42,7 @@ OUR_KEYS: dict[str, Any] = {
     "tasks": None,  # list of tasks to keep (default: all in the data)
     "max_train_samples": None,  # cap on training rows (after task weighting)
     "freeze_vision_tower": False,  # the paper trains the vision tower
-    "torch_dtype": "auto",  # auto: bfloat16 where supported (GPU with bf16), float32 otherwise
+    "torch_dtype": "auto",  # auto: float32 weights, bf16 autocast (TRL's bf16) where the GPU has it
     "attn_implementation": None,  # e.g. flash_attention_2, sdpa
     "accuracy_weight": 0.9,  # reward = accuracy_weight * accuracy + format_weight * format
     "format_weight": 0.1,

@@ -63,11 +63,14 @@ def has_weights(path: str) -> bool:
     return any(n.endswith((".safetensors", ".bin")) for n in names)
 
 
-def resolve_dtype(name: str):
+def resolve_dtype(name: str, training: bool = True):
+    """The dtype weights load in. ``auto`` trains in float32 master weights (bf16 compute
+    comes from the trainer's ``bf16`` autocast: at lr 1e-6 most updates to bf16 weights would
+    round away) and runs inference in bfloat16 where the GPU has it."""
     import torch
 
     if name == "auto":
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        if not training and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float32
     return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
@@ -106,10 +109,10 @@ def load_processor(path: str, min_pixels: int | None = None, max_pixels: int | N
 
 
 def load_model(path: str, dtype: str = "auto", attn_implementation: str | None = None,
-               device_map: str | None = None):
+               device_map: str | None = None, training: bool = True):
     from transformers import AutoModelForImageTextToText
 
-    kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype)}
+    kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype, training)}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     if device_map:
