@@ -84,7 +84,13 @@ def generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side,
              resize_max_pixels, prompt_set, max_attempts, image_format, jpeg_quality, facing_weights,
              absolute_thresholds, shard_rows, overwrite, quiet):
     """Generate a pretext-task dataset from images."""
-    from .engine import GenerateConfig, MixError, StrictModeError, parse_mix, run_generation
+    from .engine import (
+        GenerateConfig,
+        MixError,
+        StrictModeError,
+        parse_mix,
+        run_generation,
+    )
     from .sources import LoadOptions, default_refs, discover_rgbd
     from .sources.files import InputError
 

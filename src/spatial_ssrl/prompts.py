@@ -22,6 +22,21 @@ def with_format_suffix(question: str) -> str:
     return f"{question.rstrip()} {FORMAT_SUFFIX}"
 
 
+def content_parts(question: str, format_suffix: bool = True) -> list[dict]:
+    """A question's ``<image>`` placeholders and text as chat content parts, in order:
+    ``{"type": "image", "text": None}`` and ``{"type": "text", "text": ...}`` (the shape TRL,
+    chat templates and the parquet struct of the trl format all take). The format suffix ends
+    the last text part unless ``format_suffix`` is false."""
+    text = with_format_suffix(question) if format_suffix else question
+    content: list[dict] = []
+    for i, piece in enumerate(text.split(IMAGE_TOKEN)):
+        if i > 0:
+            content.append({"type": "image", "text": None})
+        if piece:
+            content.append({"type": "text", "text": piece})
+    return content
+
+
 def _number_list(n: int) -> str:
     """'0, 1, 2, and 3' (the paper's Oxford-comma list of labels)."""
     labels = [str(i) for i in range(n)]

@@ -25,16 +25,11 @@ def _pil(image):
 
 
 def messages_for(question: str) -> list[dict]:
-    """A one-turn conversation whose content interleaves image and text parts."""
-    from ..prompts import IMAGE_TOKEN
+    """A one-turn conversation whose content interleaves image and text parts (the question
+    is used as given: append the format suffix beforehand if the model should see it)."""
+    from ..prompts import content_parts
 
-    content: list[dict] = []
-    for i, text in enumerate(question.split(IMAGE_TOKEN)):
-        if i > 0:
-            content.append({"type": "image"})
-        if text:
-            content.append({"type": "text", "text": text})
-    return [{"role": "user", "content": content}]
+    return [{"role": "user", "content": content_parts(question, format_suffix=False)}]
 
 
 def generate(model, processor, items: Sequence[Item], max_new_tokens: int = 256, temperature: float = 0.0,

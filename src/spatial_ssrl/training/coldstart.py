@@ -28,7 +28,7 @@ import shutil
 import tempfile
 from collections import defaultdict
 
-from ..prompts import IMAGE_TOKEN, with_format_suffix
+from ..prompts import content_parts, with_format_suffix
 from ..readers import DatasetError, Record, open_dataset
 from ..writers.base import IMAGE_LIST, STRING, atomic_write_json
 
@@ -162,17 +162,6 @@ def pick_even(index: list[Record], num: int, seed: int = 0) -> list[int]:
 # writing
 
 
-def _user_parts(question: str) -> list[dict]:
-    pieces = with_format_suffix(question).split(IMAGE_TOKEN)
-    content: list[dict] = []
-    for i, text in enumerate(pieces):
-        if i > 0:
-            content.append({"type": "image", "text": None})
-        if text:
-            content.append({"type": "text", "text": text})
-    return content
-
-
 def _schema():
     import pyarrow as pa
 
@@ -243,7 +232,7 @@ def make_coldstart(data: str, out: str, num: int = 3600, split: str = "coldstart
                 row = {
                     "id": rec.id,
                     "messages": [
-                        {"role": "user", "content": _user_parts(rec.problem or "")},
+                        {"role": "user", "content": content_parts(rec.problem or "")},
                         {"role": "assistant", "content": [{"type": "text", "text": response}]},
                     ],
                     "images": [{"bytes": b, "path": n} for b, n in zip(rec.images, rec.image_names)],

@@ -15,24 +15,12 @@ import os
 import random
 from collections import Counter
 
-from ..prompts import IMAGE_TOKEN, with_format_suffix
+from ..prompts import IMAGE_TOKEN, content_parts
 from ..readers import DatasetError, Record, open_dataset
 
 
 class DataError(ValueError):
     """A dataset that cannot feed the run (the message says why)."""
-
-
-def prompt_content(question: str) -> list[dict]:
-    """A question with ``<image>`` placeholders as TRL content parts, format suffix included."""
-    pieces = with_format_suffix(question).split(IMAGE_TOKEN)
-    content: list[dict] = []
-    for i, text in enumerate(pieces):
-        if i > 0:
-            content.append({"type": "image", "text": None})
-        if text:
-            content.append({"type": "text", "text": text})
-    return content
 
 
 def select_rows(index: list[Record], tasks: list[str] | None = None,
@@ -147,7 +135,7 @@ def _grpo_rows(data: str, split: str, positions: list[int], stamp=None):
             raise DataError(f"sample {rec.id}: its question has {n_tokens} <image> placeholder(s) but "
                             f"{len(rec.images)} image(s)")
         rows[pos] = {
-            "prompt": [{"role": "user", "content": prompt_content(rec.problem or "")}],
+            "prompt": [{"role": "user", "content": content_parts(rec.problem or "")}],
             "images": [{"bytes": b, "path": None} for b in rec.images],
             "answer": rec.answer,
             "answer_type": rec.answer_type,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from ..prompts import IMAGE_TOKEN, with_format_suffix
+from ..prompts import content_parts
 from .base import IMAGE_LIST, IMAGE_STRUCT, STRING, ParquetShardWriter, image_cells
 from .encoded import EncodedSample
 
@@ -44,22 +44,10 @@ FEATURES = {
 }
 
 
-def user_content(problem: str) -> list[dict]:
-    """Split a question at its ``<image>`` placeholders into TRL content parts."""
-    parts = with_format_suffix(problem).split(IMAGE_TOKEN)
-    content: list[dict] = []
-    for i, text in enumerate(parts):
-        if i > 0:
-            content.append({"type": "image", "text": None})
-        if text:
-            content.append({"type": "text", "text": text})
-    return content
-
-
 def to_row(s: EncodedSample, index: int) -> dict:
     return {
         "id": s.id,
-        "prompt": [{"role": "user", "content": user_content(s.problem)}],
+        "prompt": [{"role": "user", "content": content_parts(s.problem)}],
         "images": image_cells(s),
         "answer": s.answer,
         "answer_type": s.answer_type,
