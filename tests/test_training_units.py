@@ -303,6 +303,10 @@ def test_bad_inputs_are_one_line_errors_before_loading(tmp_path, tiny, trl_data)
         (["--model", tiny, "--data", trl_data, "--set", "tasks=[nosuch]"], "not in the data"),
         (["--model", tiny, "--data", trl_data, "--set", "validation_steps=2"], "needs the held-out 'test' split"),
     ]
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        cases.append((["--model", tiny, "--data", trl_data, "--set", "use_vllm=true"], "use_vllm needs vLLM"))
     for i, (args, words) in enumerate(cases):
         out = tmp_path / f"run{i}"
         result = run_cli("train", "grpo", "-c", "tiny_grpo", "--no-coldstart", "--output", out,

@@ -64,6 +64,13 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
                         f"run `ssrl split {o['data']}` or set validation_steps=0")
     if reader.format == "sft":
         raise DataError(f"{o['data']} is cold-start (SFT) data; GRPO trains on a generated dataset's train split")
+    if cfg.trl.get("use_vllm"):
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise ConfigError("use_vllm needs vLLM (0.22-0.31 for TRL 1.16): pip install 'spatial-ssrl[vllm]'")
+        if cfg.trl.get("vllm_mode", "colocate") not in ("colocate", "server"):
+            raise ConfigError(f"vllm_mode must be colocate or server, got {cfg.trl.get('vllm_mode')!r}")
     n_gen = cfg.trl.get("num_generations", 8)
     if isinstance(n_gen, int) and n_gen < 2:
         raise ConfigError("num_generations must be at least 2: GRPO compares rollouts of the same prompt")
