@@ -1,0 +1,146 @@
+"""Reading a benchmark answer from a model response, with the reward's parser.
+
+The answer is the final ``\\boxed{}`` of the answer region (after the think block), read by
+:func:`spatial_ssrl.reward.parsing.parse_response`, the code the GRPO reward uses. As in the
+reward, hedging is refused: when other boxes of the answer region read as a different
+answer, the item is a parse failure (``hedged``), never scored as a guess. Every reader
+returns ``(value, reason)``: ``value`` None with a ``reason`` when nothing can be read.
+
+Readers: :func:`read_choice` (a letter, or the option text), :func:`read_quantity` (a number
+with an optional unit, converted to centimetres), :func:`read_number`, :func:`read_text`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..reward.canon import canonical_choice, clean_text
+from ..reward.parsing import parse_response
+
+Reader = Callable[[str], tuple[Any, str | None]]
+
+
+def boxed(response: str | None, read: Reader | None = None) -> tuple[Any, str | None]:
+    """The final box of the answer region read by ``read`` (raw text when None); every other
+    box there must read the same, else ``hedged``."""
+    if response is None:
+        return None, "no_response"
+    parsed = parse_response(response)
+    if parsed.region_reason == "unclosed_think":
+        return None, "unclosed_think"
+    if parsed.box_problem is not None:
+        return None, parsed.box_problem
+    if not parsed.boxes:
+        return None, parsed.region_reason or "no_box"
+    read = read or (lambda t: (t.strip() or None, None if t.strip() else "empty_box"))
+    value, reason = read(parsed.boxes[-1])
+    if value is None:
+        return None, reason
+    for other in parsed.boxes[:-1]:
+        v, _ = read(other)
+        if v != value:
+            return None, "hedged"
+    return value, None
+
+
+def read_choice(response: str | None, options: Sequence[str] | None = None, n_letters: int | None = None):
+    """A multiple-choice letter: ``A``, ``(b)``, ``A. Left``, ``\\text{A}``, or the option
+    text alone when the options are known. Two letters are not an answer."""
+    n = n_letters or max(2, len(options or ()) or 4)
+    return boxed(response, lambda t: canonical_choice(t, options, n))
+
+
+def read_text(response: str | None) -> tuple[str | None, str | None]:
+    """The boxed text, cleaned of ``\\text{}`` wrappers and outer punctuation, lower-cased."""
+    def read(t: str):
+        text = clean_text(t).strip().strip(".").lower()
+        return (text, None) if text else (None, "empty_box")
+
+    return boxed(response, read)
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d+")
+_WORDS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+          "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "twenty": 20, "half": 0.5}
+
+# Length units to centimetres; longest spellings first so "millimeter" is not read as "m".
+UNITS_CM: dict[str, float] = {}
+for _names, _cm in (
+    (("kilometers", "kilometres", "kilometer", "kilometre", "km"), 100_000.0),
+    (("millimeters", "millimetres", "millimeter", "millimetre", "mm"), 0.1),
+    (("centimeters", "centimetres", "centimeter", "centimetre", "cm"), 1.0),
+    (("meters", "metres", "meter", "metre", "m"), 100.0),
+    (("inches", "inch", "in", '"', "''"), 2.54),
+    (("feet", "foot", "ft", "'"), 30.48),
+    (("yards", "yard", "yd"), 91.44),
+    (("miles", "mile", "mi"), 160_934.4),
+):
+    for _n in _names:
+        UNITS_CM[_n] = _cm
+_UNIT = re.compile(r"\s*(" + "|".join(re.escape(u) for u in sorted(UNITS_CM, key=len, reverse=True)) + r")(?![a-z])",
+                   re.I)
+
+
+def _to_float(token: str) -> float | None:
+    try:
+        value = float(token.replace(",", ""))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _quantity(text: str, default_unit: str | None) -> tuple[Any, str | None]:
+    """Every number in ``text`` with the unit written after it, summed in centimetres
+    ("1 meter 20 cm" = 120), so "1 meter" is 100 cm, never 0."""
+    text = clean_text(text).replace("\\,", "").replace("\\ ", " ").lower()
+    total, found = 0.0, 0
+    pos = 0
+    for m in _NUMBER.finditer(text):
+        if m.start() < pos:
+            continue
+        value = _to_float(m.group())
+        if value is None:
+            continue
+        u = _UNIT.match(text, m.end())
+        unit = u.group(1).lower() if u else default_unit
+        if unit is None:
+            return None, "no_unit"
+        total += value * UNITS_CM[unit]
+        found += 1
+        pos = u.end() if u else m.end()
+    if not found:
+        for word, value in _WORDS.items():
+            m = re.search(rf"\b{word}\b", text)
+            if m:
+                u = _UNIT.match(text, m.end())
+                unit = u.group(1).lower() if u else default_unit
+                if unit is None:
+                    return None, "no_unit"
+                return value * UNITS_CM[unit], None
+        return None, "no_number"
+    return total, None
+
+
+def read_quantity(response: str | None, default_unit: str | None = None) -> tuple[float | None, str | None]:
+    """A length in centimetres from the boxed answer (``1.5 m``, ``150cm``, ``3 feet 2 inches``).
+    A bare number takes ``default_unit`` (None: a parse failure, ``no_unit``)."""
+    return boxed(response, lambda t: _quantity(t, default_unit))
+
+
+def read_number(response: str | None) -> tuple[float | None, str | None]:
+    """A plain number from the boxed answer (the first one; number words up to twelve)."""
+    def read(t: str):
+        text = clean_text(t).lower()
+        m = _NUMBER.search(text)
+        if m:
+            value = _to_float(m.group())
+            return (value, None) if value is not None else (None, "no_number")
+        for word, value in _WORDS.items():
+            if re.search(rf"\b{word}\b", text):
+                return float(value), None
+        return None, "no_number"
+
+    return boxed(response, read)
