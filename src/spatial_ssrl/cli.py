@@ -220,11 +220,14 @@ def preview(dataset, out, num, seed, max_side):
 
 
 def _register_commands() -> None:
+    from .eval.cli import eval_command, infer_command
     from .reward.cli import score_command
     from .tiny.cli import tiny_model_command
     from .training.cli import coldstart_command, split_command, train_group
 
     main.add_command(score_command, name="score")
+    main.add_command(eval_command, name="eval")
+    main.add_command(infer_command, name="infer")
     main.add_command(split_command, name="split")
     main.add_command(coldstart_command, name="coldstart")
     main.add_command(train_group, name="train")

@@ -1,0 +1,63 @@
+"""Held-out pretext tasks: a dataset folder of ours (any format ``ssrl generate`` writes),
+its ``test`` split by default, scored exactly as ``ssrl score`` and the GRPO reward score."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from ...readers import DatasetError, open_dataset
+from ...reward.cli import build_report
+from ..base import Benchmark, BenchmarkError, EvalItem, Skipped
+
+
+class Pretext(Benchmark):
+    name = "pretext"
+    default_path_hint = "a dataset folder written by ssrl generate (split by ssrl split)"
+
+    def load(self, path: str, split: str = "test", **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+        try:
+            reader = open_dataset(path)
+            if split not in reader.splits:
+                have = ", ".join(sorted(reader.splits))
+                raise BenchmarkError(f"{path} has no '{split}' split (it has: {have}); run `ssrl split {path}` "
+                                     "to hold out source images, or pass --split train")
+            records = list(reader.records(split))
+        except DatasetError as exc:
+            raise BenchmarkError(str(exc)) from None
+        items, skipped = [], []
+        for r in records:
+            bad = next((e for e in r.image_errors if e), None)
+            if bad or not r.answer or r.problem is None:
+                skipped.append(Skipped(r.id, "unreadable_image" if bad else "no_answer"))
+                continue
+            items.append(EvalItem(id=r.id, question=r.problem, images=list(r.images), answer=r.answer,
+                                  options=r.options, category=r.task,
+                                  meta={"variant": r.variant, "answer_type": r.answer_type}))
+        return items, skipped
+
+    def score(self, items: list[EvalItem], responses: Mapping[str, str], **settings: Any) -> dict[str, Any]:
+        samples = OrderedDict((it.id, {"task": it.category, "variant": it.meta.get("variant") or "",
+                                       "answer": str(it.answer), "answer_type": it.meta.get("answer_type"),
+                                       "options": it.options}) for it in items)
+        preds = [(i, it.id, responses[it.id]) for i, it in enumerate(items, 1) if responses.get(it.id) is not None]
+        report = build_report(samples, preds, [], **settings)
+        missing = report["missing_predictions"]["count"]
+        total = report["scored"] + missing  # an unanswered item counts as wrong, as in every benchmark
+        right = (report["accuracy"] or 0.0) * report["scored"] / 100.0
+        return {
+            "accuracy": 100.0 * right / total if total else None,
+            "n": total,
+            "parse_failures": report["parse_failures"],
+            "format_rate": report["format_rate"],
+            "per_category": {k: {"n": v["n"], "accuracy": v["accuracy"], "format_rate": v["format_rate"],
+                                 "parse_failures": v["parse_failures"]} for k, v in report["per_task"].items()},
+            "per_variant": {k: {"n": v["n"], "accuracy": v["accuracy"]} for k, v in report["per_variant"].items()},
+            "failure_reasons": report["failure_reasons"],
+            "missing": missing,
+            "metric": "exact answer after canonicalisation (the GRPO reward's accuracy); unanswered items wrong",
+        }
+
+
+BENCHMARK = Pretext()

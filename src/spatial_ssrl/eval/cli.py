@@ -1,0 +1,290 @@
+"""``ssrl infer`` and ``ssrl eval``."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+EVAL_EXTRA_HINT = "running a model needs the train extra: pip install 'spatial-ssrl[train]'"
+
+
+def _transformers_generate(model_path: str, batch_size: int, decoding, min_pixels=None, max_pixels=None):
+    """A GenerateFn running ``model_path`` in-process (bf16 + device_map auto on a GPU, float32 on the CPU)."""
+    try:
+        import torch
+    except ImportError:
+        raise click.ClickException(EVAL_EXTRA_HINT) from None
+    from ..backends.transformers_backend import generate
+    from ..training.models import (
+        ModelError,
+        check_model_folder,
+        load_model,
+        load_processor,
+    )
+
+    try:
+        check_model_folder(model_path)
+    except ModelError as exc:
+        raise click.ClickException(str(exc)) from None
+    loaded: dict = {}
+
+    def run(items, on_result):
+        if not loaded:  # loaded on first use: a resumed run with nothing left to do loads nothing
+            try:
+                loaded["processor"] = load_processor(model_path, min_pixels, max_pixels)
+                device_map = "auto" if torch.cuda.is_available() else None
+                loaded["model"] = load_model(model_path, "auto", device_map=device_map, training=False)
+            except ModelError as exc:
+                raise click.ClickException(str(exc)) from None
+        model, processor = loaded["model"], loaded["processor"]
+        for start in range(0, len(items), batch_size):
+            batch = items[start:start + batch_size]
+            texts = generate(model, processor, batch, max_new_tokens=decoding.max_new_tokens,
+                             temperature=decoding.temperature, top_p=decoding.top_p, batch_size=batch_size)
+            for i, text in enumerate(texts):
+                on_result(start + i, text, None)
+
+    return run
+
+
+def _openai_generate(api_base: str, api_model: str, in_flight: int, decoding, timeout: float, retries: int):
+    try:
+        from ..backends.openai_backend import OpenAIBackend
+    except ImportError as exc:
+        raise click.ClickException(f"the OpenAI-compatible backend needs httpx: pip install httpx ({exc})") from None
+    backend = OpenAIBackend(api_base, api_model, max_in_flight=in_flight, timeout=timeout, retries=retries,
+                            max_tokens=decoding.max_new_tokens, temperature=decoding.temperature, top_p=decoding.top_p)
+
+    def run(items, on_result):
+        backend.generate(items, on_result=lambda i, r: on_result(i, r.text, r.error))
+
+    return run
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict:
+    import yaml
+
+    out = {}
+    for text in pairs:
+        if "=" not in text:
+            raise click.BadParameter(f"{text!r}: expected key=value", param_hint="--option")
+        key, raw = text.split("=", 1)
+        try:
+            out[key.strip().replace("-", "_")] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            out[key.strip().replace("-", "_")] = raw
+    return out
+
+
+@click.command("eval", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model", "-m", default=None, help="Checkpoint to evaluate in-process (transformers, or vLLM with --backend vllm).")
+@click.option("--api-base", default=None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
+@click.option("--api-model", default=None, help="Model name the endpoint serves.")
+@click.option("--predictions", "-p", "predictions_file", default=None, type=click.Path(dir_okay=False),
+              help="Score these predictions (JSON lines id/response) instead of generating.")
+@click.option("--data", "-d", default=None, help="A dataset of ours: held-out pretext accuracy (split --split).")
+@click.option("--split", "split_name", default="test", show_default=True, help="Split of --data.")
+@click.option("--bench", default=None, help="Benchmark name (ssrl eval --list-benchmarks).")
+@click.option("--bench-path", default=None, help="The benchmark's files, as distributed.")
+@click.option("--option", "bench_options", multiple=True, metavar="KEY=VALUE",
+              help="Benchmark loader option, e.g. --option frames=32, --option circular=true. Repeatable.")
+@click.option("--out", "-o", default=None, type=click.Path(file_okay=False), help="Results folder.")
+@click.option("--backend", type=click.Choice(["transformers", "vllm"]), default="transformers", show_default=True)
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--in-flight", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Requests in flight (--api-base).")
+@click.option("--timeout", default=300.0, show_default=True, type=float, help="Seconds per request (--api-base).")
+@click.option("--retries", default=4, show_default=True, type=click.IntRange(min=0), help="Retries per request.")
+@click.option("--max-new-tokens", default=4096, show_default=True, type=click.IntRange(min=1))
+@click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(min=0.0), help="0: greedy.")
+@click.option("--top-p", default=1.0, show_default=True, type=click.FloatRange(0.0, 1.0))
+@click.option("--no-format-prompt", is_flag=True, help="Do not append the training format suffix.")
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="Evaluate the first N items only.")
+@click.option("--min-pixels", default=None, type=click.IntRange(min=1), help="Image processor lower bound.")
+@click.option("--max-pixels", default=None, type=click.IntRange(min=1), help="Image processor upper bound.")
+@click.option("--compare", "compare_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="results.json files to show side by side with the paper's numbers (repeatable).")
+@click.option("--list-benchmarks", is_flag=True, help="List the benchmarks and exit.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def eval_command(model, api_base, api_model, predictions_file, data, split_name, bench, bench_path, bench_options,
+                 out, backend, batch_size, in_flight, timeout, retries, max_new_tokens, temperature, top_p,
+                 no_format_prompt, limit, min_pixels, max_pixels, compare_files, list_benchmarks, quiet):
+    """Evaluate a model on held-out pretext tasks or a spatial benchmark, or score predictions.
+
+    \b
+    ssrl eval --model runs/grpo --data data --out eval/pretext
+    ssrl eval --model runs/grpo --bench 3dsrbench --bench-path 3dsr/ --out eval/3dsr
+    ssrl eval --api-base http://localhost:8000/v1 --api-model m --bench viewspatial --bench-path vs/ --out eval/vs
+    ssrl eval --predictions preds.jsonl --data data --out eval/scored
+    ssrl eval --compare eval/*/results.json --out eval/compare
+    """
+    from .base import BenchmarkError
+    from .benchmarks import available, get_benchmark
+    from .runner import (
+        Decoding,
+        EvalError,
+        read_predictions,
+        results,
+        run_generation,
+        write_results,
+    )
+
+    if list_benchmarks:
+        for name, b in available().items():
+            click.echo(f"{name:<14} {b.modality:<6} {b.default_path_hint}")
+        return
+    if compare_files:
+        from .compare import compare
+
+        text = compare(list(compare_files), out)
+        click.echo(text)
+        return
+    if out is None:
+        raise click.UsageError("--out is required")
+    if (data is None) == (bench is None):
+        raise click.UsageError("give either --data DATASET (pretext hold-out) or --bench NAME --bench-path PATH")
+    sources = [x for x in (model, api_base, predictions_file) if x]
+    if len(sources) != 1:
+        raise click.UsageError("give exactly one of --model, --api-base (with --api-model) or --predictions")
+    if api_base and not api_model:
+        raise click.UsageError("--api-base needs --api-model")
+    options = _parse_options(bench_options)
+    try:
+        if data is not None:
+            benchmark = get_benchmark("pretext")
+            path = data
+            options = {"split": split_name, **options}
+        else:
+            benchmark = get_benchmark(bench)
+            if not bench_path:
+                raise click.UsageError(f"--bench {bench} needs --bench-path ({benchmark.default_path_hint})")
+            path = bench_path
+        if not os.path.exists(path):
+            raise click.BadParameter(f"{path} does not exist", param_hint="--data" if data else "--bench-path")
+        items, skipped = benchmark.load(path, **options)
+    except (BenchmarkError, TypeError) as exc:
+        raise click.ClickException(str(exc).splitlines()[0]) from None
+    if limit:
+        items = items[:limit]
+    if not items:
+        raise click.ClickException(f"{path}: no items to evaluate" + (f" ({len(skipped)} skipped)" if skipped else ""))
+    decoding = Decoding(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                        format_prompt=not no_format_prompt)
+    run_info = {
+        "benchmark": benchmark.name,
+        "data": os.path.abspath(path),
+        "model": os.path.abspath(model) if model and os.path.exists(model) else (model or api_model or None),
+        "backend": "predictions" if predictions_file else ("openai" if api_base else backend),
+        "decoding": vars(decoding).copy(),
+        "prompt": {"format_suffix": decoding.format_prompt, "prompt_set": "paper"},
+        "options": options,
+    }
+    try:
+        if predictions_file:
+            predictions, malformed = read_predictions(predictions_file)
+            run_info["model"] = None
+            run_info["predictions_file"] = os.path.abspath(predictions_file)
+        else:
+            if api_base:
+                generate = _openai_generate(api_base, api_model, in_flight, decoding, timeout, retries)
+            elif backend == "vllm":
+                from ..backends.vllm_backend import vllm_generate
+
+                generate = vllm_generate(model, decoding, min_pixels, max_pixels)
+            else:
+                generate = _transformers_generate(model, batch_size, decoding, min_pixels, max_pixels)
+            bar = None
+            if not quiet:
+                from tqdm import tqdm
+
+                bar = tqdm(total=len(items), unit="item", desc=benchmark.name, file=sys.stderr, dynamic_ncols=True)
+            try:
+                predictions = run_generation(items, generate, out, decoding, run_info, progress=bar)
+            finally:
+                if bar is not None:
+                    bar.close()
+            malformed = 0
+        res = results(benchmark, items, skipped, predictions, run_info, malformed_lines=malformed)
+        write_results(out, res)
+    except EvalError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted; the predictions so far are in {os.path.join(out, 'predictions.jsonl')} "
+                   "(run the same command again to continue)", err=True)
+        sys.exit(130)
+    acc = res.get("accuracy")
+    click.echo(f"{benchmark.name}: accuracy {acc:.2f}% over {res.get('n')} items" if acc is not None
+               else f"{benchmark.name}: no item scored")
+    for name, b in (res.get("per_category") or {}).items():
+        a = b.get("accuracy")
+        click.echo(f"  {name:<28} {b.get('n', ''):>6}  {'-' if a is None else f'{a:.2f}'}")
+    notes = []
+    if res.get("parse_failures"):
+        notes.append(f"{res['parse_failures']} answers could not be read")
+    if res["skipped"]["count"]:
+        notes.append(f"{res['skipped']['count']} items skipped ({', '.join(f'{k} {v}' for k, v in res['skipped']['by_reason'].items())})")
+    if res["backend_errors"]["count"]:
+        notes.append(f"{res['backend_errors']['count']} backend errors")
+    if notes:
+        click.echo("  " + "; ".join(notes))
+    click.echo(f"results in {out}")
+
+
+@click.command("infer", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model", "-m", required=True, help="Qwen2.5-VL / Qwen3-VL checkpoint.")
+@click.option("--image", "-i", "images", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Image file (repeatable; in order).")
+@click.option("--question", "-q", required=True, help="The question; <image> marks where each image goes (default: all first).")
+@click.option("--no-format-prompt", is_flag=True, help="Do not append the training format suffix.")
+@click.option("--max-new-tokens", default=1024, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-pixels", default=None, type=click.IntRange(min=1), help="Image processor upper bound.")
+def infer_command(model, images, question, no_format_prompt, max_new_tokens, max_pixels):
+    """Answer one question about one or more images, greedily; print the reasoning and the parsed answer."""
+    from PIL import Image, UnidentifiedImageError
+
+    from ..prompts import IMAGE_TOKEN, with_format_suffix
+    from ..reward.parsing import parse_response
+    from .runner import Decoding
+
+    n = question.count(IMAGE_TOKEN)
+    if n == 0:
+        question = IMAGE_TOKEN * len(images) + question
+    elif n != len(images):
+        raise click.UsageError(f"the question has {n} <image> placeholder(s) but {len(images)} --image given")
+    pics = []
+    for path in images:
+        try:
+            with Image.open(path) as im:
+                pics.append(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError) as exc:
+            raise click.BadParameter(f"{path}: not a readable image ({exc.__class__.__name__})", param_hint="--image") from None
+    text = question if no_format_prompt else with_format_suffix(question)
+    decoding = Decoding(max_new_tokens=max_new_tokens)
+    generate = _transformers_generate(model, 1, decoding, None, max_pixels)
+    from ..backends.transformers_backend import Item
+
+    got: list[str | None] = [None]
+    try:
+        generate([Item(text, pics)], lambda i, t, e: got.__setitem__(0, t))
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted", err=True)
+        sys.exit(130)
+    response = got[0] or ""
+    parsed = parse_response(response)
+    click.echo(response)
+    click.echo("-" * 40)
+    think = _think_text(response)
+    if think is not None:
+        click.echo(f"reasoning: {think}")
+    answer = parsed.final_box
+    click.echo(f"answer: {answer}" if answer is not None else
+               f"answer: none ({parsed.box_problem or parsed.region_reason or 'no_box'})")
+
+
+def _think_text(response: str) -> str | None:
+    import re
+
+    m = re.search(r"<\s{0,16}think\s{0,16}>(.*?)<\s{0,16}/\s{0,16}think\s{0,16}>", response, re.DOTALL)
+    return m.group(1).strip() if m else None
