@@ -81,7 +81,7 @@ for _names, _cm in (
     for _n in _names:
         UNITS_CM[_n] = _cm
 _UNIT = re.compile(r"\s*(" + "|".join(re.escape(u) for u in sorted(UNITS_CM, key=len, reverse=True)) + r")(?![a-z])",
-                   re.I)
+                   re.IGNORECASE)
 
 
 def _to_float(token: str) -> float | None:
