@@ -13,9 +13,9 @@ require("torchvision")
 require("transformers")
 pq = require("pyarrow.parquet")
 
-from click.testing import CliRunner  # noqa: E402
+from click.testing import CliRunner
 
-from spatial_ssrl.cli import main  # noqa: E402
+from spatial_ssrl.cli import main
 
 
 def run_cli(*args, ok=True):

@@ -351,7 +351,7 @@ def test_split_and_coldstart_need_no_torch(tmp_path):
         "    except SystemExit as e:\n"
         "        assert not e.code, (args, e.code)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(shard_rows_any(tmp_path / "c")) == 2
 
