@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 
@@ -163,7 +164,10 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
             path = bench_path
         if not os.path.exists(path):
             raise click.BadParameter(f"{path} does not exist", param_hint="--data" if data else "--bench-path")
-        items, skipped = benchmark.load(path, **options)
+        load_kwargs = dict(options)
+        if predictions_file and "images" in inspect.signature(benchmark.load).parameters:
+            load_kwargs["images"] = False  # scoring reads no image
+        items, skipped = benchmark.load(path, **load_kwargs)
     except (BenchmarkError, TypeError) as exc:
         raise click.ClickException(str(exc).splitlines()[0]) from None
     if limit:

@@ -16,14 +16,18 @@ class Pretext(Benchmark):
     name = "pretext"
     default_path_hint = "a dataset folder written by ssrl generate (split by ssrl split)"
 
-    def load(self, path: str, split: str = "test", **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+    def load(self, path: str, split: str = "test", images: bool = True,
+             **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+        """Items of ``split``; ``images=False`` skips the image bytes (scoring predictions)."""
+        if options:
+            raise BenchmarkError(f"pretext takes no option {', '.join(sorted(options))}")
         try:
             reader = open_dataset(path)
             if split not in reader.splits:
                 have = ", ".join(sorted(reader.splits))
                 raise BenchmarkError(f"{path} has no '{split}' split (it has: {have}); run `ssrl split {path}` "
                                      "to hold out source images, or pass --split train")
-            records = list(reader.records(split))
+            records = list(reader.records(split, with_images=images))
         except DatasetError as exc:
             raise BenchmarkError(str(exc)) from None
         items, skipped = [], []
