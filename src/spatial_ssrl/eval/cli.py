@@ -91,6 +91,10 @@ def _parse_options(pairs: tuple[str, ...]) -> dict:
 @click.option("--bench-path", default=None, help="The benchmark's files, as distributed.")
 @click.option("--option", "bench_options", multiple=True, metavar="KEY=VALUE",
               help="Benchmark loader option, e.g. --option frames=32, --option circular=true. Repeatable.")
+@click.option("--frames", default=None, type=click.IntRange(1, 128),
+              help="Video benchmarks (VSI-Bench): frames sampled uniformly per video (default 32, at most 128).")
+@click.option("--circular", is_flag=True, default=None,
+              help="What'sUp: ask every rotation of the options; a question counts when all are right.")
 @click.option("--out", "-o", default=None, type=click.Path(file_okay=False), help="Results folder.")
 @click.option("--backend", type=click.Choice(["transformers", "vllm"]), default="transformers", show_default=True)
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
@@ -110,7 +114,7 @@ def _parse_options(pairs: tuple[str, ...]) -> dict:
 @click.option("--list-benchmarks", is_flag=True, help="List the benchmarks and exit.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def eval_command(model, api_base, api_model, predictions_file, data, split_name, bench, bench_path, bench_options,
-                 out, backend, batch_size, in_flight, timeout, retries, max_new_tokens, temperature, top_p,
+                 frames, circular, out, backend, batch_size, in_flight, timeout, retries, max_new_tokens, temperature, top_p,
                  no_format_prompt, limit, min_pixels, max_pixels, compare_files, list_benchmarks, quiet):
     """Evaluate a model on held-out pretext tasks or a spatial benchmark, or score predictions.
 
@@ -152,6 +156,10 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
     if api_base and not api_model:
         raise click.UsageError("--api-base needs --api-model")
     options = _parse_options(bench_options)
+    if frames is not None:
+        options["frames"] = frames
+    if circular:
+        options["circular"] = True
     try:
         if data is not None:
             benchmark = get_benchmark("pretext")
