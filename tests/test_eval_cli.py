@@ -140,3 +140,23 @@ def test_eval_refusals_are_one_line(setup, tmp_path):
         result = run_cli("eval", "--model", setup["tiny"], "--data", setup["data"], "--out", out,
                          "--max-new-tokens", 9, "-q", ok=False)
         assert result.exit_code == 1 and "holds another evaluation (its decoding differ)" in result.output
+
+
+def test_a_benchmark_end_to_end_on_a_tiny_model(setup, tmp_path):
+    """3DSRBench files in their distributed layout -> ssrl eval -> circular report, the
+    undecodable image counted as a skip, the run resumable."""
+    from test_bench_scoring_a import _srb_rows, _write_tsv
+
+    folder = tmp_path / "3dsr"
+    folder.mkdir()
+    _write_tsv(folder / "3dsrbench_v1_vlmevalkit_circular.tsv", _srb_rows())
+    out = tmp_path / "out"
+    result = run_cli("eval", "--model", setup["tiny"], "--bench", "3dsrbench", "--bench-path", folder,
+                     "--out", out, "--max-new-tokens", 6, "-q")
+    assert "3dsrbench: accuracy" in result.output and "1 items skipped (undecodable_image 1)" in result.output
+    res = json.loads((out / "results.json").read_text())
+    assert res["benchmark"] == "3dsrbench" and res["items"] == 18 and res["skipped"]["count"] == 1
+    assert {"vanilla", "flip", "flip_circular"} <= set(res["metrics"])
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 18 and len({p["id"] for p in preds}) == 18
+    assert all(isinstance(p["response"], str) for p in preds)
