@@ -3,7 +3,7 @@ its ``test`` split by default, scored exactly as ``ssrl score`` and the GRPO rew
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,13 +55,23 @@ class Pretext(Benchmark):
             "n": total,
             "parse_failures": report["parse_failures"],
             "format_rate": report["format_rate"],
-            "per_category": {k: {"n": v["n"], "accuracy": v["accuracy"], "format_rate": v["format_rate"],
-                                 "parse_failures": v["parse_failures"]} for k, v in report["per_task"].items()},
+            "per_category": _with_unanswered(report["per_task"], Counter(it.category for it in items)),
             "per_variant": {k: {"n": v["n"], "accuracy": v["accuracy"]} for k, v in report["per_variant"].items()},
             "failure_reasons": report["failure_reasons"],
             "missing": missing,
             "metric": "exact answer after canonicalisation (the GRPO reward's accuracy); unanswered items wrong",
         }
+
+
+def _with_unanswered(scored: dict, totals: Counter) -> dict:
+    """Per-task figures over every item of the task, an unanswered item counting as wrong."""
+    out = {}
+    for task, total in sorted(totals.items()):
+        b = scored.get(task, {"n": 0, "accuracy": None, "format_rate": None, "parse_failures": 0})
+        right = (b["accuracy"] or 0.0) * b["n"] / 100.0
+        out[task] = {"n": total, "accuracy": 100.0 * right / total, "answered": b["n"],
+                     "format_rate": b["format_rate"], "parse_failures": b["parse_failures"]}
+    return out
 
 
 BENCHMARK = Pretext()
