@@ -53,6 +53,7 @@ class Benchmark:
     name = ""
     modality = "image"
     default_path_hint = ""
+    native_circular = False  # True: the loader's ``circular`` option does circular evaluation itself
 
     def load(self, path: str, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
         raise NotImplementedError

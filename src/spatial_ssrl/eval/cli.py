@@ -127,6 +127,7 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
     """
     from .base import BenchmarkError
     from .benchmarks import available, get_benchmark
+    from .circular import base_items as circular_bases
     from .runner import (
         Decoding,
         EvalError,
@@ -158,8 +159,7 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
     options = _parse_options(bench_options)
     if frames is not None:
         options["frames"] = frames
-    if circular:
-        options["circular"] = True
+
     try:
         if data is not None:
             benchmark = get_benchmark("pretext")
@@ -172,7 +172,12 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
             path = bench_path
         if not os.path.exists(path):
             raise click.BadParameter(f"{path} does not exist", param_hint="--data" if data else "--bench-path")
-        load_kwargs = dict(options)
+        generic_circular = bool(circular) and not benchmark.native_circular
+        if circular and benchmark.native_circular:
+            options["circular"] = True
+        if generic_circular:
+            options["circular_rotations"] = True  # recorded in eval_run.json; not a loader option
+        load_kwargs = {k: v for k, v in options.items() if k != "circular_rotations"}
         if predictions_file and "images" in inspect.signature(benchmark.load).parameters:
             load_kwargs["images"] = False  # scoring reads no image
         items, skipped = benchmark.load(path, **load_kwargs)
@@ -180,6 +185,14 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
         raise click.ClickException(str(exc).splitlines()[0]) from None
     if limit:
         items = items[:limit]
+    not_rotatable = 0
+    if generic_circular:
+        from .circular import expand
+
+        items, not_rotatable = expand(items)
+        if not_rotatable == len(circular_bases(items)):
+            raise click.ClickException(f"--circular: no {benchmark.name} item lists its options as 'A. ...' lines "
+                                       "with a letter answer, so none can be rotated")
     if not items:
         raise click.ClickException(f"{path}: no items to evaluate" + (f" ({len(skipped)} skipped)" if skipped else ""))
     decoding = Decoding(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
@@ -219,6 +232,8 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
                     bar.close()
             malformed = 0
         res = results(benchmark, items, skipped, predictions, run_info, malformed_lines=malformed)
+        if not_rotatable:
+            res.setdefault("metrics", {})["circular_not_rotatable"] = not_rotatable
         write_results(out, res)
     except EvalError as exc:
         raise click.ClickException(str(exc)) from None
@@ -232,6 +247,12 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
     for name, b in (res.get("per_category") or {}).items():
         a = b.get("accuracy")
         click.echo(f"  {name:<28} {b.get('n', ''):>6}  {'-' if a is None else f'{a:.2f}'}")
+    audit = res.get("letter_audit")
+    if audit:
+        click.echo("  right answers by letter: " + ", ".join(f"{k} {v:.0f}%" for k, v in audit["answer_letters"].items())
+                   + "; predictions: " + ", ".join(f"{k} {v:.0f}%" for k, v in audit["predicted_letters"].items()))
+    if (res.get("metrics") or {}).get("circular_questions"):
+        click.echo(f"  circular: {res['metrics']['circular']:.2f}% over {res['metrics']['circular_questions']} questions")
     notes = []
     if res.get("parse_failures"):
         notes.append(f"{res['parse_failures']} answers could not be read")

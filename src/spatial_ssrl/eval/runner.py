@@ -137,8 +137,14 @@ def run_generation(items: list[EvalItem], generate: GenerateFn, out: str, decodi
 
 def results(bench: Benchmark, items: list[EvalItem], skipped: list[Skipped], predictions: Mapping[str, dict],
             run_info: dict[str, Any], malformed_lines: int = 0, **score_settings: Any) -> dict[str, Any]:
+    from . import circular
+
     responses = {sid: p.get("response") for sid, p in predictions.items() if isinstance(p.get("response"), str)}
-    report = bench.score(items, responses, **score_settings) if score_settings else bench.score(items, responses)
+    base = circular.base_items(items)  # without the rotations --circular added
+    report = bench.score(base, responses, **score_settings) if score_settings else bench.score(base, responses)
+    if len(base) != len(items):
+        report["metrics"] = {**(report.get("metrics") or {}), **circular.score(items, responses)}
+    audit = circular.letter_audit(base, responses)
     item_ids = {it.id for it in items}
     errors = Counter(p.get("error") for sid, p in predictions.items() if sid in item_ids and p.get("error")
                      and sid not in responses)
@@ -147,11 +153,12 @@ def results(bench: Benchmark, items: list[EvalItem], skipped: list[Skipped], pre
         "benchmark": bench.name,
         "accuracy": report.get("accuracy"),
         **{k: v for k, v in report.items() if k != "accuracy"},
-        "items": len(items),
+        "items": len(base),
         "skipped": {"count": len(skipped), "by_reason": dict(sorted(skip_reasons.items())),
                     "ids": [s.id for s in skipped][:1000]},
         "backend_errors": {"count": sum(errors.values()), "by_reason": dict(sorted(errors.items()))},
         "malformed_prediction_lines": malformed_lines,
+        "letter_audit": audit,
         **{k: run_info.get(k) for k in ("model", "data", "decoding", "prompt", "options", "backend")},
         "spatial_ssrl_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -175,6 +182,11 @@ def results_markdown(res: dict[str, Any]) -> str:
     if extra:
         lines += ["", "| metric | value |", "| --- | --- |"]
         lines += [f"| {k} | {_pct(v) if isinstance(v, (int, float)) else v} |" for k, v in extra.items()]
+    audit = res.get("letter_audit")
+    if audit:
+        shares = ", ".join(f"{k} {v:.1f}%" for k, v in audit["answer_letters"].items())
+        picked = ", ".join(f"{k} {v:.1f}%" for k, v in audit["predicted_letters"].items())
+        lines += ["", f"Right answers by letter: {shares}. Predictions by letter: {picked}."]
     counts = (f"Parse failures: {res.get('parse_failures', 0)}; skipped items: {res['skipped']['count']}; "
               f"backend errors: {res['backend_errors']['count']}.")
     lines += ["", counts]

@@ -219,6 +219,7 @@ def grouped(rows: Sequence[tuple[str, str, str, bool]], key: Callable[[str], str
 
 class ThreeDSRBench(Benchmark):
     name = "3dsrbench"
+    native_circular = True  # circular evaluation is the loader's own `circular` option
     default_path_hint = "3dsrbench_v1_vlmevalkit_circular.tsv (ccvl/3DSRBench) or its folder"
 
     def load(self, path: str, *, file: str | None = None, circular: bool = True

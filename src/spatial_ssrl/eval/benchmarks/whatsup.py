@@ -147,6 +147,7 @@ def _rows(file: str, layout: str, image_dir: str, root: str) -> list[tuple[list[
 
 class WhatsUp(Benchmark):
     name = "whatsup"
+    native_circular = True  # circular evaluation is the loader's own `circular` option
     default_path_hint = ("the folder holding controlled_images_dataset.json, controlled_clevr_dataset.json and "
                          "their image folders (the authors' data/ folder)")
 
