@@ -106,10 +106,15 @@ def serving(delay: float, same_process: bool):
             server.close()
 
 
-def run(server, items: list[Item], in_flight: int, reps: int) -> tuple[float, list[float]]:
-    backend = OpenAIBackend(server.api_base, "bench-model", api_key="", max_in_flight=in_flight, timeout=30)
+def run(server, items: list[Item], in_flight: int, reps: int, through_eval: bool = False) -> tuple[float, list[float]]:
     times = []
     for _ in range(reps):
+        if through_eval:
+            t0 = time.perf_counter()
+            _eval_run(server, items, in_flight)
+            times.append(time.perf_counter() - t0)
+            continue
+        backend = OpenAIBackend(server.api_base, "bench-model", api_key="", max_in_flight=in_flight, timeout=30)
         t0 = time.perf_counter()
         results = backend.generate(items)
         times.append(time.perf_counter() - t0)
@@ -117,6 +122,25 @@ def run(server, items: list[Item], in_flight: int, reps: int) -> tuple[float, li
         if bad:
             raise SystemExit(f"{len(bad)} requests failed: {bad[:3]}")
     return statistics.median(times), times
+
+
+def _eval_run(server, items: list[Item], in_flight: int) -> None:
+    """The ``ssrl eval --api-base`` path: the runner appending each prediction to a fresh
+    predictions.jsonl as it arrives."""
+    import tempfile
+
+    from spatial_ssrl.eval.base import EvalItem
+    from spatial_ssrl.eval.cli import _openai_generate
+    from spatial_ssrl.eval.runner import Decoding, run_generation
+
+    decoding = Decoding(max_new_tokens=64, format_prompt=True)
+    generate = _openai_generate(server.api_base, "bench-model", in_flight, decoding, timeout=30, retries=0)
+    evals = [EvalItem(id=str(i), question=it.question, images=list(it.images)) for i, it in enumerate(items)]
+    with tempfile.TemporaryDirectory(prefix="ssrl-bench-eval-") as out:
+        done = run_generation(evals, generate, out, decoding, {"benchmark": "bench"})
+    bad = [p.get("error") for p in done.values() if p.get("response") is None]
+    if bad:
+        raise SystemExit(f"{len(bad)} requests failed: {bad[:3]}")
 
 
 def main() -> None:
@@ -129,6 +153,8 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=3, help="runs per setting, median kept (default 3)")
     p.add_argument("--same-process", action="store_true", help="run the server in this process (default: a child)")
     p.add_argument("--json", metavar="PATH", help="write the figures as JSON here")
+    p.add_argument("--through-eval", action="store_true",
+                   help="go through ssrl eval's runner (predictions.jsonl appended per item), not the backend alone")
     args = p.parse_args()
 
     items = make_items(args.items, args.image_size)
@@ -136,11 +162,11 @@ def main() -> None:
     print(f"{args.items} items, one {args.image_size}x{args.image_size} JPEG each ({jpeg_kib:.0f} KiB), "
           f"server delay {args.delay:.3f} s, median of {args.reps} runs")
     where = "this process" if args.same_process else "a child process"
-    print(f"server in {where}")
+    print(f"server in {where}; " + ("through ssrl eval's runner" if args.through_eval else "the backend alone"))
     with serving(args.delay, args.same_process) as server:
-        run(server, items[:4], args.in_flight, 1)  # warm-up (imports, first connections)
-        t1, all1 = run(server, items, 1, args.reps)
-        tn, alln = run(server, items, args.in_flight, args.reps)
+        run(server, items[:4], args.in_flight, 1, args.through_eval)  # warm-up (imports, first connections)
+        t1, all1 = run(server, items, 1, args.reps, args.through_eval)
+        tn, alln = run(server, items, args.in_flight, args.reps, args.through_eval)
         server.reset()
         run(server, items, args.in_flight, 1)
         peak = server.max_concurrent

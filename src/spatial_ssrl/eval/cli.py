@@ -61,6 +61,7 @@ def _openai_generate(api_base: str, api_model: str, in_flight: int, decoding, ti
     def run(items, on_result):
         backend.generate(items, on_result=lambda i, r: on_result(i, r.text, r.error))
 
+    run.chunk = 4096  # the backend keeps its requests in flight across items; no batch barrier
     return run
 
 

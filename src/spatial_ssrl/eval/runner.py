@@ -117,6 +117,7 @@ def run_generation(items: list[EvalItem], generate: GenerateFn, out: str, decodi
     if progress is not None:
         progress.total = len(items)
         progress.update(len(items) - len(pending))
+    chunk = getattr(generate, "chunk", None) or chunk
     with open(path, "a", encoding="utf-8") as fh:
         for start in range(0, len(pending), chunk):
             batch = pending[start:start + chunk]
