@@ -290,3 +290,43 @@ def test_cli_errors_are_one_line(args, message, tmp_path, monkeypatch):
     err = [ln for ln in res.output.splitlines() if ln.startswith("Error")]
     assert len(err) == 1 and message in err[0], res.output
     assert "Traceback" not in res.output
+
+
+def test_generate_excludes_the_overlapping_sources(tmp_path):
+    """A planted copy of one source shows up in `ssrl overlap`; `generate --exclude-overlap-with`
+    then leaves that source out and counts it."""
+    import json
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from spatial_ssrl.cli import main
+    from spatial_ssrl.sources import builtin_photos
+
+    photos = [p for p in builtin_photos()][:4]
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in photos:
+        Image.open(p.path).convert("RGB").save(src / (os.path.basename(p.path).rsplit(".", 1)[0] + ".png"))
+    data = tmp_path / "d"
+    r = CliRunner().invoke(main, ["generate", "-i", str(src), "--out", str(data), "--num", "8", "--tasks", "flip",
+                                  "-q", "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    victim = sorted(src.iterdir())[0]
+    im = Image.open(victim)
+    im.resize((im.width // 2, im.height // 2)).save(bench / "copy.jpg", quality=70)
+    pairs = tmp_path / "pairs.json"
+    r = CliRunner().invoke(main, ["overlap", "--train", str(data), "--bench-images", str(bench), "--out", str(pairs)])
+    assert r.exit_code == 0, r.output
+    again = tmp_path / "d2"
+    r = CliRunner().invoke(main, ["generate", "-i", str(src), "--out", str(again), "--num", "8", "--tasks", "flip",
+                                  "-q", "--workers", "1", "--exclude-overlap-with", str(pairs)])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((again / "manifest.json").read_text())
+    assert manifest["skips"].get("excluded_overlap") == 1
+    from spatial_ssrl.readers import open_dataset
+
+    sources = {rec.source for rec in open_dataset(str(again)).index()}
+    assert str(victim) not in sources and len(sources) == 3

@@ -78,11 +78,14 @@ def main() -> None:
               help="position, image-plane mode: use 150 px as is instead of 150 px per 1600 px of width.")
 @click.option("--shard-rows", default=1000, show_default=True, type=click.IntRange(min=1),
               help="Rows per parquet shard.")
+@click.option("--exclude-overlap-with", "exclude_overlap", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Leave out the source images listed here: a pairs file of `ssrl overlap --out` (its train side) "
+                   "or a text file of paths, one per line (benchmark near-duplicates).")
 @click.option("--overwrite", is_flag=True, help="Replace a dataset already in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side, max_pixels,
              resize_max_pixels, prompt_set, max_attempts, image_format, jpeg_quality, facing_weights,
-             absolute_thresholds, shard_rows, overwrite, quiet):
+             absolute_thresholds, shard_rows, exclude_overlap, overwrite, quiet):
     """Generate a pretext-task dataset from images."""
     from .engine import (
         GenerateConfig,
@@ -101,6 +104,11 @@ def generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side,
             refs, ignored = default_refs(), {}
     except InputError as exc:
         raise click.BadParameter(str(exc), param_hint="--input") from None
+    if exclude_overlap:
+        refs, dropped = _exclude_overlapping(refs, exclude_overlap)
+        if dropped:
+            ignored = ignored if hasattr(ignored, "details") else dict(ignored)
+            ignored["excluded_overlap"] = ignored.get("excluded_overlap", 0) + dropped
     if not refs:
         raise click.BadParameter("no image files found in the given inputs", param_hint="--input")
     with_depth = any(r.kind != "image" for r in refs)
@@ -145,6 +153,18 @@ def generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side,
             bar.close()
     if not quiet:
         _print_summary(result.manifest, out)
+
+
+def _exclude_overlapping(refs, path: str):
+    """Drop the sources a contamination list names; returns (kept refs, number dropped)."""
+    from .eval.overlap_cli import OverlapError, read_exclude_list
+
+    try:
+        excluded = read_exclude_list(path)
+    except OverlapError as exc:
+        raise click.BadParameter(str(exc), param_hint="--exclude-overlap-with") from None
+    kept = [r for r in refs if r.kind == "procedural" or os.path.abspath(r.path) not in excluded]
+    return kept, len(refs) - len(kept)
 
 
 def _usable_cpus() -> int:
@@ -221,6 +241,7 @@ def preview(dataset, out, num, seed, max_side):
 
 def _register_commands() -> None:
     from .eval.cli import eval_command, infer_command
+    from .eval.overlap_cli import overlap_command
     from .reward.cli import score_command
     from .tiny.cli import tiny_model_command
     from .training.cli import coldstart_command, split_command, train_group
@@ -228,6 +249,7 @@ def _register_commands() -> None:
     main.add_command(score_command, name="score")
     main.add_command(eval_command, name="eval")
     main.add_command(infer_command, name="infer")
+    main.add_command(overlap_command, name="overlap")
     main.add_command(split_command, name="split")
     main.add_command(coldstart_command, name="coldstart")
     main.add_command(train_group, name="train")
