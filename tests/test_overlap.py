@@ -314,7 +314,7 @@ def test_generate_excludes_the_overlapping_sources(tmp_path):
     assert r.exit_code == 0, r.output
     bench = tmp_path / "bench"
     bench.mkdir()
-    victim = sorted(src.iterdir())[0]
+    victim = min(src.iterdir())
     im = Image.open(victim)
     im.resize((im.width // 2, im.height // 2)).save(bench / "copy.jpg", quality=70)
     pairs = tmp_path / "pairs.json"
