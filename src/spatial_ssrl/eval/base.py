@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,21 +63,60 @@ class Benchmark:
         raise NotImplementedError
 
 
+class Tally:
+    """What reading the responses met, for the report: ``missing`` (items without a response),
+    ``parse_failures`` (responses whose answer could not be read: counted wrong, never guessed)
+    and ``reasons`` (parse failures by the reader's reason)."""
+
+    def __init__(self) -> None:
+        self.missing = 0
+        self.parse_failures = 0
+        self.reasons: Counter[str] = Counter()
+
+    def read(self, response: str | None, reader: Callable[..., tuple[Any, str | None]], *args: Any,
+             fallback_reason: str = "unparseable", **kwargs: Any) -> Any:
+        """``reader(response, *args, **kwargs)``'s value, or None for a missing response or an
+        answer that could not be read (counted; a failure without a reason counts under
+        ``fallback_reason``)."""
+        if response is None:
+            self.missing += 1
+            return None
+        value, reason = reader(response, *args, **kwargs)
+        if value is None:
+            self.parse_failures += 1
+            self.reasons[reason or fallback_reason] += 1
+        return value
+
+    def failure_reasons(self, sort: bool = False) -> dict[str, int]:
+        """``reasons`` as a plain dict, in the order first met (by name with ``sort``)."""
+        return dict(sorted(self.reasons.items())) if sort else dict(self.reasons)
+
+
+def pct(hits: Sequence[float]) -> float | None:
+    """The mean of ``hits`` (bools or scores in [0, 1]) in percent; None when empty."""
+    return 100.0 * sum(hits) / len(hits) if hits else None
+
+
+def breakdown(groups: Mapping[str, Sequence[float]]) -> dict[str, dict[str, Any]]:
+    """``{name: {"n", "accuracy"}}`` per group of hits, by name."""
+    return {k: {"n": len(v), "accuracy": pct(v)} for k, v in sorted(groups.items())}
+
+
 def mean_report(rows: Iterable[tuple[str | None, float, bool]], metric: str = "accuracy") -> dict[str, Any]:
     """A report from ``(category, score in [0, 1], parsed)`` per item: item means overall and
     per category, in percent."""
-    total = n = failures = 0
+    values: list[float] = []
+    failures = 0
     per: dict[str, list[float]] = {}
     for category, value, parsed in rows:
-        n += 1
-        total += value
+        values.append(value)
         failures += not parsed
         if category is not None:
             per.setdefault(category, []).append(value)
     return {
-        "accuracy": 100.0 * total / n if n else None,
-        "n": n,
+        "accuracy": pct(values),
+        "n": len(values),
         "parse_failures": failures,
-        "per_category": {c: {"n": len(v), "accuracy": 100.0 * sum(v) / len(v)} for c, v in sorted(per.items())},
+        "per_category": breakdown(per),
         "metric": metric,
     }

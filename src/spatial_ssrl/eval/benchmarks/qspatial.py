@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..answers import UNITS_CM, read_quantity
-from ..base import Benchmark, EvalItem, Skipped
-from .spatialeval import image_cell, parquet_files, read_parquet
-from .threedsrbench import pct
+from ..base import Benchmark, EvalItem, Skipped, Tally, breakdown, pct
+from ._io import image_cell, parquet_files, read_parquet
 
 REQUIRED = ("question", "answer_value", "answer_unit", "question_type", "image")
 INSTRUCTION = "Answer with a number and a unit of length (for instance centimeters or meters)."
@@ -98,21 +96,13 @@ class QSpatialPlus(Benchmark):
         hits: dict[float, list[bool]] = {t: [] for t in THRESHOLDS}
         per_type: dict[str, dict[float, list[bool]]] = {}
         ratios: list[float] = []
-        missing = failures = 0
-        reasons: Counter = Counter()
+        tally = Tally()
         for it in items:
-            response = responses.get(it.id)
+            pred = tally.read(responses.get(it.id), read_quantity)
             r = math.inf
-            if response is None:
-                missing += 1
-            else:
-                pred, reason = read_quantity(response)
-                if pred is None:
-                    failures += 1
-                    reasons[reason or "unparseable"] += 1
-                else:
-                    r = ratio(pred, float(it.answer))
-                    ratios.append(r)
+            if pred is not None:
+                r = ratio(pred, float(it.answer))
+                ratios.append(r)
             bucket = per_type.setdefault(it.category or "unknown", {t: [] for t in THRESHOLDS})
             for t in THRESHOLDS:
                 hits[t].append(r < t)
@@ -121,19 +111,18 @@ class QSpatialPlus(Benchmark):
         return {
             "accuracy": pct(hits[2.0]),
             "n": len(items),
-            "parse_failures": failures,
-            "per_category": {c: {"n": len(b[2.0]), "accuracy": pct(b[2.0])} for c, b in sorted(per_type.items())},
+            "parse_failures": tally.parse_failures,
+            "per_category": breakdown({c: b[2.0] for c, b in per_type.items()}),
             "metric": ("QSpatial success rate (official): max(pred/true, true/pred) < 2, both in centimetres; "
                        "a bare number without a unit is a parse failure"),
             "metrics": {
                 "delta_2": pct(hits[2.0]),
                 "delta_1.5": pct(hits[1.5]),
-                "per_category_delta_1.5": {c: {"n": len(b[1.5]), "accuracy": pct(b[1.5])}
-                                           for c, b in sorted(per_type.items())},
+                "per_category_delta_1.5": breakdown({c: b[1.5] for c, b in per_type.items()}),
                 "median_ratio": statistics.median(finite) if finite else None,
-                "failure_reasons": dict(reasons),
+                "failure_reasons": tally.failure_reasons(),
             },
-            "missing": missing,
+            "missing": tally.missing,
         }
 
 

@@ -16,14 +16,12 @@ pool their two subsets).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ..answers import read_text
-from ..base import Benchmark, BenchmarkError, EvalItem, Skipped, mean_report
-from .threedsrbench import find_file, read_tsv, tsv_images
+from ..base import Benchmark, EvalItem, Skipped, Tally, breakdown, mean_report
+from ._io import indexed_tsv
 
 SUBSETS = ("L1_single", "L2_objects", "L3_2d_spatial", "L4_occ", "L4_pose", "L5_6d_spatial", "L5_collision")
 
@@ -73,17 +71,10 @@ class Spatial457(Benchmark):
     default_path_hint = "Spatial457.tsv (VLMEvalKit) or its folder"
 
     def load(self, path: str, *, file: str | None = None) -> tuple[list[EvalItem], list[Skipped]]:
-        tsv = find_file(Path(path) / file if file else path, ("Spatial457.tsv",), ".tsv", self.name)
-        rows = read_tsv(tsv, REQUIRED)
-        decode = tsv_images(rows)
+        rows, decode = indexed_tsv(path, file, ("Spatial457.tsv",), REQUIRED, self.name)
         items: list[EvalItem] = []
         skipped: list[Skipped] = []
-        seen: set[str] = set()
-        for row in rows:
-            item_id = str(row["index"]).strip()
-            if not item_id or item_id in seen:
-                raise BenchmarkError(f"{tsv}: index {item_id!r} is empty or repeated")
-            seen.add(item_id)
+        for item_id, row in rows:
             answer = str(row["answer"]).strip()
             if not answer:
                 skipped.append(Skipped(item_id, "no_answer"))
@@ -100,31 +91,19 @@ class Spatial457(Benchmark):
 
     def score(self, items: list[EvalItem], responses: Mapping[str, str]) -> dict[str, Any]:
         rows = []
-        missing = 0
-        reasons: Counter = Counter()
+        tally = Tally()
         levels: dict[str, list[float]] = {}
         for it in items:
             response = responses.get(it.id)
-            parsed, hit = True, False
-            if response is None:
-                missing += 1
-            else:
-                text, reason = read_text(response)
-                if text is None:
-                    parsed = False
-                    reasons[reason or "unparseable"] += 1
-                else:
-                    hit = lenient_match(str(it.answer), text)
-            rows.append((it.category, float(hit), parsed))
+            text = tally.read(response, read_text)
+            hit = text is not None and lenient_match(str(it.answer), text)
+            rows.append((it.category, float(hit), response is None or text is not None))
             levels.setdefault((it.category or "unknown").split("_")[0], []).append(float(hit))
         report = mean_report(rows, metric=(
             "Spatial457 lenient match (official VLMEvalKit rule: case, number words, none=no, 0=No, "
             "1-9=Yes, shape super-categories) on the boxed answer; item mean"))
-        report["metrics"] = {
-            "per_level": {lv: {"n": len(v), "accuracy": 100.0 * sum(v) / len(v)} for lv, v in sorted(levels.items())},
-            "failure_reasons": dict(reasons),
-        }
-        report["missing"] = missing
+        report["metrics"] = {"per_level": breakdown(levels), "failure_reasons": tally.failure_reasons()}
+        report["missing"] = tally.missing
         return report
 
 

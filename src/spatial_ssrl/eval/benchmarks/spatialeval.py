@@ -17,85 +17,19 @@ official script has no extractor for spatialreal; the same substring rule is use
 ``per_category`` is per task. ``metrics["option_letter"]``: exact option-letter accuracy over the
 items whose options could be read from the text.
 
-The parquet helpers here (:func:`parquet_files`, :func:`read_parquet`, :func:`image_cell`) serve
-QSpatial as well.
+The parquet helpers (:func:`parquet_files`, :func:`read_parquet`, :func:`image_cell`) are in :mod:`._io`.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..answers import read_choice, read_text
-from ..base import Benchmark, BenchmarkError, EvalItem, Skipped
-from .threedsrbench import image_ok, pct
-
-# ------------------------------------------------------------------------ shared parquet helpers
-
-
-def parquet_files(path: str | os.PathLike, pattern: str, bench: str) -> list[Path]:
-    """``path`` itself when it is a file, else every file matching ``pattern`` below it."""
-    p = Path(path)
-    if p.is_file():
-        return [p]
-    if not p.is_dir():
-        raise BenchmarkError(f"{p}: no such file or folder ({bench})")
-    found = sorted(f for f in p.rglob(pattern) if f.is_file())
-    if not found:
-        raise BenchmarkError(f"{p}: no {pattern} file of {bench} here")
-    return found
-
-
-def read_parquet(file: Path, required: Iterable[str], optional: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """The rows of a parquet file (the required and optional columns only). A missing required
-    column is a :class:`BenchmarkError` naming the file and the column."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        names = pq.read_schema(file).names
-    except (OSError, pa.ArrowException) as exc:
-        raise BenchmarkError(f"{file}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
-    required = list(required)
-    missing = [c for c in required if c not in names]
-    if missing:
-        raise BenchmarkError(f"{file}: missing column {', '.join(repr(c) for c in missing)} "
-                             f"(it has: {', '.join(names)})")
-    columns = required + [c for c in optional if c in names and c not in required]
-    try:
-        return pq.read_table(file, columns=columns).to_pylist()
-    except (OSError, pa.ArrowException) as exc:
-        raise BenchmarkError(f"{file}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
-
-
-def image_cell(cell: Any, roots: Sequence[Path]) -> tuple[bytes | None, str | None]:
-    """The encoded image of a parquet cell: a Hugging Face image (``{bytes, path}``), raw bytes
-    or a path (relative to one of ``roots``). ``(bytes, None)`` or ``(None, reason)``."""
-    data: bytes | None = None
-    rel: str | None = None
-    if isinstance(cell, dict):
-        data, rel = cell.get("bytes"), cell.get("path")
-    elif isinstance(cell, (bytes, bytearray, memoryview)):
-        data = bytes(cell)
-    elif isinstance(cell, str):
-        rel = cell
-    if not data and rel:
-        for root in [Path(), *roots]:
-            f = root / rel
-            if f.is_file():
-                data = f.read_bytes()
-                break
-    if not data:
-        return None, "missing_image"
-    data = bytes(data)
-    return (data, None) if image_ok(data) else (None, "undecodable_image")
-
-
-# ------------------------------------------------------------------------------- SpatialEval
+from ..base import Benchmark, BenchmarkError, EvalItem, Skipped, Tally, breakdown, pct
+from ._io import image_cell, parquet_files, read_parquet
 
 TASKS = ("spatialmap", "mazenav", "spatialgrid", "spatialreal")
 MODES = ("tqa", "vqa", "vtqa")
@@ -204,51 +138,37 @@ class SpatialEval(Benchmark):
         per_question: dict[str, list[bool]] = {}
         letter_hits: dict[str, list[bool]] = {}
         hits: list[bool] = []
-        missing = failures = letter_failures = 0
-        reasons: Counter = Counter()
+        tally, letters = Tally(), Tally()
         for it in items:
             response = responses.get(it.id)
-            hit = False
-            if response is None:
-                missing += 1
-            else:
-                text, reason = read_text(response)
-                if text is None:
-                    failures += 1
-                    reasons[reason or "unparseable"] += 1
-                else:
-                    hit = substring_hit(str(it.answer), text)
+            text = tally.read(response, read_text)
+            hit = text is not None and substring_hit(str(it.answer), text)
             hits.append(hit)
             task = it.category or "unknown"
             per_task.setdefault(task, []).append(hit)
             per_question.setdefault(f"{task}.q{it.meta.get('question_number', '')}", []).append(hit)
             gold = it.meta.get("oracle_option")
             if it.options and gold:
-                right = False
-                if response is not None:
-                    letter, _ = read_choice(response, it.options, n_letters=len(it.options))
-                    letter_failures += letter is None
-                    right = letter == gold
-                letter_hits.setdefault(task, []).append(right)
+                letter = letters.read(response, read_choice, it.options, n_letters=len(it.options))
+                letter_hits.setdefault(task, []).append(letter == gold)
         all_letters = [h for v in letter_hits.values() for h in v]
         return {
             "accuracy": pct(hits),
             "n": len(hits),
-            "parse_failures": failures,
-            "per_category": {t: {"n": len(v), "accuracy": pct(v)} for t, v in sorted(per_task.items())},
+            "parse_failures": tally.parse_failures,
+            "per_category": breakdown(per_task),
             "metric": ("SpatialEval substring rule (official): lower-cased oracle_answer contained in the boxed "
                        "answer; item mean over all tasks"),
             "metrics": {
                 "option_letter": {
-                    "accuracy": pct(all_letters), "n": len(all_letters), "parse_failures": letter_failures,
-                    "per_task": {t: {"n": len(v), "accuracy": pct(v)} for t, v in sorted(letter_hits.items())},
+                    "accuracy": pct(all_letters), "n": len(all_letters), "parse_failures": letters.parse_failures,
+                    "per_task": breakdown(letter_hits),
                 },
-                "per_question": {q: {"n": len(v), "accuracy": pct(v)} for q, v in sorted(per_question.items())},
+                "per_question": breakdown(per_question),
                 "task_mean": (sum(pct(v) for v in per_task.values()) / len(per_task)) if per_task else None,
-                "failure_reasons": dict(reasons),
+                "failure_reasons": tally.failure_reasons(),
             },
-            "missing": missing,
+            "missing": tally.missing,
         }
-
 
 BENCHMARK = SpatialEval()

@@ -18,126 +18,21 @@ VLMEvalKit prints for the same predictions: ``vanilla`` (per row), ``flip`` (eac
 row together with its flipped twin), ``circular`` (= ``accuracy``) and ``flip_circular`` (all
 rotations of a question and of its flip together).
 
-The TSV helpers here (:func:`find_file`, :func:`read_tsv`, :func:`tsv_images`) serve every
-VLMEvalKit-format benchmark.
+The TSV helpers (:func:`find_file`, :func:`read_tsv`, :func:`tsv_images`, :func:`indexed_tsv`) are in
+:mod:`._io`.
 """
 
 from __future__ import annotations
 
-import ast
-import base64
-import binascii
-import csv
-import io
-import os
 import re
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..answers import read_choice
-from ..base import Benchmark, BenchmarkError, EvalItem, Skipped
+from ..base import Benchmark, EvalItem, Skipped, Tally, breakdown, pct
+from ._io import indexed_tsv
 
-# --------------------------------------------------------------------------- shared TSV helpers
-
-
-def find_file(path: str | os.PathLike, preferred: Sequence[str], suffix: str, bench: str) -> Path:
-    """``path`` itself when it is a file, else the first of ``preferred`` names found in the
-    folder (searched recursively), else the only ``*suffix`` file there."""
-    p = Path(path)
-    if p.is_file():
-        return p
-    if not p.is_dir():
-        raise BenchmarkError(f"{p}: no such file or folder ({bench})")
-    for name in preferred:
-        hits = sorted(p.rglob(name))
-        if hits:
-            return hits[0]
-    found = sorted(f for f in p.rglob(f"*{suffix}") if f.is_file())
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise BenchmarkError(f"{p}: no {suffix} file of {bench} here (expected {preferred[0]})")
-    names = ", ".join(str(f.relative_to(p)) for f in found[:6])
-    raise BenchmarkError(f"{p}: several {suffix} files ({names}); pass the file itself or file=NAME")
-
-
-def read_tsv(file: Path, required: Iterable[str]) -> list[dict[str, str]]:
-    """The rows of a VLMEvalKit TSV as strings (empty cells are ``""``, never NaN: an option
-    reading "None" stays "None"). A missing required column is a :class:`BenchmarkError`
-    naming the file and the column."""
-    import pandas as pd
-
-    try:
-        df = pd.read_csv(file, sep="\t", dtype=str, keep_default_na=False, na_filter=False,
-                         quoting=csv.QUOTE_MINIMAL, engine="c")
-    except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise BenchmarkError(f"{file}: not a readable TSV ({str(exc).splitlines()[0]})") from None
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise BenchmarkError(f"{file}: missing column {', '.join(repr(c) for c in missing)} "
-                             f"(it has: {', '.join(map(str, df.columns))})")
-    return df.to_dict("records")
-
-
-def image_ok(data: bytes) -> bool:
-    """True when PIL can read the image header and the file passes ``verify``."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.verify()
-        return True
-    except Exception:  # noqa: BLE001 - PIL raises many kinds for bad data
-        return False
-
-
-def _b64(text: str) -> bytes | None:
-    try:
-        return base64.b64decode(text.strip(), validate=False)
-    except (binascii.Error, ValueError):
-        return None
-
-
-def tsv_images(rows: Sequence[Mapping[str, str]], column: str = "image",
-               index_column: str = "index") -> Callable[[Mapping[str, str]], tuple[list[bytes] | None, str | None]]:
-    """A decoder of a row's ``image`` cell: base64 (or a Python list of base64 strings, for
-    several images); a cell of up to 64 characters names the ``index`` of the row holding the
-    image (VLMEvalKit's space saving). Returns ``(encoded images, None)`` or ``(None, reason)``."""
-    by_index = {str(r.get(index_column, "")): r.get(column, "") for r in rows}
-    cache: dict[str, tuple[list[bytes] | None, str | None]] = {}
-
-    def decode(row: Mapping[str, str]) -> tuple[list[bytes] | None, str | None]:
-        cell = str(row.get(column, "") or "").strip()
-        if 0 < len(cell) <= 64:
-            target = by_index.get(cell)
-            if target is None or len(str(target).strip()) <= 64:
-                return None, "undecodable_image"
-            cell = str(target).strip()
-        if not cell:
-            return None, "missing_image"
-        if cell in cache:
-            return cache[cell]
-        parts: list[str] = [cell]
-        if cell.startswith("[") and cell.endswith("]"):
-            try:
-                value = ast.literal_eval(cell)
-            except (ValueError, SyntaxError):
-                value = None
-            if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-                parts = value
-        images = []
-        for part in parts:
-            data = _b64(part)
-            if not data or not image_ok(data):
-                cache[cell] = (None, "undecodable_image")
-                return cache[cell]
-            images.append(data)
-        cache[cell] = (images, None)
-        return cache[cell]
-
-    return decode
+# --------------------------------------------------------------------------- question helpers
 
 
 def option_letters(row: Mapping[str, str], letters: str = "ABCDEFGH") -> list[str]:
@@ -157,10 +52,6 @@ def mcq_question(question: str, options: Sequence[str], n_images: int = 1, hint:
     lines += [f"{chr(65 + i)}. {text}" for i, text in enumerate(options)]
     lines.append("Answer with the option's letter.")
     return "\n".join(lines)
-
-
-def pct(hits: Sequence[bool]) -> float | None:
-    return 100.0 * sum(hits) / len(hits) if hits else None
 
 
 # --------------------------------------------------------------------------------- 3DSRBench
@@ -226,18 +117,11 @@ class ThreeDSRBench(Benchmark):
              ) -> tuple[list[EvalItem], list[Skipped]]:
         """Every row of the TSV; ``circular=False`` keeps only the unrotated rows (the base and
         flipped questions), a quicker run whose groups are single rows."""
-        tsv = find_file(Path(path) / file if file else path, PREFERRED_FILES, ".tsv", self.name)
-        rows = read_tsv(tsv, REQUIRED)
-        decode = tsv_images(rows)
+        rows, decode = indexed_tsv(path, file, PREFERRED_FILES, REQUIRED, self.name)
         items: list[EvalItem] = []
         skipped: list[Skipped] = []
-        seen: set[str] = set()
-        for row in rows:
-            item_id = str(row["index"]).strip()
+        for item_id, row in rows:
             qid = str(row["qid"]).strip()
-            if not item_id or item_id in seen:
-                raise BenchmarkError(f"{tsv}: index {item_id!r} is empty or repeated")
-            seen.add(item_id)
             if not circular and _ROTATION.search(qid):
                 continue
             options = option_letters(row, "ABCD")
@@ -261,19 +145,11 @@ class ThreeDSRBench(Benchmark):
     def score(self, items: list[EvalItem], responses: Mapping[str, str]) -> dict[str, Any]:
         rows: list[tuple[str, str, str, bool]] = []
         sub_of: dict[str, str] = {}
-        missing = failures = 0
-        reasons: Counter = Counter()
+        tally = Tally()
         for it in items:
-            response = responses.get(it.id)
-            hit = False
-            if response is None:
-                missing += 1
-            else:
-                letter, reason = read_choice(response, it.options, n_letters=len(it.options or ()) or None)
-                if letter is None:
-                    failures += 1
-                    reasons[reason or "unparseable"] += 1
-                hit = letter is not None and letter == it.answer
+            letter = tally.read(responses.get(it.id), read_choice, it.options,
+                                n_letters=len(it.options or ()) or None)
+            hit = letter is not None and letter == it.answer
             qid = str(it.meta.get("qid", it.id))
             rows.append((it.id, qid, it.category or "unknown", hit))
             sub_of[circular_key(qid)] = str(it.meta.get("subcategory", it.category))
@@ -286,7 +162,7 @@ class ThreeDSRBench(Benchmark):
                 per_type.setdefault(qtype, []).append(ok)
             settings[setting] = {
                 "accuracy": pct([ok for _, _, ok in groups]), "n": len(groups),
-                "per_type": {t: {"n": len(v), "accuracy": pct(v)} for t, v in sorted(per_type.items())},
+                "per_type": breakdown(per_type),
             }
         per_sub: dict[str, list[bool]] = {}
         for k, _, ok in grouped(rows, circular_key):
@@ -296,7 +172,7 @@ class ThreeDSRBench(Benchmark):
         return {
             "accuracy": circ["accuracy"],
             "n": len(rows),
-            "parse_failures": failures,
+            "parse_failures": tally.parse_failures,
             "per_category": circ["per_type"],
             "metric": ("circular accuracy (official 3DSRBench): a question counts only when all its option "
                        "rotations are right (a flipped question is its own group); mean over groups"
@@ -305,10 +181,10 @@ class ThreeDSRBench(Benchmark):
                 **{s: v["accuracy"] for s, v in settings.items()},
                 "n_groups": circ["n"],
                 "settings": settings,
-                "per_subcategory": {s: {"n": len(v), "accuracy": pct(v)} for s, v in sorted(per_sub.items())},
-                "failure_reasons": dict(reasons),
+                "per_subcategory": breakdown(per_sub),
+                "failure_reasons": tally.failure_reasons(),
             },
-            "missing": missing,
+            "missing": tally.missing,
         }
 
 

@@ -23,14 +23,14 @@ failure, never a guess.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from ..answers import read_choice
-from ..base import Benchmark, BenchmarkError, EvalItem, Skipped
+from ..base import Benchmark, BenchmarkError, EvalItem, Skipped, Tally, breakdown, pct
+from ._io import check_options, check_row, read_json_list
 
 JSON_NAME = "ViewSpatial-Bench.json"
 KEYS = ("question_type", "image_path", "question", "answer", "choices")
@@ -86,19 +86,9 @@ class ViewSpatial(Benchmark):
     default_path_hint = "ViewSpatial-Bench.json, or the repository folder holding eval/ and ViewSpatial-Bench/"
 
     def load(self, path: str, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise BenchmarkError(f"viewspatial: unknown option(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
+        check_options("viewspatial", options, OPTIONS)
         file = _find_json(path)
-        try:
-            with open(file, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except OSError as exc:
-            raise BenchmarkError(f"{file}: cannot read ({exc.strerror or exc})") from None
-        except json.JSONDecodeError as exc:
-            raise BenchmarkError(f"{file}: not valid JSON ({exc})") from None
-        if not isinstance(data, list):
-            raise BenchmarkError(f"{file}: expected a JSON list of questions")
+        data = read_json_list(file, "questions")
 
         if options.get("image_root"):
             roots = [str(options["image_root"])]
@@ -124,11 +114,7 @@ class ViewSpatial(Benchmark):
         items: list[EvalItem] = []
         skipped: list[Skipped] = []
         for i, row in enumerate(data):
-            if not isinstance(row, dict):
-                raise BenchmarkError(f"{file}: item {i} is not an object")
-            for key in KEYS:
-                if key not in row:
-                    raise BenchmarkError(f"{file}: item {i} has no '{key}'")
+            check_row(file, f"item {i}", row, KEYS)
             item_id = str(row.get("id", i))
             rels = row["image_path"]
             rels = [rels] if isinstance(rels, str) else list(rels or [])
@@ -150,43 +136,30 @@ class ViewSpatial(Benchmark):
         return items, skipped
 
     def score(self, items: list[EvalItem], responses: Mapping[str, str]) -> dict[str, Any]:
-        failures = missing = 0
-        reasons: dict[str, int] = {}
+        tally = Tally()
         per: dict[str, list[bool]] = {}
         per_view: dict[str, list[bool]] = {}
         rows: list[bool] = []
         for it in items:
-            response = responses.get(it.id)
-            if response is None:
-                missing += 1
-                ok = False
-            else:
-                letter, reason = read_choice(response, it.options, n_letters=len(it.options or ()))
-                if letter is None:
-                    failures += 1
-                    reasons[reason or "unparseable"] = reasons.get(reason or "unparseable", 0) + 1
-                ok = letter is not None and letter == it.answer
+            letter = tally.read(responses.get(it.id), read_choice, it.options, n_letters=len(it.options or ()))
+            ok = letter is not None and letter == it.answer
             rows.append(ok)
             per.setdefault(it.category or "all", []).append(ok)
             per_view.setdefault(it.meta.get("perspective") or "all", []).append(ok)
 
-        def pct(v: list[bool]) -> float | None:
-            return 100.0 * sum(v) / len(v) if v else None
-
         return {
             "accuracy": pct(rows),
             "n": len(rows),
-            "parse_failures": failures,
-            "missing": missing,
-            "per_category": {k: {"n": len(v), "accuracy": pct(v)} for k, v in sorted(per.items())},
+            "parse_failures": tally.parse_failures,
+            "missing": tally.missing,
+            "per_category": breakdown(per),
             "metric": "option letter from the final boxed answer (hedging refused), item mean over all questions; "
                       "the official script reads the first standalone A-D letter of the response's last line",
             "metrics": {
-                "per_perspective": {k: {"n": len(v), "accuracy": pct(v)} for k, v in sorted(per_view.items())},
+                "per_perspective": breakdown(per_view),
                 "macro_mean_over_types": (sum(pct(v) for v in per.values()) / len(per)) if per else None,
-                "failure_reasons": dict(sorted(reasons.items())),
+                "failure_reasons": tally.failure_reasons(sort=True),
             },
         }
-
 
 BENCHMARK = ViewSpatial()

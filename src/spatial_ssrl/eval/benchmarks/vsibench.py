@@ -34,7 +34,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..answers import read_choice, read_number
-from ..base import Benchmark, BenchmarkError, EvalItem, Skipped
+from ..base import Benchmark, BenchmarkError, EvalItem, Skipped, Tally, breakdown
+from ._io import check_options, check_row
 
 NUMERIC_TYPES = frozenset({"object_abs_distance", "object_counting", "object_size_estimation", "room_size_estimation"})
 CHOICE_TYPES = frozenset({"object_rel_direction_easy", "object_rel_direction_medium", "object_rel_direction_hard",
@@ -95,11 +96,7 @@ def _read_rows(file: str) -> list[dict[str, Any]]:
         except OSError as exc:
             raise BenchmarkError(f"{file}: cannot read ({exc.strerror or exc})") from None
         for n, row in enumerate(rows):
-            if not isinstance(row, dict):
-                raise BenchmarkError(f"{file}: row {n} is not an object")
-            for key in COLUMNS:
-                if key not in row:
-                    raise BenchmarkError(f"{file}: row {n} has no '{key}'")
+            check_row(file, f"row {n}", row, COLUMNS)
         return rows
     import pyarrow.parquet as pq
 
@@ -133,9 +130,7 @@ class VSIBench(Benchmark):
     default_path_hint = "the VSI-Bench folder: test-*.parquet and <dataset>/<scene_name>.mp4 videos"
 
     def load(self, path: str, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise BenchmarkError(f"vsi-bench: unknown option(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
+        check_options("vsi-bench", options, OPTIONS)
         try:
             n_frames = int(options.get("frames") or DEFAULT_FRAMES)
         except (TypeError, ValueError):
@@ -210,27 +205,18 @@ class VSIBench(Benchmark):
         return items, skipped
 
     def score(self, items: list[EvalItem], responses: Mapping[str, str]) -> dict[str, Any]:
-        failures = missing = 0
-        reasons: dict[str, int] = {}
+        tally = Tally()
         scored: list[tuple[EvalItem, float]] = []
         for it in items:
             response = responses.get(it.id)
             value = 0.0
-            if response is None:
-                missing += 1
-            elif it.meta.get("kind") == "numeric":
-                pred, reason = read_number(response)
-                if pred is None:
-                    failures += 1
-                    reasons[reason or "no_number"] = reasons.get(reason or "no_number", 0) + 1
-                else:
+            if it.meta.get("kind") == "numeric":
+                pred = tally.read(response, read_number, fallback_reason="no_number")
+                if pred is not None:
                     value = mean_relative_accuracy(pred, float(it.answer))
             else:
-                letter, reason = read_choice(response, it.options, n_letters=len(it.options or ()))
-                if letter is None:
-                    failures += 1
-                    reasons[reason or "unparseable"] = reasons.get(reason or "unparseable", 0) + 1
-                else:
+                letter = tally.read(response, read_choice, it.options, n_letters=len(it.options or ()))
+                if letter is not None:
                     value = 1.0 if letter == it.answer else 0.0
             scored.append((it, value))
 
@@ -241,7 +227,7 @@ class VSIBench(Benchmark):
             per_type.setdefault(it.category or "all", []).append(v)
             kinds[it.category or "all"] = "MRA" if it.meta.get("kind") == "numeric" else "accuracy"
         metrics: dict[str, Any] = {"item_mean": item_mean, "tasks": tasks,
-                                   "failure_reasons": dict(sorted(reasons.items()))}
+                                   "failure_reasons": tally.failure_reasons(sort=True)}
         marked = [(it, v) for it, v in scored if it.meta.get("pruned") is not None]
         if marked:
             kept = [(it, v) for it, v in marked if not it.meta["pruned"]]
@@ -250,10 +236,9 @@ class VSIBench(Benchmark):
         return {
             "accuracy": overall,
             "n": len(scored),
-            "parse_failures": failures,
-            "missing": missing,
-            "per_category": {k: {"n": len(v), "accuracy": 100.0 * sum(v) / len(v), "metric": kinds[k]}
-                             for k, v in sorted(per_type.items())},
+            "parse_failures": tally.parse_failures,
+            "missing": tally.missing,
+            "per_category": {k: {**entry, "metric": kinds[k]} for k, entry in breakdown(per_type).items()},
             "metric": "multiple choice by the exact boxed letter, numeric by mean relative accuracy "
                       "(theta 0.50..0.95); overall = unweighted mean over tasks, the three relative-direction "
                       "levels averaged into one",

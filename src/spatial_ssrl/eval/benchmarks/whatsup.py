@@ -39,7 +39,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..answers import read_choice
-from ..base import Benchmark, BenchmarkError, EvalItem, Skipped
+from ..base import Benchmark, BenchmarkError, EvalItem, Skipped, Tally, pct
+from ._io import check_options, check_row, read_json_list
 
 LETTERS = "ABCDEFGH"
 INSTRUCTION = "Answer with the option's letter."
@@ -106,23 +107,11 @@ def permutation(seed: int, subset: str, index: int, k: int) -> list[int]:
 
 def _rows(file: str, layout: str, image_dir: str, root: str) -> list[tuple[list[str], list[str]]]:
     """(caption options, image path candidates) per json row."""
-    try:
-        with open(file, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as exc:
-        raise BenchmarkError(f"{file}: cannot read ({exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise BenchmarkError(f"{file}: not valid JSON ({exc})") from None
-    if not isinstance(data, list):
-        raise BenchmarkError(f"{file}: expected a JSON list of rows")
+    data = read_json_list(file, "rows")
     out = []
     for i, row in enumerate(data):
         if layout == "controlled":
-            if not isinstance(row, dict):
-                raise BenchmarkError(f"{file}: row {i} is not an object")
-            for key in ("image_path", "caption_options"):
-                if key not in row:
-                    raise BenchmarkError(f"{file}: row {i} has no '{key}'")
+            check_row(file, f"row {i}", row, ("image_path", "caption_options"))
             captions = row["caption_options"]
             rel = str(row["image_path"]).replace("\\", "/")
             parts = [p for p in rel.split("/") if p not in ("", ".")]
@@ -152,9 +141,7 @@ class WhatsUp(Benchmark):
                          "their image folders (the authors' data/ folder)")
 
     def load(self, path: str, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise BenchmarkError(f"whatsup: unknown option(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
+        check_options("whatsup", options, OPTIONS)
         subsets = _subset_names(options.get("subsets"))
         try:
             seed = int(options.get("seed", 0) or 0)
@@ -201,21 +188,12 @@ class WhatsUp(Benchmark):
         return items, skipped
 
     def score(self, items: list[EvalItem], responses: Mapping[str, str]) -> dict[str, Any]:
-        failures = missing = 0
-        reasons: dict[str, int] = {}
+        tally = Tally()
         row_right: dict[str, list[bool]] = {}
         groups: dict[tuple[str, str], list[bool]] = {}
         for it in items:
-            response = responses.get(it.id)
-            if response is None:
-                missing += 1
-                ok = False
-            else:
-                letter, reason = read_choice(response, it.options, n_letters=len(it.options or ()))
-                if letter is None:
-                    failures += 1
-                    reasons[reason or "unparseable"] = reasons.get(reason or "unparseable", 0) + 1
-                ok = letter is not None and letter == it.answer
+            letter = tally.read(responses.get(it.id), read_choice, it.options, n_letters=len(it.options or ()))
+            ok = letter is not None and letter == it.answer
             subset = it.meta.get("subset") or it.category or "all"
             row_right.setdefault(subset, []).append(ok)
             groups.setdefault((subset, it.meta.get("group", it.id)), []).append(ok)
@@ -228,9 +206,6 @@ class WhatsUp(Benchmark):
         for (subset, group), oks in groups.items():
             per_q.setdefault(subset, []).append(all(oks))
             caption_sets.setdefault((subset, group_caption[(subset, group)]), []).append(all(oks))
-
-        def pct(v: list[bool]) -> float | None:
-            return 100.0 * sum(v) / len(v) if v else None
 
         per_category = {}
         for subset in sorted(per_q):
@@ -255,8 +230,8 @@ class WhatsUp(Benchmark):
         return {
             "accuracy": sum(macro) / len(macro) if macro else None,
             "n": len(all_q),
-            "parse_failures": failures,
-            "missing": missing,
+            "parse_failures": tally.parse_failures,
+            "missing": tally.missing,
             "per_category": per_category,
             "metric": metric,
             "metrics": {
@@ -265,7 +240,7 @@ class WhatsUp(Benchmark):
                 "rows": len(all_rows),
                 "circular": circular,
                 "set_accuracy": set_accuracy,
-                "failure_reasons": dict(sorted(reasons.items())),
+                "failure_reasons": tally.failure_reasons(sort=True),
             },
         }
 
