@@ -14,3 +14,15 @@ def require(module: str):
     if os.environ.get("CI"):
         return importlib.import_module(module)
     return pytest.importorskip(module)
+
+
+def run_cli(*args, ok: bool = True):
+    """Run ``ssrl ARGS`` in-process (paths may be Path objects); with ``ok``, assert exit 0."""
+    from click.testing import CliRunner
+
+    from spatial_ssrl.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result

@@ -6,23 +6,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from deps import require
+from deps import require, run_cli
 
 require("torch")
 require("torchvision")
 require("transformers")
 pq = require("pyarrow.parquet")
 
-from click.testing import CliRunner
-
-from spatial_ssrl.cli import main
 
 
-def run_cli(*args, ok=True):
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+
 
 
 @pytest.fixture(scope="module")

@@ -11,22 +11,12 @@ import sys
 import time
 
 import pytest
-from deps import require
+from deps import require, run_cli
 
 require("httpx")
 pq = require("pyarrow.parquet")
 
-from click.testing import CliRunner
 from openai_server import Fail, OpenAIServer, Sleep, decode_data_url, image_urls
-
-from spatial_ssrl.cli import main
-
-
-def run_cli(*args, ok=True):
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from deps import require
+from deps import require, run_cli
 
 torch = require("torch")
 require("torchvision")
@@ -23,18 +23,11 @@ require("trl")
 require("peft")
 pq = require("pyarrow.parquet")
 
-from click.testing import CliRunner
 
-from spatial_ssrl.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str, ok: bool = True):
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
 
 
 def shard_rows(folder: Path, split: str, columns: list[str]) -> list[dict]:

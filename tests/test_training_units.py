@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from deps import require
+from deps import require, run_cli
 
 torch = require("torch")
 require("torchvision")
@@ -19,18 +19,9 @@ trl = require("trl")
 pq = require("pyarrow.parquet")
 datasets = require("datasets")
 
-from click.testing import CliRunner
 
-from spatial_ssrl.cli import main
 from spatial_ssrl.training.config import ConfigError, build_config
 from spatial_ssrl.training.split import SplitError, assign_sources
-
-
-def run_cli(*args, ok=True):
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture(scope="module")
