@@ -8,7 +8,7 @@ import os
 import textwrap
 
 import pytest
-from deps import require
+from deps import require, run_cli
 
 from spatial_ssrl.eval import harness_lmms
 from spatial_ssrl.eval.base import BenchmarkError
@@ -156,12 +156,14 @@ def test_tiny_task_through_lmms_eval(lmms_setup, monkeypatch):
 
 
 def test_unknown_task_is_one_line(lmms_setup):
+    """Through `ssrl eval --harness lmms-eval`: an unknown task is a one-line error."""
     root, model, tasks = lmms_setup
     out = root / "unknown"
-    with pytest.raises(BenchmarkError, match="no task no_such_task_xyz") as err:
-        harness_lmms.run_lmms_eval(model, ["no_such_task_xyz"], str(out), Decoding(), include_path=str(tasks),
-                                   device="cpu")
-    assert "\n" not in str(err.value)
+    result = run_cli("eval", "--harness", "lmms-eval", "--model", model, "--tasks", "no_such_task_xyz",
+                     "--include-path", tasks, "--out", out, "-q", ok=False)
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "no task no_such_task_xyz" in lines[0]
     assert (out / "lmms_eval" / "log.txt").is_file()
     assert not (out / "no_such_task_xyz").exists()
 

@@ -112,11 +112,17 @@ def _parse_options(pairs: tuple[str, ...]) -> dict:
 @click.option("--max-pixels", default=None, type=click.IntRange(min=1), help="Image processor upper bound.")
 @click.option("--compare", "compare_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="results.json files to show side by side with the paper's numbers (repeatable).")
+@click.option("--harness", type=click.Choice(["native", "lmms-eval"]), default="native", show_default=True,
+              help="lmms-eval: run its tasks (--tasks) on --model for general skills (the lmms extra).")
+@click.option("--tasks", "harness_tasks", default=None, help="lmms-eval tasks, comma-separated (with --harness lmms-eval).")
+@click.option("--include-path", default=None, type=click.Path(exists=True, file_okay=False),
+              help="A folder of lmms-eval task YAMLs of your own (with --harness lmms-eval).")
 @click.option("--list-benchmarks", is_flag=True, help="List the benchmarks and exit.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def eval_command(model, api_base, api_model, predictions_file, data, split_name, bench, bench_path, bench_options,
                  frames, circular, out, backend, batch_size, in_flight, timeout, retries, max_new_tokens, temperature, top_p,
-                 no_format_prompt, limit, min_pixels, max_pixels, compare_files, list_benchmarks, quiet):
+                 no_format_prompt, limit, min_pixels, max_pixels, compare_files, harness, harness_tasks, include_path,
+                 list_benchmarks, quiet):
     """Evaluate a model on held-out pretext tasks or a spatial benchmark, or score predictions.
 
     \b
@@ -150,6 +156,10 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
         return
     if out is None:
         raise click.UsageError("--out is required")
+    if harness == "lmms-eval":
+        _run_lmms(model, harness_tasks, include_path, out, batch_size, limit, max_new_tokens, temperature, top_p,
+                  min_pixels, max_pixels, quiet, others=(data, bench, predictions_file, api_base))
+        return
     if (data is None) == (bench is None):
         raise click.UsageError("give either --data DATASET (pretext hold-out) or --bench NAME --bench-path PATH")
     sources = [x for x in (model, api_base, predictions_file) if x]
@@ -263,6 +273,34 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
         notes.append(f"{res['backend_errors']['count']} backend errors")
     if notes:
         click.echo("  " + "; ".join(notes))
+    click.echo(f"results in {out}")
+
+
+def _run_lmms(model, tasks, include_path, out, batch_size, limit, max_new_tokens, temperature, top_p,
+              min_pixels, max_pixels, quiet, others) -> None:
+    from .base import BenchmarkError
+    from .harness_lmms import run_lmms_eval
+    from .runner import Decoding
+
+    if not model or not tasks:
+        raise click.UsageError("--harness lmms-eval needs --model and --tasks")
+    if any(others):
+        raise click.UsageError("--harness lmms-eval runs lmms-eval's own tasks: drop --data, --bench, "
+                               "--predictions and --api-base")
+    names = [t.strip() for t in tasks.split(",") if t.strip()]
+    model_args = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v}
+    decoding = Decoding(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, format_prompt=False)
+    try:
+        results = run_lmms_eval(model, names, out, decoding, include_path=include_path, batch_size=batch_size,
+                                limit=limit, model_args=model_args or None, echo=not quiet)
+    except BenchmarkError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted", err=True)
+        sys.exit(130)
+    for res in results:
+        acc = res.get("accuracy")
+        click.echo(f"{res['benchmark']}: {'-' if acc is None else f'{acc:.2f}'} ({res.get('metric')})")
     click.echo(f"results in {out}")
 
 
