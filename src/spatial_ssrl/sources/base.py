@@ -76,6 +76,25 @@ class Item:
         return int(self.rgb.shape[1])
 
 
+def display_path(path: str | None) -> str | None:
+    """``path`` as valid UTF-8 text for datasets and reports.
+
+    File names are bytes on Linux; Python hands an undecodable byte over as a lone
+    surrogate (``surrogateescape``: ``b"caf\\xe9.png"`` becomes ``"caf\\udce9.png"``),
+    which cannot be written to Parquet or UTF-8 JSON. Each such byte is written as the
+    four characters ``\\xNN`` instead (``caf\\xe9.png``), Python's ``backslashreplace``
+    form. A valid UTF-8 name is returned unchanged. Only the text shown or stored is
+    escaped: files are still opened, and seeds still hashed, from the real bytes.
+    """
+    if path is None:
+        return None
+    try:
+        raw = path.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that did not come from a file-name byte
+        return path.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 class SourceSkip(Exception):
     """An input that cannot be used, with a short machine-readable reason."""
 

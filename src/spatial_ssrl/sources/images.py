@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .base import Item, SourceRef, SourceSkip
+from .base import Item, SourceRef, SourceSkip, display_path
 from .fast_decode import decode_rgb
 
 # Pillow refuses files whose header claims more pixels than this by default; we apply our
@@ -87,7 +87,16 @@ def _resize_to_fit(rgb: np.ndarray, max_pixels: int) -> tuple[np.ndarray, dict |
 
 
 def load_item(ref: SourceRef, options: LoadOptions = LoadOptions()) -> Item:
-    """Read ``ref`` into an RGB item or raise :class:`SourceSkip` naming why it is unusable."""
+    """Read ``ref`` into an RGB item or raise :class:`SourceSkip` naming why it is unusable.
+
+    Reasons for the file itself: ``not_found``, ``not_a_file`` (a folder, FIFO, socket or
+    device: never opened, so a FIFO cannot hang the run), ``unreadable`` (permission
+    denied), ``not_an_image``, ``too_many_pixels``, ``corrupt_or_truncated``,
+    ``unsupported_mode``, ``too_small``.
+
+    ``Item.path`` (the dataset's ``source`` column) is ``ref.path`` as valid UTF-8 text:
+    undecodable file-name bytes are written ``\\xNN`` (see :func:`.base.display_path`).
+    """
     path = ref.path
     if not os.path.exists(path):
         raise SourceSkip("not_found", path)
@@ -121,6 +130,8 @@ def load_item(ref: SourceRef, options: LoadOptions = LoadOptions()) -> Item:
         raise
     except UnidentifiedImageError as exc:
         raise SourceSkip("not_an_image", path, "not a readable image format") from exc
+    except PermissionError as exc:
+        raise SourceSkip("unreadable", path, f"permission denied: {exc.strerror or exc}") from exc
     except Image.DecompressionBombError as exc:
         raise SourceSkip("too_many_pixels", path, str(exc)) from exc
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
@@ -137,4 +148,4 @@ def load_item(ref: SourceRef, options: LoadOptions = LoadOptions()) -> Item:
             info["resize"] = resize
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     rgb.setflags(write=False)
-    return Item(id=ref.id, rgb=rgb, path=path, info=info)
+    return Item(id=ref.id, rgb=rgb, path=display_path(path), info=info)

@@ -50,7 +50,14 @@ required), ``depth_bad_shape`` (not HxW/HxWx1, mask of another shape),
 ``depth_too_many_pixels``, ``depth_unknown_format``, ``depth_h5py_not_installed``,
 ``depth_all_invalid``, ``depth_too_few_valid``, ``depth_constant``, ``depth_negative``,
 ``depth_shape_mismatch`` (aspect ratio), ``depth_orientation_mismatch`` (EXIF-rotated RGB),
-``depth_bad_intrinsics``.
+``depth_bad_intrinsics`` (see :func:`check_intrinsics`: not four finite numbers, a focal
+length outside :data:`FOCAL_RANGE` times the image's longer side, or a principal point
+more than :data:`PRINCIPAL_MARGIN` of the image size outside it), ``depth_overflow``
+(disparity so small, or ``fx * baseline`` so large, that depth is not a finite float32).
+The depth or mask path must be a regular file (a FIFO is never opened: ``depth_not_found``).
+
+The RGB of an item whose depth is refused still serves the depth-free tasks (the engine
+retries it as a plain image).
 
 Discovery (:func:`discover_rgbd`)
 ---------------------------------
@@ -69,17 +76,26 @@ from typing import Any
 
 import numpy as np
 
-from .base import Item, SourceRef, SourceSkip
+from .base import Item, SourceRef, SourceSkip, display_path
 from .depth_formats import (
     DEPTH_FORMATS,
     H5_EXTENSIONS,
     RawDepth,
+    _require_file,
     mask_candidates,
     png_is_16bit,
     read_depth_file,
     sniff_format,
 )
-from .files import IMAGE_EXTENSIONS, LIST_EXTENSIONS, InputError, read_list_file
+from .files import (
+    IMAGE_EXTENSIONS,
+    LIST_EXTENSIONS,
+    InputError,
+    SeenFiles,
+    _missing_input,
+    read_list_file,
+    walk_folders,
+)
 from .images import LoadOptions, load_item
 
 MIN_VALID_FRACTION = 0.05
@@ -89,6 +105,12 @@ ASPECT_TOLERANCE = 0.01
 NEGATIVE_TOLERANCE = 0.01
 """Largest fraction of finite pixels that may be negative (they become invalid)."""
 DEPTH_KINDS = ("metric", "relative", "order")
+FOCAL_RANGE = (0.05, 100.0)
+"""Accepted focal lengths (fx, fy), as multiples of the image's longer side in pixels: from a
+wide fisheye (about 0.15) to a long telephoto with margin both ways."""
+PRINCIPAL_MARGIN = 0.5
+"""How far outside the image the principal point may lie, as a fraction of its width
+(cx) or height (cy): ``-m*W <= cx <= (1+m)*W``."""
 
 
 # ============================================================================ loading
@@ -170,14 +192,16 @@ def _disparity_to_depth(
     safe = np.where(valid, denom, np.float32(1.0))
     if ref.intrinsics is not None and ref.baseline is not None:
         fx = float(ref.intrinsics[0]) * sx
-        depth = (np.float32(fx * float(ref.baseline)) / safe).astype(np.float32)
+        with np.errstate(over="ignore", divide="ignore"):  # overflow: depth_overflow
+            depth = (np.float32(fx * float(ref.baseline)) / safe).astype(np.float32)
         info["depth_conversion"] = {
             "from": "disparity", "formula": "fx*baseline/(d+doffs)",
             "fx": fx, "baseline": float(ref.baseline), "doffs": doffs * sx,
         }
         kind = "metric"
     else:
-        depth = (np.float32(1.0) / safe).astype(np.float32)
+        with np.errstate(over="ignore", divide="ignore"):  # overflow: depth_overflow
+            depth = (np.float32(1.0) / safe).astype(np.float32)
         info["depth_conversion"] = {"from": "disparity", "formula": "1/(d+doffs)", "doffs": doffs * sx,
                                     "why": "no intrinsics/baseline: only the order is known"}
         kind = "order"
@@ -187,9 +211,28 @@ def _disparity_to_depth(
 def _intrinsics_ok(intrinsics) -> bool:
     try:
         vals = [float(v) for v in intrinsics]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False
     return len(vals) == 4 and all(math.isfinite(v) for v in vals) and vals[0] > 0 and vals[1] > 0
+
+
+def check_intrinsics(intrinsics, width: int, height: int) -> str | None:
+    """Why pinhole ``intrinsics`` (fx, fy, cx, cy, pixels of a ``width`` x ``height`` image)
+    cannot be this image's camera, or None when they can (see :data:`FOCAL_RANGE`,
+    :data:`PRINCIPAL_MARGIN`)."""
+    if not _intrinsics_ok(intrinsics):
+        return "intrinsics must be four finite numbers with fx, fy > 0"
+    fx, fy, cx, cy = (float(v) for v in intrinsics)
+    side = float(max(width, height))
+    lo, hi = FOCAL_RANGE[0] * side, FOCAL_RANGE[1] * side
+    for name, f in (("fx", fx), ("fy", fy)):
+        if not lo <= f <= hi:
+            return f"{name}={f:g} outside [{lo:g}, {hi:g}] ({FOCAL_RANGE[0]:g}-{FOCAL_RANGE[1]:g} x the longer side {side:g} px)"
+    m = PRINCIPAL_MARGIN
+    for name, c, size in (("cx", cx, width), ("cy", cy, height)):
+        if not -m * size <= c <= (1 + m) * size:
+            return f"{name}={c:g} outside [{-m * size:g}, {(1 + m) * size:g}] for an image of {width}x{height}"
+    return None
 
 
 def load_rgbd_item(
@@ -207,13 +250,19 @@ def load_rgbd_item(
     if not depth_path:
         raise SourceSkip("depth_not_found", ref.path, "the source names no depth file")
     depth_path = os.path.abspath(depth_path)
+    _require_file(depth_path)  # before any sniffing: a FIFO must never be opened
+    if ref.mask:
+        _require_file(os.path.abspath(ref.mask), "mask")
     if info.get("exif_orientation") not in (None, 1):
         raise SourceSkip(
             "depth_orientation_mismatch", depth_path,
             f"the RGB file has EXIF orientation {info['exif_orientation']}; the depth grid is ambiguous",
         )
-    if ref.intrinsics is not None and not _intrinsics_ok(ref.intrinsics):
-        raise SourceSkip("depth_bad_intrinsics", depth_path, f"intrinsics {ref.intrinsics!r}")
+    if ref.intrinsics is not None:
+        file_w, file_h = info.get("file_size", [item.width, item.height])
+        why = check_intrinsics(ref.intrinsics, file_w, file_h)
+        if why:
+            raise SourceSkip("depth_bad_intrinsics", depth_path, f"intrinsics {list(ref.intrinsics)!r}: {why}")
     fmt = ref.depth_format or sniff_format(depth_path, ref.mask)
     if fmt not in DEPTH_FORMATS:
         raise SourceSkip("depth_unknown_format", depth_path, f"unknown depth_format {fmt!r}")
@@ -240,6 +289,15 @@ def load_rgbd_item(
 
     if raw.kind == "disparity":
         depth, valid, kind = _disparity_to_depth(raw, valid, ref, file_w, notes)
+        with np.errstate(invalid="ignore"):
+            overflow = valid & ~np.isfinite(depth)
+        if overflow.any():
+            n = int(np.count_nonzero(overflow))
+            raise SourceSkip(
+                "depth_overflow", depth_path,
+                f"{n} valid disparity pixel(s) give a depth that is not a finite float32 "
+                f"({notes['depth_conversion']['formula']})",
+            )
     else:
         depth, kind = raw.values, raw.kind
     depth = _nan_where_invalid(depth, valid)  # the readers hand over arrays of their own
@@ -269,7 +327,7 @@ def load_rgbd_item(
     item.depth = depth
     item.mask = valid
     item.depth_kind = kind
-    item.depth_path = depth_path
+    item.depth_path = display_path(depth_path)
     item.intrinsics = intrinsics
     return item
 
@@ -491,30 +549,33 @@ def _parse_manifest_entry(entry: Any, base: Path) -> tuple[SourceRef, list[str]]
     return SourceRef(**kwargs), unknown
 
 
-def _read_manifest(path: Path, report: DiscoveryReport) -> list[tuple[SourceRef, str]]:
-    """Manifest entries as (ref, default id); bad lines are noted, not fatal."""
+def _read_manifest(path: Path, report: DiscoveryReport) -> list[tuple[SourceRef, str, str]]:
+    """Manifest entries as (ref, default id, ``file:line``); bad lines are noted, not fatal."""
     base = path.parent
     out = []
+    where_file = display_path(str(path))
     try:
-        fh = open(path, encoding="utf-8")
+        fh = open(path, "rb")
     except OSError as exc:
-        raise InputError(f"cannot read manifest {path}: {exc}") from None
+        raise InputError(f"cannot read manifest {where_file}: {exc.strerror or exc}") from None
     with fh:
-        for lineno, line in enumerate(fh, 1):
-            text = line.strip()
+        for lineno, bline in enumerate(fh, 1):
+            # JSON is UTF-8; other bytes are kept (surrogateescape) so that a path written
+            # with a non-UTF-8 file name's bytes names that file
+            text = bline.decode("utf-8", "surrogateescape").strip()
             if not text or text.startswith("#"):
                 continue
             try:
                 entry = json.loads(text)
                 ref, unknown = _parse_manifest_entry(entry, base)
             except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
-                report.note("manifest_bad_line", f"{path}:{lineno} ({exc})")
+                report.note("manifest_bad_line", display_path(f"{path}:{lineno} ({exc})"))
                 continue
             for key in unknown:
-                report.note("manifest_unknown_key", f"{path}:{lineno} ({key})")
+                report.note("manifest_unknown_key", display_path(f"{path}:{lineno} ({key})"))
             rgb = entry["rgb"]
             default_id = rgb if not os.path.isabs(os.path.expanduser(rgb)) else os.path.basename(rgb)
-            out.append((ref, Path(os.path.normpath(default_id)).as_posix()))
+            out.append((ref, Path(os.path.normpath(default_id)).as_posix(), display_path(f"{path}:{lineno} ({rgb})")))
     if not out:
         raise InputError(f"manifest {path} has no usable line")
     return out
@@ -532,7 +593,10 @@ def discover_rgbd(inputs: list[str]) -> tuple[list[SourceRef], DiscoveryReport]:
       skipped; a malformed line is counted as ``manifest_bad_line`` (with its line number in
       ``details``) and the rest is used; unknown keys are counted as
       ``manifest_unknown_key``. Missing files are kept and become ``not_found`` /
-      ``depth_not_found`` skips when loaded. Default id: the ``rgb`` path as written.
+      ``depth_not_found`` skips when loaded. Default id: the ``rgb`` path as written. A
+      line whose ``rgb`` names a file already taken (the same path, or another link to
+      it) is counted as ``duplicate_rgb``. Lines are decoded as UTF-8 with
+      ``surrogateescape``: bytes that are not UTF-8 name the file with those bytes.
     - a folder: searched like :func:`.files.discover` (same ids, same order); in each
       sub-folder an image ``X.<ext>`` is paired with a depth file when exactly one of these
       exists and no other image claims it:
@@ -543,24 +607,27 @@ def discover_rgbd(inputs: list[str]) -> tuple[list[SourceRef], DiscoveryReport]:
       Two candidates for one image, or one depth file wanted by two images, leave the images
       plain (``ambiguous_depth_pair``). A 16-bit PNG with ``depth`` or ``disp`` in its name
       is a depth file, never an image; unused depth files count as ``unpaired_depth_file``.
+    - folders are walked as described in :mod:`.files` (each real folder once, FIFOs and
+      other non-regular files counted as ``not_a_regular_file`` and never opened,
+      ``unreadable_folder``, ``repeated_folder``, ``broken_link``, ``duplicate_file``).
     - a single image file is paired the same way with the files beside it; list files
       (``.txt``/``.lst``/``.list``) are read as by :func:`.files.discover`, each listed
       image then paired like a single file.
     """
     report = DiscoveryReport()
     refs: list[SourceRef] = []
-    seen: set[str] = set()
+    seen = SeenFiles()
     used_ids: Counter = Counter()
 
-    def add(ref: SourceRef, sid: str) -> None:
+    def add(ref: SourceRef, sid: str, note=report.note) -> bool:
         key = os.path.abspath(ref.path)
-        if key in seen:
-            return
-        seen.add(key)
+        if not seen.first(key, note):
+            return False
         used_ids[sid] += 1
         if used_ids[sid] > 1:
             sid = f"{sid}#{used_ids[sid]}"
         refs.append(_with_id(ref, sid, key))
+        return True
 
     def add_file(p: Path, sid: str) -> None:
         partner = _single_file_partner(p) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS else None
@@ -570,9 +637,7 @@ def discover_rgbd(inputs: list[str]) -> tuple[list[SourceRef], DiscoveryReport]:
         p = Path(os.path.expanduser(str(raw)))
         if p.is_dir():
             root_name = p.resolve().name or "input"
-            for dirpath, dirnames, filenames in os.walk(p, followlinks=True):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                names = [n for n in filenames if not n.startswith(".")]
+            for dirpath, names in walk_folders(p, report.note):
                 images, pairs = _pair_folder(dirpath, names, report)
                 for img in images:
                     f = Path(dirpath) / img
@@ -581,15 +646,16 @@ def discover_rgbd(inputs: list[str]) -> tuple[list[SourceRef], DiscoveryReport]:
         elif p.is_file():
             suffix = p.suffix.lower()
             if suffix == ".jsonl":
-                for ref, default_id in _read_manifest(p, report):
-                    add(ref, ref.id or default_id)
+                for ref, default_id, where in _read_manifest(p, report):
+                    if not add(ref, ref.id or default_id, None):
+                        report.note("duplicate_rgb", where)
             elif suffix in LIST_EXTENSIONS:
                 for f in read_list_file(p):
                     add_file(f, f.name)
             else:
                 add_file(p, p.name)
         else:
-            raise InputError(f"input path does not exist: {raw}")
+            _missing_input(p, raw)
     return refs, report
 
 
