@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 
 import click
@@ -11,26 +10,36 @@ import click
 from . import __version__
 
 OUTPUT_ENTRIES = (
-    "data", "images", "manifest.json", "train.jsonl", "dataset_info.json", "format_prompt.jinja", "preview.html",
+    "data", "images", "manifest.json", "train.jsonl", "dataset_info.json", "format_prompt.jinja",
 )
 
 
-def _prepare_out_dir(out: str, overwrite: bool) -> None:
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise click.UsageError(f"--out {out} exists and is not a folder")
-    present = [e for e in OUTPUT_ENTRIES if os.path.exists(os.path.join(out, e))]
-    if present and not overwrite:
-        raise click.UsageError(
-            f"{out} already holds a dataset ({', '.join(present)}); pass --overwrite to replace it "
-            "or choose another --out"
-        )
-    for e in present:
-        p = os.path.join(out, e)
-        if os.path.isdir(p):
-            shutil.rmtree(p)
-        else:
-            os.unlink(p)
-    os.makedirs(out, exist_ok=True)
+def _prepare_out_dir(out: str, overwrite: bool, fmt: str = "canonical"):
+    """Check --out and open a staging folder in it (see ``engine.outdir``): nothing in OUT is
+    touched until the run has finished, and then only files this program wrote."""
+    from .engine.outdir import OutDirError, Staging
+
+    try:
+        return Staging(out, fmt, overwrite)
+    except OutDirError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _no_samples_reason(m: dict) -> str:
+    parts = []
+    if m.get("skips"):
+        every = "every input was skipped" if not (m.get("sources") or {}).get("used") else "skipped"
+        parts.append(f"{every} (" + ", ".join(f"{k} {v}" for k, v in m["skips"].items()) + ")")
+    if m.get("rejections"):
+        parts.append("rejected draws: " + ", ".join(f"{k} {v}" for k, v in m["rejections"].items()))
+    if not parts and m.get("unfilled"):
+        parts.append("could not fill: " + ", ".join(f"{k} {v}" for k, v in m["unfilled"].items()))
+    return "; ".join(parts) or "no input gave a usable sample"
+
+
+def _os_error_text(exc: OSError) -> str:
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    return f"{exc.strerror or exc}{where}"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -122,7 +131,8 @@ def generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side,
             f"{', '.join(needs_depth)} need RGB-D inputs (an image with a depth file); none were found",
             param_hint="--tasks",
         )
-    _prepare_out_dir(out, overwrite)
+    staging = _prepare_out_dir(out, overwrite, fmt)
+    kept_old = "; the dataset already in --out is unchanged" if staging.replaces else ""
 
     config = GenerateConfig(
         num=num, seed=seed, mix=mix, format=fmt, workers=workers or _usable_cpus(), strict=strict,
@@ -136,21 +146,43 @@ def generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side,
         from tqdm import tqdm
 
         bar = tqdm(total=num, unit="sample", desc="generate", file=sys.stderr, dynamic_ncols=True)
+    committed = False
     try:
-        result = run_generation(
-            refs, out, config, progress=bar.update if bar else None,
-            inputs=[os.path.abspath(p) for p in inputs] or ["<built-in photos>"], extra_skips=ignored,
-            extra_skipped_files=getattr(ignored, "details", None),
-        )
+        try:
+            result = run_generation(
+                refs, staging.path, config, progress=bar.update if bar else None,
+                inputs=[os.path.abspath(p) for p in inputs] or ["<built-in photos>"], extra_skips=ignored,
+                extra_skipped_files=getattr(ignored, "details", None),
+            )
+        finally:
+            if bar:
+                bar.close()
+        if result.manifest["num_written"] == 0:
+            raise click.ClickException(
+                f"no samples were written: {_no_samples_reason(result.manifest)}{kept_old}"
+            )
+        from .engine.outdir import OutDirError
+
+        try:
+            kept = staging.commit()
+        except OutDirError as exc:
+            raise click.ClickException(f"{exc}{kept_old}") from None
+        committed = True
     except StrictModeError as exc:
         raise click.ClickException(f"--strict: unusable input {exc.path}: {exc.reason}"
-                                   + (f" ({exc.detail})" if exc.detail else "")) from None
+                                   + (f" ({exc.detail})" if exc.detail else "") + kept_old) from None
     except KeyboardInterrupt:
-        click.echo("\ninterrupted; no dataset was written", err=True)
+        click.echo(f"\ninterrupted; no dataset was written{kept_old}", err=True)
         sys.exit(130)
+    except OSError as exc:
+        raise click.ClickException(
+            f"could not write the dataset to {out}: {_os_error_text(exc)}; no dataset was written{kept_old}"
+        ) from None
     finally:
-        if bar:
-            bar.close()
+        if not committed:
+            staging.discard()
+    for path in kept:
+        click.echo(f"kept {path} (not written by ssrl)", err=True)
     if not quiet:
         _print_summary(result.manifest, out)
 

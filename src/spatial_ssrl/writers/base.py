@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -21,12 +23,30 @@ IMAGE_LIST = [{"_type": "Image"}]
 IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux reports it."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``path`` through a hidden temporary file and a rename, so a reader never sees it
+    half-written. The file gets the mode ``open()`` would give it (0666 less the umask), not
+    mkstemp's 0600."""
     d = os.path.dirname(path) or "."
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
             fh.write(data)
         os.replace(tmp, path)
     except BaseException:
@@ -99,6 +119,7 @@ class ParquetShardWriter(DatasetWriter):
         self._shard_rows = 0
         self._shard_bytes = 0
         self._tmp_shards: list[str] = []
+        self._final_shards: list[str] = []
         self._count = 0
 
     def add(self, sample: EncodedSample) -> None:
@@ -136,18 +157,27 @@ class ParquetShardWriter(DatasetWriter):
         self._write_group()
         self._close_shard()
         n = len(self._tmp_shards)
-        final = []
         for i, tmp in enumerate(self._tmp_shards):
             path = os.path.join(self.data_dir, f"{self.split}-{i:05d}-of-{n:05d}.parquet")
             os.replace(tmp, path)
-            final.append(path)
-        return final
+            self._final_shards.append(path)
+        return list(self._final_shards)
 
     def abort(self) -> None:
+        """Remove every shard this writer made, temporary or already renamed (a failure after
+        ``close()``, e.g. while writing the manifest, must not leave shards without one)."""
         if self._shard is not None:
-            self._shard.close()
+            with contextlib.suppress(Exception):  # the disk may be full; the file goes anyway
+                self._shard.close()
             self._shard = None
-        for tmp in self._tmp_shards:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        for path in [*self._tmp_shards, *self._final_shards]:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
         self._tmp_shards = []
+        self._final_shards = []
+        try:
+            os.rmdir(self.data_dir)
+        except OSError:
+            pass

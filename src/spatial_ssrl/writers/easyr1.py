@@ -14,7 +14,14 @@ import os
 import pyarrow as pa
 
 from ..prompts import FORMAT_SUFFIX
-from .base import IMAGE_LIST, IMAGE_STRUCT, STRING, ParquetShardWriter, atomic_write_bytes, image_cells
+from .base import (
+    IMAGE_LIST,
+    IMAGE_STRUCT,
+    STRING,
+    ParquetShardWriter,
+    atomic_write_bytes,
+    image_cells,
+)
 from .encoded import EncodedSample
 
 SCHEMA = pa.schema(
@@ -68,4 +75,11 @@ class EasyR1Writer(ParquetShardWriter):
         files = super().close()
         path = os.path.join(self.out_dir, "format_prompt.jinja")
         atomic_write_bytes(path, FORMAT_TEMPLATE.encode())
+        self._template = path
         return [*files, path]
+
+    def abort(self) -> None:
+        super().abort()
+        path = getattr(self, "_template", None)
+        if path and os.path.exists(path):
+            os.unlink(path)

@@ -84,22 +84,42 @@ class LlamaFactoryWriter(DatasetWriter):
         os.makedirs(self.image_dir, exist_ok=True)
         self.tmp_path = os.path.join(out_dir, f".tmp-{DATA_FILE}")
         self._fh = open(self.tmp_path, "w", encoding="utf-8")
+        self._images: list[str] = []  # every image file written, for abort()
+        self._finals: list[str] = []
 
     def add(self, sample: EncodedSample) -> None:
         for data, name in zip(sample.images, sample.image_names):
-            atomic_write_bytes(os.path.join(self.image_dir, name), data)
+            path = os.path.join(self.image_dir, name)
+            atomic_write_bytes(path, data)
+            self._images.append(path)
         self._fh.write(json.dumps(to_record(sample), ensure_ascii=False) + "\n")
 
     def close(self) -> list[str]:
         self._fh.close()
         final = os.path.join(self.out_dir, DATA_FILE)
         os.replace(self.tmp_path, final)
+        self._finals.append(final)
         info = os.path.join(self.out_dir, "dataset_info.json")
         atomic_write_json(info, dataset_info())
+        self._finals.append(info)
         return [final, info, self.image_dir]
 
     def abort(self) -> None:
+        """Remove what this writer made: the record file (temporary or final), the dataset
+        entry and the images, then ``images/`` itself when nothing else is in it."""
         if not self._fh.closed:
-            self._fh.close()
-        if os.path.exists(self.tmp_path):
-            os.unlink(self.tmp_path)
+            try:
+                self._fh.close()
+            except OSError:
+                pass
+        for path in [self.tmp_path, *self._finals, *self._images]:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self._images = []
+        self._finals = []
+        try:
+            os.rmdir(self.image_dir)
+        except OSError:
+            pass
