@@ -274,6 +274,7 @@ def preview(dataset, out, num, seed, max_side):
 def _register_commands() -> None:
     from .eval.cli import eval_command, infer_command
     from .eval.overlap_cli import overlap_command
+    from .validate.cli import validate_command
     from .reward.cli import score_command
     from .tiny.cli import tiny_model_command
     from .training.cli import coldstart_command, split_command, train_group
@@ -282,6 +283,7 @@ def _register_commands() -> None:
     main.add_command(eval_command, name="eval")
     main.add_command(infer_command, name="infer")
     main.add_command(overlap_command, name="overlap")
+    main.add_command(validate_command, name="validate")
     main.add_command(split_command, name="split")
     main.add_command(coldstart_command, name="coldstart")
     main.add_command(train_group, name="train")
