@@ -14,9 +14,11 @@ source is left.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
-import multiprocessing
 import os
+import signal
+import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
@@ -32,7 +34,7 @@ from ..writers.base import atomic_write_json
 from ..writers.encoded import DEFAULT_JPEG_QUALITY, DEFAULT_PNG_COMPRESS_LEVEL
 from ..tasks import get_task_class
 from .mix import MixEntry, allocate
-from .worker import Job, UnitResult, WorkerConfig, run_unit
+from .worker import Job, UnitResult, WorkerConfig, WorkerPool, run_unit
 
 MAX_JOBS_PER_UNIT = 8
 MAX_ROUNDS = 8
@@ -151,11 +153,71 @@ def _initial_slots(num: int, mix: list[MixEntry], seed: int) -> list[tuple[str, 
     return [slots[i] for i in rng.permutation(len(slots))]
 
 
-def _execute(units, cfg: WorkerConfig, pool) -> Iterator[UnitResult]:
+def _execute(units, cfg: WorkerConfig, pool, check: Callable[[], None]) -> Iterator[UnitResult]:
     args = [(ref, jobs, cfg) for ref, jobs in units]
     if pool is None:
         return map(run_unit, args)
-    return pool.imap(run_unit, args, chunksize=1)
+    return pool.imap(args, check=check, poll_interval=0.05)
+
+
+class _Interrupts:
+    """Ctrl-C during a run, made dependable.
+
+    Python's default handler raises KeyboardInterrupt wherever the main thread happens to
+    be, and where that is a weakref callback or a ``__del__`` (an import's module-lock
+    callback was seen) the exception is printed as "Exception ignored" and dropped: the run
+    went on as if nothing had happened. Here the handler records the signal, and the run
+    raises KeyboardInterrupt itself at points it checks (:meth:`check`: every result, and
+    every 50 ms while it waits on the workers). Without a pool the main thread computes
+    the samples itself, so the handler also raises at once, as Python's would (the record
+    still catches one that got dropped).
+
+    Only when SIGINT has Python's default handler, in the main thread; otherwise nothing
+    is installed and :meth:`check` never fires."""
+
+    def __init__(self, raise_at_once: bool):
+        self.hit = False
+        self._raise_at_once = raise_at_once
+        self._holding = 0
+        self._old = None
+
+    def __enter__(self) -> _Interrupts:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+
+    def _handler(self, signum, frame) -> None:
+        self.hit = True
+        if self._raise_at_once and not self._holding:
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.hit and not self._holding:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def held(self):
+        """No KeyboardInterrupt inside (a Ctrl-C is only recorded)."""
+        self._holding += 1
+        try:
+            yield
+        finally:
+            self._holding -= 1
+
+
+def _remove_files(paths: Iterable[str]) -> None:
+    for p in paths:
+        try:
+            if os.path.isfile(p) or os.path.islink(p):
+                os.unlink(p)
+        except OSError:
+            pass
 
 
 def run_generation(
@@ -168,6 +230,12 @@ def run_generation(
     extra_skipped_files: dict[str, list[str]] | None = None,
 ) -> RunResult:
     """Generate ``config.num`` samples from ``refs`` into ``out_dir``; return the manifest."""
+    with _Interrupts(raise_at_once=config.workers <= 1) as interrupts:
+        return _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skipped_files, interrupts)
+
+
+def _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skipped_files,
+              interrupts: _Interrupts) -> RunResult:
     t0 = time.perf_counter()
     os.makedirs(out_dir, exist_ok=True)
     wcfg = config.worker_config()
@@ -184,11 +252,11 @@ def run_generation(
     seen_sources: set[str] = set()
     unfilled: Counter = Counter()
     written = 0
-
     pool = None
-    if config.workers > 1:
-        pool = multiprocessing.get_context().Pool(config.workers)
+    finals: list[str] = []
     try:
+        if config.workers > 1:
+            pool = WorkerPool(config.workers)
         pending = _initial_slots(config.num, config.mix, config.seed)
         rounds = 0
         undealt: list[tuple[str, str]] = []
@@ -197,7 +265,8 @@ def run_generation(
             units, more_undealt = dealer.deal(pending)
             undealt.extend(more_undealt)
             pending = []
-            for res in _execute(units, wcfg, pool):
+            for res in _execute(units, wcfg, pool, interrupts.check):
+                interrupts.check()
                 ref = res.ref
                 if res.depth_skip_reason:
                     if config.strict:
@@ -243,60 +312,69 @@ def run_generation(
                         progress(1)
         for task, variant in [*pending, *undealt]:
             unfilled[f"{task}/{variant}"] += 1
-        files = writer.close()
-    except BaseException:
-        writer.abort()
-        raise
-    finally:
         if pool is not None:
-            pool.terminate()
-            pool.join()
-
-    elapsed = time.perf_counter() - t0
-    manifest = {
-        "spatial_ssrl_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "format": config.format,
-        "seed": config.seed,
-        "num_requested": config.num,
-        "num_written": written,
-        "counts": {t: dict(sorted(v.items())) for t, v in sorted(counts.items())},
-        "counts_by_task": {t: sum(v.values()) for t, v in sorted(counts.items())},
-        "mix": [
-            {"task": e.task, "variant": e.variant, "weight": e.weight, "planned": n}
-            for e, n in zip(config.mix, allocate(config.num, config.mix))
-        ],
-        "rejections": dict(sorted(rejections.items())),
-        "skips": dict(sorted(skips.items())),
-        "skipped_files": {k: v for k, v in sorted(skipped_files.items())},
-        "conversions": dict(sorted(conversions.items())),
-        "unfilled": dict(sorted(unfilled.items())),
-        "inputs": list(inputs),
-        "sources": {
-            "found": len(refs),
-            "with_depth": len(dealer.depth_order),
-            "used": len(seen_sources),
-            "unusable": len(dealer.bad),
-            "depth_unusable": len(dealer.bad_depth),
-        },
-        "options": {
-            "workers": config.workers,
-            "strict": config.strict,
-            "prompt_set": config.prompt_set,
-            "max_attempts": config.max_attempts,
-            "png_compress_level": config.png_compress_level,
-            "image_format": config.image_format,
-            "jpeg_quality": config.jpeg_quality,
-            "task_options": config.task_options,
-            "rows_per_shard": config.rows_per_shard,
-            "load": asdict(config.load),
-            "thresholds": asdict(config.thresholds),
-        },
-        "timing": {
-            "seconds": round(elapsed, 3),
-            "samples_per_second": round(written / elapsed, 3) if elapsed > 0 else None,
-        },
-        "files": sorted(os.path.relpath(f, out_dir) for f in files),
-    }
-    atomic_write_json(os.path.join(out_dir, "manifest.json"), manifest)
+            pool.close()
+        interrupts.check()
+        # from here on a Ctrl-C waits until the files are in place, then takes them away
+        # again: never a shard under its final name without its manifest
+        with interrupts.held():
+            files = writer.close()
+            finals = [f for f in files if not os.path.isdir(f)]
+            elapsed = time.perf_counter() - t0
+            manifest = {
+                "spatial_ssrl_version": __version__,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "format": config.format,
+                "seed": config.seed,
+                "num_requested": config.num,
+                "num_written": written,
+                "counts": {t: dict(sorted(v.items())) for t, v in sorted(counts.items())},
+                "counts_by_task": {t: sum(v.values()) for t, v in sorted(counts.items())},
+                "mix": [
+                    {"task": e.task, "variant": e.variant, "weight": e.weight, "planned": n}
+                    for e, n in zip(config.mix, allocate(config.num, config.mix))
+                ],
+                "rejections": dict(sorted(rejections.items())),
+                "skips": dict(sorted(skips.items())),
+                "skipped_files": {k: v for k, v in sorted(skipped_files.items())},
+                "conversions": dict(sorted(conversions.items())),
+                "unfilled": dict(sorted(unfilled.items())),
+                "inputs": list(inputs),
+                "sources": {
+                    "found": len(refs),
+                    "with_depth": len(dealer.depth_order),
+                    "used": len(seen_sources),
+                    "unusable": len(dealer.bad),
+                    "depth_unusable": len(dealer.bad_depth),
+                },
+                "options": {
+                    "workers": config.workers,
+                    "strict": config.strict,
+                    "prompt_set": config.prompt_set,
+                    "max_attempts": config.max_attempts,
+                    "png_compress_level": config.png_compress_level,
+                    "image_format": config.image_format,
+                    "jpeg_quality": config.jpeg_quality,
+                    "task_options": config.task_options,
+                    "rows_per_shard": config.rows_per_shard,
+                    "load": asdict(config.load),
+                    "thresholds": asdict(config.thresholds),
+                },
+                "timing": {
+                    "seconds": round(elapsed, 3),
+                    "samples_per_second": round(written / elapsed, 3) if elapsed > 0 else None,
+                },
+                "files": sorted(os.path.relpath(f, out_dir) for f in files),
+            }
+            atomic_write_json(os.path.join(out_dir, "manifest.json"), manifest)
+            finals.append(os.path.join(out_dir, "manifest.json"))
+        interrupts.check()
+    except BaseException:
+        # no second Ctrl-C may cut the cleanup short; every step below is bounded in time
+        with interrupts.held():
+            if pool is not None:
+                pool.terminate()
+            writer.abort()
+            _remove_files(finals)
+        raise
     return RunResult(manifest=manifest, files=files)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Iterable, Iterator
 
 from ..checks import AmbiguityThresholds, is_near_uniform
 from ..seeding import sample_rng, short_hash
@@ -123,3 +124,223 @@ def run_unit(args: tuple[SourceRef, list[Job], WorkerConfig]) -> UnitResult:
             encoded = encode_sample(sample, cfg.png_compress_level, encoding, cfg.jpeg_quality)
         out.results.append(JobResult(job=job, sample=encoded, rejections=rejections))
     return out
+
+
+# --------------------------------------------------------------------------------------
+# The local process pool.
+#
+# Not ``multiprocessing.Pool``: a SIGINT sent to the whole process group (Ctrl-C in a
+# terminal) raised KeyboardInterrupt inside its workers, which printed tracebacks and could
+# die holding a lock of the queues shared by every process (a worker in the middle of
+# sending a result holds the result queue's write lock, one taking a task the task queue's
+# read lock); ``Pool.terminate`` then waits on that lock forever (it takes the task queue's
+# read lock and puts a sentinel on the result queue). Here the workers ignore SIGINT (only
+# the parent handles it); every worker answers on a pipe of its own; the parent never
+# takes a lock a worker may hold (workers share only the task pipe's read lock, which the
+# parent never touches); at most ``WINDOW_PER_WORKER`` units per worker are in flight, so
+# finished results never pile up unread; and stopping is SIGTERM, then SIGKILL, with
+# every join bounded by a timeout.
+
+WINDOW_PER_WORKER = 8
+"""Units dispatched ahead of the next one due in plan order, per worker: bounds the
+results held back to keep the plan order (a unit is at most 8 samples)."""
+
+
+class WorkerDied(RuntimeError):
+    pass
+
+
+def _worker_main(task_conn, task_lock, result_conn, parent_pid: int) -> None:
+    """A worker's loop: take ``(index, args)`` from the shared task pipe, answer
+    ``(index, ok, result)`` on its own result pipe; ``None`` ends it."""
+    import os
+    import signal
+
+    # the parent blocked SIGINT around the fork, so no Ctrl-C reaches this process before
+    # it is ignored here; the parent alone decides what an interrupt means
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        while True:
+            with task_lock:
+                # wake now and then to notice a parent that died without a word
+                while not task_conn.poll(1.0):
+                    if os.getppid() != parent_pid:
+                        return
+                msg = task_conn.recv()
+            if msg is None:
+                return
+            index, args = msg
+            try:
+                reply = (index, True, run_unit(args))
+            except Exception as exc:  # a bug in a task: the parent re-raises it
+                reply = (index, False, _portable_exception(exc))
+            try:
+                result_conn.send(reply)
+            except OSError:
+                return  # the parent is gone
+            except Exception as exc:  # the result did not pickle
+                result_conn.send((index, False, _portable_exception(exc)))
+    except (EOFError, OSError):
+        return  # the parent is gone or closed the pipes
+    finally:
+        task_conn.close()
+        result_conn.close()
+
+
+def _portable_exception(exc: BaseException) -> BaseException:
+    import pickle
+    import traceback
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"worker error (not picklable): {text}")
+    return exc
+
+
+class WorkerPool:
+    """``workers`` processes running :func:`run_unit`; :meth:`imap` yields in input order."""
+
+    def __init__(self, workers: int, context=None):
+        import multiprocessing
+        import os
+        import signal
+        import threading
+
+        ctx = context or multiprocessing.get_context()
+        self._procs = []
+        self._result_conns = []
+        self._closed = False
+        task_r, self._task_w = ctx.Pipe(duplex=False)
+        task_lock = ctx.Lock()
+        main = threading.current_thread() is threading.main_thread()
+        # SIGINT stays blocked from before each fork until the child ignores it; in the
+        # parent a Ctrl-C that arrives meanwhile is delivered when the mask is restored
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if main else None
+        started = False
+        try:
+            for _ in range(max(1, int(workers))):
+                result_r, result_w = ctx.Pipe(duplex=False)
+                p = ctx.Process(target=_worker_main, args=(task_r, task_lock, result_w, os.getpid()),
+                                name="ssrl-worker", daemon=True)
+                p.start()
+                result_w.close()
+                self._procs.append(p)
+                self._result_conns.append(result_r)
+            started = True
+        finally:
+            task_r.close()
+            if not started:
+                self.terminate()
+            if old_mask is not None:
+                try:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # a held Ctrl-C lands here
+                except BaseException:
+                    self.terminate()
+                    raise
+
+    def imap(self, args: Iterable, check=None, poll_interval: float = 0.05) -> Iterator[UnitResult]:
+        """Run :func:`run_unit` on each of ``args``; yield the results in order.
+
+        ``check()``, when given, is called at least every ``poll_interval`` seconds while
+        waiting (it may raise to stop the run)."""
+        from multiprocessing.connection import wait
+
+        if self._closed:
+            raise RuntimeError("the worker pool is closed")
+        todo = iter(enumerate(args))
+        window = WINDOW_PER_WORKER * len(self._procs)
+        done: dict[int, UnitResult] = {}
+        sent = 0
+        next_due = 0
+        exhausted = False
+        conn_index = {c: i for i, c in enumerate(self._result_conns)}
+        sentinel_index = {p.sentinel: i for i, p in enumerate(self._procs)}
+        while True:
+            while not exhausted and sent - next_due < window:
+                item = next(todo, None)
+                if item is None:
+                    exhausted = True
+                    break
+                self._task_w.send(item)  # small; the pipe holds far more than a window
+                sent += 1
+            while next_due in done:
+                yield done.pop(next_due)
+                next_due += 1
+            if exhausted and next_due == sent:
+                return
+            if check is not None:
+                check()
+            ready = wait([*self._result_conns, *sentinel_index], None if check is None else poll_interval)
+            for obj in ready:
+                w = conn_index.get(obj)
+                if w is None:
+                    continue
+                try:
+                    index, ok, value = obj.recv()
+                except (EOFError, OSError):
+                    raise self._died(w) from None
+                if not ok:
+                    raise value
+                done[index] = value
+            for obj in ready:
+                w = sentinel_index.get(obj)
+                # a worker never exits during a run; an answer it left is read first
+                if w is not None and not self._result_conns[w].poll(0):
+                    raise self._died(w)
+
+    def _died(self, w: int) -> WorkerDied:
+        p = self._procs[w]
+        p.join(0.5)
+        return WorkerDied(f"a worker process died (exit code {p.exitcode})")
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Let the workers finish and exit; :meth:`terminate` any that do not in time."""
+        import time
+
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for _ in self._procs:
+                self._task_w.send(None)
+        except OSError:
+            pass
+        deadline = time.monotonic() + timeout
+        for p in self._procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+        self.terminate()
+
+    def terminate(self, timeout: float = 1.0) -> None:
+        """Stop every worker now: SIGTERM, then SIGKILL for any still alive after ``timeout``.
+        Waits on no pipe and no lock; returns when every worker has exited (or after at most
+        ``2 * timeout``)."""
+        import time
+
+        self._closed = True
+        for p in self._procs:
+            if p.exitcode is None:
+                try:
+                    p.terminate()
+                except OSError:
+                    pass
+        for kill in (False, True):
+            deadline = time.monotonic() + timeout
+            for p in self._procs:
+                p.join(max(0.0, deadline - time.monotonic()))
+            alive = [p for p in self._procs if p.exitcode is None]
+            if not alive:
+                break
+            if not kill:
+                for p in alive:
+                    try:
+                        p.kill()
+                    except OSError:
+                        pass
+        for c in (self._task_w, *self._result_conns):
+            try:
+                c.close()
+            except OSError:
+                pass
