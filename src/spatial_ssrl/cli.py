@@ -92,10 +92,18 @@ def main() -> None:
                    "or a text file of paths, one per line (benchmark near-duplicates).")
 @click.option("--overwrite", is_flag=True, help="Replace a dataset already in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
-def generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side, max_pixels,
-             resize_max_pixels, prompt_set, max_attempts, image_format, jpeg_quality, facing_weights,
-             absolute_thresholds, shard_rows, exclude_overlap, overwrite, quiet):
+def generate(**kwargs):
     """Generate a pretext-task dataset from images."""
+    try:
+        _generate(**kwargs)
+    except KeyboardInterrupt:  # before the run started (discovery, imports) or after it
+        click.echo("\ninterrupted; no dataset was written", err=True)
+        sys.exit(130)
+
+
+def _generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side, max_pixels,
+              resize_max_pixels, prompt_set, max_attempts, image_format, jpeg_quality, facing_weights,
+              absolute_thresholds, shard_rows, exclude_overlap, overwrite, quiet):
     from .engine import (
         GenerateConfig,
         MixError,
