@@ -1,5 +1,6 @@
 """Timing helpers shared by the bench scripts: exclusive per-step timers that wrap the
-functions a worker calls, and the decode floors."""
+functions a worker calls, and the decode and encode floors (each on the fastest exact
+codec installed, so that ratios against them stay honest)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,35 @@ def floor_decode_pillow(path: str) -> float:
     t0 = perf()
     with Image.open(path) as im:
         im.load()
+    return perf() - t0
+
+
+def fastest_png_encoder() -> str:
+    """The fastest exact PNG encoder installed: ``fpng`` when importable, else ``pillow``."""
+    from spatial_ssrl.writers.encoded import FPNG_AVAILABLE
+
+    return "fpng" if FPNG_AVAILABLE else "pillow"
+
+
+def floor_encode(images, level: int) -> float:
+    """Seconds to PNG-encode ``images`` with the fastest exact encoder installed (fpng where
+    it installs and the array suits it, else Pillow at ``level``), whatever encoder the run
+    itself is set to use (``SPATIAL_SSRL_PNG_ENCODER``)."""
+    from spatial_ssrl.writers.encoded import encode_png
+
+    t0 = perf()
+    for a in images:
+        encode_png(a, level, encoder="auto")
+    return perf() - t0
+
+
+def floor_encode_pillow(images, level: int) -> float:
+    """Seconds for Pillow alone to PNG-encode ``images`` at ``level`` (the reference)."""
+    from spatial_ssrl.writers.encoded import encode_png
+
+    t0 = perf()
+    for a in images:
+        encode_png(a, level, encoder="pillow")
     return perf() - t0
 
 

@@ -9,8 +9,11 @@ what one worker does per sample when a source yields one sample -- a call of
     generate_sample (make_params, check, render)  ->  encode_sample (PNG)
 
 and compares it with the FLOOR for the same sample: decoding the same source file
-(``Image.open(path).load()``, nothing else) plus PNG-encoding that sample's output images
-with the same encoder settings (``writers.encoded.encode_png``, same compress level).
+with the fastest exact decoder installed (``_timing.floor_decode``), nothing else, plus
+PNG-encoding that sample's output images with the fastest exact encoder installed
+(``_timing.floor_encode``: fpng where it installs, else Pillow at the same compress level).
+``SPATIAL_SSRL_PNG_ENCODER=pillow`` times the run itself with Pillow (the floor stays on
+the fastest encoder).
 
 Reported per (source, task/variant): median seconds/sample, median floor seconds,
 ratio = median time / median floor (target: <= 1.5), two paired versions of the ratio
@@ -52,12 +55,12 @@ import numpy as np
 import PIL
 from PIL import Image
 
-from _timing import StepTimer, floor_decode, med
+from _timing import StepTimer, fastest_png_encoder, floor_decode, floor_encode, med
 
 import spatial_ssrl.engine.worker as worker
 from spatial_ssrl.engine.worker import Job, WorkerConfig
 from spatial_ssrl.sources import SourceRef, builtin_photos
-from spatial_ssrl.writers.encoded import encode_png
+from spatial_ssrl.writers import encoded
 
 perf = time.perf_counter
 
@@ -113,13 +116,6 @@ def instrument_task(name: str, variant: str, cfg: WorkerConfig) -> None:
 # --------------------------------------------------------------------------------------
 # One measurement
 # --------------------------------------------------------------------------------------
-def floor_encode(images: list[np.ndarray], level: int) -> float:
-    t0 = perf()
-    for a in images:
-        encode_png(a, level)
-    return perf() - t0
-
-
 def measure(ref: SourceRef, name: str, variant: str, cfg: WorkerConfig, floor_first: bool) -> dict | None:
     """Time one sample the way a worker makes it, and its floor. None if no sample came out."""
     instrument_task(name, variant, cfg)
@@ -234,7 +230,8 @@ def main(argv=None) -> int:
                 desc = f"{im.size[0]}x{im.size[1]} {im.mode} {im.format}"
             print(f"  source {label:12s} {os.path.basename(ref.path):24s} {desc}")
     print(f"tasks: {', '.join(f'{a}/{b}' for a, b in tasks)}; reps={args.reps} (fixture {fixture_reps_of(args)}), warmup={args.warmup}, "
-          f"png compress_level={cfg0.png_compress_level}; python {platform.python_version()}, "
+          f"png compress_level={cfg0.png_compress_level}, png encoder {encoded.DEFAULT_PNG_ENCODER} "
+          f"(floor: {fastest_png_encoder()}); python {platform.python_version()}, "
           f"numpy {np.__version__}, Pillow {PIL.__version__}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}")
 
@@ -338,7 +335,8 @@ def main(argv=None) -> int:
     if args.json:
         out = {
             "config": {"reps": args.reps, "fixture_reps": fixture_reps, "warmup": args.warmup, "seed": args.seed,
-                       "png_compress_level": cfg0.png_compress_level, "target_ratio": TARGET},
+                       "png_compress_level": cfg0.png_compress_level, "target_ratio": TARGET,
+                       "png_encoder": encoded.DEFAULT_PNG_ENCODER, "floor_png_encoder": fastest_png_encoder()},
             "environment": {"python": platform.python_version(), "numpy": np.__version__,
                             "pillow": PIL.__version__, "cpus": os.cpu_count(), "platform": platform.platform()},
             "sources": {label: [r.path for r in refs] for label, refs in sources.items()},
