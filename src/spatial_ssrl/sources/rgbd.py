@@ -568,7 +568,7 @@ def _read_manifest(path: Path, report: DiscoveryReport) -> list[tuple[SourceRef,
             try:
                 entry = json.loads(text)
                 ref, unknown = _parse_manifest_entry(entry, base)
-            except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+            except (ValueError, TypeError, OverflowError) as exc:  # JSONDecodeError is a ValueError; huge ints overflow
                 report.note("manifest_bad_line", display_path(f"{path}:{lineno} ({exc})"))
                 continue
             for key in unknown:
