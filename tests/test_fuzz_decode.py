@@ -6,13 +6,10 @@ well-formed item or raises :class:`SourceSkip` with a named reason: never anythi
 from __future__ import annotations
 
 import io
-import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytest
+from fuzzing import REASON, remove_tmpdirs, tmpdir  # noqa: F401 (remove_tmpdirs: module fixture)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -25,27 +22,12 @@ from spatial_ssrl.sources import (
     load_rgbd_item,
 )
 
-REASON = re.compile(r"^[a-z][a-z0-9_]*$")
 FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
 OPTS = LoadOptions(min_side=16, max_pixels=4_000_000, resize_max_pixels=200_000)
 
 
-_CREATED: list[str] = []
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _remove_tmpdirs():
-    yield
-    for d in _CREATED:
-        shutil.rmtree(d, ignore_errors=True)
-
-
 def _tmpdir() -> Path:
-    # hypothesis forbids function-scoped fixtures inside @given: one folder per example,
-    # all removed when the module is done
-    d = tempfile.mkdtemp(prefix="fuzz-decode-")
-    _CREATED.append(d)
-    return Path(d)
+    return tmpdir("fuzz-decode-")
 
 
 def _load(path: Path, options: LoadOptions = OPTS):

@@ -7,38 +7,20 @@ usable line is an :class:`InputError`; nothing else is raised.
 from __future__ import annotations
 
 import json
-import re
-import shutil
-import tempfile
 from pathlib import Path
 
-import pytest
+from fuzzing import REASON, remove_tmpdirs, tmpdir  # noqa: F401 (remove_tmpdirs: module fixture)
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from spatial_ssrl.sources import SourceRef, discover, discover_rgbd
 from spatial_ssrl.sources.files import InputError
 
-REASON = re.compile(r"^[a-z][a-z0-9_]*$")
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 
 
-_CREATED: list[str] = []
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _remove_tmpdirs():
-    yield
-    for d in _CREATED:
-        shutil.rmtree(d, ignore_errors=True)
-
-
 def _tmpdir() -> Path:
-    # hypothesis forbids function-scoped fixtures inside @given: one folder per example,
-    # all removed when the module is done
-    d = tempfile.mkdtemp(prefix="fuzz-readers-")
-    _CREATED.append(d)
-    return Path(d)
+    return tmpdir("fuzz-readers-")
 
 
 def _check_report(refs, report):
