@@ -243,3 +243,23 @@ def test_zero_samples_is_a_failure(tmp_path):
     before = _snapshot(out)
     _one_line_error(gen("--input", tiny, "--out", out, *FAST, "--min-side", "112", "--overwrite"), 1)
     assert _snapshot(out) == before
+
+
+def test_a_swap_killed_midway_restores_the_previous_dataset(tmp_path):
+    """A SIGKILL between setting the previous run aside and moving the new manifest in leaves
+    OUT without a manifest and the previous run in .tmp-ssrl-old-*: the next run puts it back
+    (and then refuses to overwrite it without --overwrite, as for any dataset)."""
+    out = tmp_path / "out"
+    assert gen("--out", out, *FAST).exit_code == 0
+    before = _snapshot(out)
+    # the state the swap leaves when killed after moving the new data/ in, before the manifest
+    trash = out / ".tmp-ssrl-old-killed"
+    trash.mkdir()
+    os.replace(out / "manifest.json", trash / "manifest.json")
+    os.replace(out / "data", trash / "data")
+    (out / "data").mkdir()
+    (out / "data" / "train-00000-of-00001.parquet").write_bytes(b"half of a new run")
+    result = gen("--out", out, *FAST)
+    assert result.exit_code != 0 and "already holds a dataset" in result.output
+    assert _snapshot(out) == before
+    assert not trash.exists()

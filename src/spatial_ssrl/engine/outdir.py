@@ -270,6 +270,35 @@ def _no_sigint():
         yield
 
 
+def restore_interrupted_swap(out: str) -> bool:
+    """Undo a swap that was killed (SIGKILL, power loss) between setting the previous run
+    aside and moving the new manifest in: OUT then has no manifest and a ``.tmp-ssrl-old-*``
+    folder holds the previous run's. The previous run's entries go back to their places (an
+    entry of the same name in OUT came from our staging folder and is dropped) and its
+    manifest last. Returns whether anything was restored."""
+    if not os.path.isdir(out) or os.path.lexists(os.path.join(out, MANIFEST)):
+        return False
+    restored = False
+    for name in sorted(os.listdir(out)):
+        trash = os.path.join(out, name)
+        if not (name.startswith(STAGING_PREFIX + "old-") and os.path.isfile(os.path.join(trash, MANIFEST))):
+            continue
+        for entry in sorted(os.listdir(trash)):
+            if entry == MANIFEST:
+                continue
+            dst = os.path.join(out, entry)
+            if os.path.isdir(dst) and not os.path.islink(dst):
+                shutil.rmtree(dst)  # the interrupted new run's copy, moved in from our staging folder
+            elif os.path.lexists(dst):
+                os.unlink(dst)
+            os.replace(os.path.join(trash, entry), dst)
+        os.replace(os.path.join(trash, MANIFEST), os.path.join(out, MANIFEST))
+        os.rmdir(trash)
+        restored = True
+        break
+    return restored
+
+
 class Staging:
     """A hidden folder in OUT that a run writes into; ``commit()`` swaps it in."""
 
@@ -278,6 +307,7 @@ class Staging:
         self.out = out
         self.fmt = fmt
         self.overwrite = overwrite
+        restore_interrupted_swap(out)  # before anything reads or clears OUT
         self.own = inspect(out, fmt, overwrite)
         try:
             clear_leftovers(out, fmt, self.own)
