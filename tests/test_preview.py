@@ -502,6 +502,119 @@ def test_scene_description_is_folded(default_demo, tmp_path):
     assert folded and "<details open" not in text
 
 
+class FoldParser(HTMLParser):
+    """Per sample block, in document order: its images, its question and its meta / scene
+    texts, each with the closed ``<details>`` it is folded in (the summary's text) or None.
+    Checks that every element the page opens is closed, in order."""
+
+    TEXTS = ("question", "meta", "scene")
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.details: list[dict] = []  # the <details> elements open around the current point
+        self.samples: list[dict] = []
+        self._text: tuple[int, dict] | None = None
+        self._summary: dict | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        classes = set((a.get("class") or "").split())
+        sample = self.samples[-1] if self.samples and "article" in self.stack else None
+        if tag == "article" and "sample" in classes:
+            self.samples.append({"id": a["data-id"], "events": []})
+        elif tag == "img" and sample is not None:
+            sample["events"].append({"kind": "img"})
+        if tag in VOID:
+            return
+        self.stack.append(tag)
+        if tag == "details":
+            self.details.append({"open": "open" in a, "summary": ""})
+        elif tag == "summary" and self.details:
+            self._summary = self.details[-1]
+        elif sample is not None and tag in ("div", "pre") and self._text is None:
+            kind = next((k for k in self.TEXTS if k in classes), None)
+            if kind is not None:
+                closed = [d for d in self.details if not d["open"]]
+                event = {"kind": kind, "text": "", "folded_in": closed[-1] if closed else None}
+                sample["events"].append(event)
+                self._text = (len(self.stack), event)
+
+    def handle_endtag(self, tag):
+        if tag in VOID:
+            return
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes <{self.stack[-1] if self.stack else None}>"
+        if self._text is not None and self._text[0] == len(self.stack):
+            self._text = None
+        self.stack.pop()
+        if tag == "details":
+            self.details.pop()
+        elif tag == "summary":
+            self._summary = None
+
+    def handle_data(self, data):
+        if self._summary is not None:
+            self._summary["summary"] += data
+        if self._text is not None:
+            self._text[1]["text"] += data
+
+
+def test_long_text_is_folded_after_the_images(default_demo, tmp_path):
+    """The default demo holds procedural samples: their ~100-line scene description, and
+    the long meta of depth / position samples, sit in closed <details> with a one-line
+    summary, after the sample's images and question; short texts are shown as they are."""
+    from spatial_ssrl.preview.page import FOLD_LINES
+
+    rows = pq.read_table(sorted(glob.glob(str(default_demo / "data" / "*.parquet"))),
+                         columns=["id", "task", "source", "meta"]).to_pylist()
+    truth = {r["id"]: r for r in rows}
+    assert any(r["source"].startswith("procedural:") for r in rows)
+    out = tmp_path / "page.html"
+    write_preview(str(default_demo), str(out), num=20)
+    page = FoldParser()
+    page.feed(out.read_text(encoding="utf-8"))
+    page.close()
+    assert page.stack == [] and len(page.samples) == 20
+
+    seen = Counter()
+    for s in page.samples:
+        row = truth[s["id"]]
+        meta = json.loads(row["meta"])
+        events = s["events"]
+        kinds = [e["kind"] for e in events]
+        by_kind = {e["kind"]: e for e in events if e["kind"] != "img"}
+        assert kinds.count("img") >= 1 and kinds.count("question") == kinds.count("meta") == 1
+        # the images first, then the question (never folded), then the parameters
+        first_text = kinds.index("question")
+        assert set(kinds[:first_text]) == {"img"} and "img" not in kinds[first_text:]
+        assert kinds.index("meta") > first_text
+        assert by_kind["question"]["folded_in"] is None and by_kind["question"]["text"].strip()
+
+        shown = by_kind["meta"]
+        n = shown["text"].count("\n") + 1
+        assert json.loads(shown["text"]) == {k: v for k, v in meta.items() if k != "scene"}
+        if n > FOLD_LINES:
+            assert shown["folded_in"] is not None, f"{s['id']}: {n}-line meta shown open"
+            assert " ".join(shown["folded_in"]["summary"].split()) == f"parameters (meta, {n} lines)"
+            seen["long meta"] += 1
+        else:
+            assert shown["folded_in"] is None, f"{s['id']}: {n}-line meta folded"
+            seen["short meta"] += 1
+
+        if row["source"].startswith("procedural:"):
+            assert "scene" in meta and kinds[-1] == "scene"
+            scene = by_kind["scene"]
+            lines = scene["text"].count("\n") + 1
+            assert lines >= 50 and json.loads(scene["text"]) == meta["scene"]
+            assert scene["folded_in"] is not None
+            assert " ".join(scene["folded_in"]["summary"].split()) == \
+                f"scene description (meta.scene, {lines} lines)"
+            seen["scene"] += 1
+        else:
+            assert "scene" not in kinds
+    assert seen["scene"] and seen["long meta"] and seen["short meta"], seen
+
+
 def test_unusual_image_modes_are_downscaled(tmp_path):
     from spatial_ssrl.writers.canonical import SCHEMA
 

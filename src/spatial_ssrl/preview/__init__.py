@@ -6,7 +6,11 @@ from ``seed``, spread round-robin over the tasks (and, within a task, over its v
 and writes one HTML file (:mod:`.page`, styled by ``style.css``): a header with the
 manifest's summary, then a section per task with each sample's images (embedded as base64
 data URIs), question, answer, answer type / options and parameters (the ``meta`` JSON,
-canonical format only; a procedural scene description folded away).
+canonical format only). Long text is folded into a closed ``<details>`` whose one-line
+summary gives its line count, so each sample's images and question come first: a procedural
+scene's description (``meta.scene``, about 100 lines) always, and the rest of ``meta`` when
+it runs over ``page.FOLD_LINES`` lines (depth and position, with their per-region
+statistics); short meta, the question and the answer fields are shown as they are.
 
 Images whose longer side exceeds ``max_side`` (default 512) are downscaled for display and
 embedded as JPEG (:mod:`.images`), which keeps pages of large photos small and quick to

@@ -18,6 +18,9 @@ from ..readers import DatasetReader, Record
 from .images import display_image, mime
 
 CROP_CAPTIONS = ("masked image", "A", "B", "C", "D")
+# a meta text longer than this is shown folded (closed <details>, line count in its summary);
+# shorter ones (shuffle, flip, crop: under 31 lines) are shown as they are
+FOLD_LINES = 40
 
 
 def _e(value: Any) -> str:
@@ -110,21 +113,41 @@ def _field(label: str, value_html: str, cls: str = "") -> str:
     return f'<dt>{_e(label)}</dt><dd class="{cls}">{value_html}</dd>'
 
 
+def _line_count(text: str) -> int:
+    return text.count("\n") + 1
+
+
+def _folded(text: str, label: str, where: str, pre_cls: str, details_cls: str) -> str:
+    """``text`` in a ``<pre>`` inside a closed ``<details>`` whose one-line summary names it
+    (``label``, ``where`` it is stored) and gives its line count: a long text takes one line
+    of the page until it is opened."""
+    n = _line_count(text)
+    return (f'<details class="{details_cls}"><summary>{_e(label)} '
+            f'<span class="dim">({_e(where)}, {n} lines)</span>'
+            f'</summary><pre class="{pre_cls}">{_e(text)}</pre></details>')
+
+
+def _meta_block(text: str) -> str:
+    """The meta text as it is when short; folded when longer than :data:`FOLD_LINES`."""
+    if _line_count(text) <= FOLD_LINES:
+        return f'<pre class="meta">{_e(text)}</pre>'
+    return _folded(text, "parameters", "meta", "meta", "meta-long")
+
+
 def _params_html(meta: str | None) -> str:
-    """The ``meta`` JSON; a procedural source's long scene description folded away."""
+    """The ``meta`` JSON, folded when long (depth / position, with per-region statistics);
+    a procedural source's scene description (``meta.scene``, about 100 lines) always folded."""
     if meta is None:
         return '<h4>params</h4><p class="dim small">not stored in this format (see the canonical format\'s meta)</p>'
     head = '<h4>params <span class="dim">(meta)</span></h4>'
     try:
         value = json.loads(meta)
     except ValueError:
-        return f'{head}<pre class="meta">{_e(meta)}</pre>'
+        return head + _meta_block(meta)
     scene = value.pop("scene", None) if isinstance(value, dict) else None
-    out = f'{head}<pre class="meta">{_e(_json_compact(value))}</pre>'
+    out = head + _meta_block(_json_compact(value))
     if scene is not None:
-        text = _json_compact(scene)
-        out += (f'<details class="scene"><summary>scene description <span class="dim">(meta.scene, '
-                f'{text.count(chr(10)) + 1} lines)</span></summary><pre class="scene">{_e(text)}</pre></details>')
+        out += _folded(_json_compact(scene), "scene description", "meta.scene", "scene", "scene")
     return out
 
 
