@@ -14,13 +14,13 @@ OUTPUT_ENTRIES = (
 )
 
 
-def _prepare_out_dir(out: str, overwrite: bool, fmt: str = "canonical"):
+def _prepare_out_dir(out: str, overwrite: bool, fmt: str = "canonical", resume: bool = False):
     """Check --out and open a staging folder in it (see ``engine.outdir``): nothing in OUT is
     touched until the run has finished, and then only files this program wrote."""
     from .engine.outdir import OutDirError, Staging
 
     try:
-        return Staging(out, fmt, overwrite)
+        return Staging(out, fmt, overwrite, resume=resume)
     except OutDirError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -91,6 +91,9 @@ def main() -> None:
               help="Leave out the source images listed here: a pairs file of `ssrl overlap --out` (its train side) "
                    "or a text file of paths, one per line (benchmark near-duplicates).")
 @click.option("--overwrite", is_flag=True, help="Replace a dataset already in --out.")
+@click.option("--resume", is_flag=True,
+              help="Continue a run in --out that was killed or interrupted (give the same inputs and options); "
+                   "the result equals an uninterrupted run's.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def generate(**kwargs):
     """Generate a pretext-task dataset from images."""
@@ -103,7 +106,7 @@ def generate(**kwargs):
 
 def _generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side, max_pixels,
               resize_max_pixels, prompt_set, max_attempts, image_format, jpeg_quality, facing_weights,
-              absolute_thresholds, shard_rows, exclude_overlap, overwrite, quiet):
+              absolute_thresholds, shard_rows, exclude_overlap, overwrite, resume, quiet):
     from .engine import (
         GenerateConfig,
         MixError,
@@ -139,7 +142,7 @@ def _generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side
             f"{', '.join(needs_depth)} need RGB-D inputs (an image with a depth file); none were found",
             param_hint="--tasks",
         )
-    staging = _prepare_out_dir(out, overwrite, fmt)
+    staging = _prepare_out_dir(out, overwrite, fmt, resume)
     kept_old = "; the dataset already in --out is unchanged" if staging.replaces else ""
 
     config = GenerateConfig(
@@ -155,12 +158,26 @@ def _generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side
 
         bar = tqdm(total=num, unit="sample", desc="generate", file=sys.stderr, dynamic_ncols=True)
     committed = False
+    kept_for_resume = False
+    from .engine.journal import ResumeError
+    from .engine.run import resumable_rows
+
+    def keep_note() -> str:
+        """Keep an interrupted run's durable rows for --resume; the note that says so."""
+        nonlocal kept_for_resume
+        rows = resumable_rows(staging.path)
+        if not rows:
+            return ""
+        kept_for_resume = True
+        staging.keep()
+        return f"; {rows} finished samples are kept: run the same command with --resume to continue"
+
     try:
         try:
             result = run_generation(
                 refs, staging.path, config, progress=bar.update if bar else None,
                 inputs=[os.path.abspath(p) for p in inputs] or ["<built-in photos>"], extra_skips=ignored,
-                extra_skipped_files=getattr(ignored, "details", None),
+                extra_skipped_files=getattr(ignored, "details", None), resume=bool(staging.resumable_rows),
             )
         finally:
             if bar:
@@ -179,15 +196,20 @@ def _generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side
     except StrictModeError as exc:
         raise click.ClickException(f"--strict: unusable input {exc.path}: {exc.reason}"
                                    + (f" ({exc.detail})" if exc.detail else "") + kept_old) from None
+    except ResumeError as exc:
+        staging.keep()
+        kept_for_resume = True
+        raise click.ClickException(f"cannot resume: {exc}") from None
     except KeyboardInterrupt:
-        click.echo(f"\ninterrupted; no dataset was written{kept_old}", err=True)
+        click.echo(f"\ninterrupted; no dataset was written{kept_old}{keep_note()}", err=True)
         sys.exit(130)
     except OSError as exc:
         raise click.ClickException(
             f"could not write the dataset to {out}: {_os_error_text(exc)}; no dataset was written{kept_old}"
+            f"{keep_note()}"
         ) from None
     finally:
-        if not committed:
+        if not committed and not kept_for_resume:
             staging.discard()
     for path in kept:
         click.echo(f"kept {path} (not written by ssrl)", err=True)

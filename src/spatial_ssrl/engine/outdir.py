@@ -7,9 +7,13 @@ Rules:
   ``spatial_ssrl_version`` and a ``files`` list) lists it, when it is an image of a listed
   llamafactory record (``images/<id>-<i>.<ext>``), or when its name is one of our temporary
   names (``.tmp-*``). Nothing else is ever removed, ``--overwrite`` or not;
-- a new run is written into a hidden staging folder inside OUT (``.tmp-ssrl-*``) and moved
+- a new run is written into a hidden staging folder inside OUT (``.tmp-ssrl-run``) and moved
   into place only when it finished and wrote at least one sample; the previous dataset stays
   untouched until then, so an interrupted or failed run loses nothing;
+- a staging folder holding durable parts of a killed or interrupted run (its journal says
+  so) is kept for ``--resume``; a new run without ``--resume`` refuses to discard it unless
+  ``--overwrite`` is given; one with nothing durable is simply dropped;
+- one run at a time per OUT: a lock file (``.tmp-ssrl-lock``) is held while a run works;
 - a folder holding, where the dataset goes, files that are not ours is refused, and the
   message says what is there (it is not "a dataset").
 """
@@ -31,6 +35,8 @@ from ..writers.base import current_umask
 MANIFEST = "manifest.json"
 TMP_PREFIX = ".tmp-"
 STAGING_PREFIX = ".tmp-ssrl-"
+RUN_DIR = STAGING_PREFIX + "run"
+LOCK_FILE = STAGING_PREFIX + "lock"
 IMAGE_DIR = "images"
 _IMAGE_NAME = re.compile(r"^(?P<id>.+)-(?P<i>\d+)\.(?:png|jpe?g|webp)$", re.IGNORECASE)
 
@@ -245,9 +251,10 @@ def remove_owned(out: str, entry: str, own: Ownership) -> list[str]:
 
 def clear_leftovers(out: str, fmt: str, own: Ownership) -> None:
     """Drop our own leftovers where the new run writes (temporary files, empty folders of an
-    interrupted run) and stale staging folders of ours."""
+    interrupted run) and stale staging folders of ours (not the run folder, which the caller
+    judges: it may hold a run to resume)."""
     for name in os.listdir(out):
-        if name.startswith(STAGING_PREFIX):
+        if name.startswith(STAGING_PREFIX) and name not in (RUN_DIR, LOCK_FILE):
             p = os.path.join(out, name)
             if os.path.isdir(p) and not os.path.islink(p):
                 shutil.rmtree(p, ignore_errors=True)
@@ -300,26 +307,83 @@ def restore_interrupted_swap(out: str) -> bool:
 
 
 class Staging:
-    """A hidden folder in OUT that a run writes into; ``commit()`` swaps it in."""
+    """A hidden folder in OUT that a run writes into; ``commit()`` swaps it in.
 
-    def __init__(self, out: str, fmt: str, overwrite: bool):
+    ``resumable_rows``: rows of an interrupted run found in it and kept for the run to resume
+    (0 when the run starts afresh)."""
+
+    def __init__(self, out: str, fmt: str, overwrite: bool, resume: bool = False):
+        from .journal import read_journal
+
         self.created = check_out_path(out)
         self.out = out
         self.fmt = fmt
         self.overwrite = overwrite
-        restore_interrupted_swap(out)  # before anything reads or clears OUT
-        self.own = inspect(out, fmt, overwrite)
+        self.resumable_rows = 0
+        self._lock_fd = None
         try:
+            self._lock()
+            restore_interrupted_swap(out)  # before anything reads or clears OUT
+            self.own = inspect(out, fmt, overwrite)
             clear_leftovers(out, fmt, self.own)
-            self.path = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out)
-            os.chmod(self.path, 0o777 & ~current_umask())
+            self.path = os.path.join(out, RUN_DIR)
+            if os.path.lexists(self.path) and not (os.path.isdir(self.path) and not os.path.islink(self.path)):
+                os.unlink(self.path)  # ours by name
+            if os.path.isdir(self.path):
+                js = read_journal(self.path)
+                rows = js.rows if js.resumable else 0
+                if rows and resume:
+                    self.resumable_rows = rows
+                elif rows and not overwrite:
+                    about = js.about
+                    of = f" of {about['num']}" if "num" in about else ""
+                    raise OutDirError(
+                        f"{out} holds an interrupted run with {rows}{of} samples on disk; pass --resume "
+                        "(with the same options) to continue it, or --overwrite to start afresh"
+                    )
+                else:
+                    shutil.rmtree(self.path)
+            if not os.path.isdir(self.path):
+                os.mkdir(self.path)
+                os.chmod(self.path, 0o777 & ~current_umask())
+        except OutDirError:
+            self._unlock()
+            raise
         except OSError as exc:
+            self._unlock()
             if self.created:
                 try:
                     os.rmdir(out)
                 except OSError:
                     pass
             raise OutDirError(f"cannot write in --out {out}: {exc.strerror or exc}") from None
+
+    def _lock(self) -> None:
+        import fcntl
+
+        path = os.path.join(self.out, LOCK_FILE)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise OutDirError(f"another ssrl generate is writing to {self.out}; wait for it or choose "
+                              "another --out") from None
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is None:
+            return
+        try:
+            os.unlink(os.path.join(self.out, LOCK_FILE))
+        except OSError:
+            pass
+        os.close(self._lock_fd)
+        self._lock_fd = None
+
+    def keep(self) -> None:
+        """Leave the staged run in place for ``--resume`` and let other runs in."""
+        self._unlock()
 
     @property
     def replaces(self) -> bool:
@@ -328,6 +392,7 @@ class Staging:
     def discard(self) -> None:
         """Drop the staged run (and --out itself when this run created it and it is empty)."""
         shutil.rmtree(self.path, ignore_errors=True)
+        self._unlock()
         if self.created:
             try:
                 os.rmdir(self.out)

@@ -80,6 +80,32 @@ class DatasetWriter:
     def abort(self) -> None:
         """Drop partial output (temporary files) after a failure."""
 
+    def release(self) -> None:
+        """Close open files after a failure, keeping everything on disk (a run that can be
+        resumed keeps its durable parts; the part cut short is dropped by ``resume``)."""
+
+    #: Called with the writer's resume state each time a part of the output becomes durable
+    #: (synced to disk, complete); the run journal records it. ``None``: nobody listens.
+    on_checkpoint: Callable[[dict], None] | None = None
+
+    @property
+    def rows(self) -> int:
+        """Rows added so far, those of a resumed run's durable parts included."""
+        raise NotImplementedError
+
+    def resume(self, state: dict) -> None:
+        """Continue after the checkpoint ``state`` (one this writer class reported): keep what
+        it covers, drop anything written after it."""
+        raise NotImplementedError
+
+
+def fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 class ParquetShardWriter(DatasetWriter):
     """Rows go to ``data/train-XXXXX-of-YYYYY.parquet``.
@@ -88,7 +114,8 @@ class ParquetShardWriter(DatasetWriter):
     ``max_group_bytes`` of images), so memory holds one row group, not one shard. A shard
     closes after ``rows_per_shard`` rows or ``max_shard_bytes`` of images. Shards are
     written under hidden temporary names and renamed into place only when the run
-    completes, so a crash never leaves a half-written shard under a final name."""
+    completes, so a crash never leaves a half-written shard under a final name. A closed
+    shard is synced to disk and reported to ``on_checkpoint``: a resumed run keeps it."""
 
     split = "train"
 
@@ -120,6 +147,7 @@ class ParquetShardWriter(DatasetWriter):
         self._shard_bytes = 0
         self._tmp_shards: list[str] = []
         self._final_shards: list[str] = []
+        self._done_rows: list[int] = []  # rows of each closed shard
         self._count = 0
 
     def add(self, sample: EncodedSample) -> None:
@@ -150,8 +178,43 @@ class ParquetShardWriter(DatasetWriter):
         if self._shard is not None:
             self._shard.close()
             self._shard = None
+            fsync_path(self._tmp_shards[-1])
+            self._done_rows.append(self._shard_rows)
+            if self.on_checkpoint is not None:
+                self.on_checkpoint(self.checkpoint_state())
         self._shard_rows = 0
         self._shard_bytes = 0
+
+    @property
+    def rows(self) -> int:
+        return self._count
+
+    def checkpoint_state(self) -> dict:
+        done = self._tmp_shards[:len(self._done_rows)]
+        return {"shards": [[os.path.basename(p), n] for p, n in zip(done, self._done_rows)],
+                "rows": sum(self._done_rows)}
+
+    def resume(self, state: dict) -> None:
+        shards = state.get("shards") or []
+        keep: list[str] = []
+        rows: list[int] = []
+        for name, n in shards:
+            path = os.path.join(self.data_dir, os.path.basename(str(name)))
+            try:
+                found = pq.ParquetFile(path).metadata.num_rows
+            except Exception as exc:
+                raise ValueError(f"{path}: a finished shard of the interrupted run is unreadable ({exc})") from None
+            if found != int(n):
+                raise ValueError(f"{path}: the interrupted run recorded {n} rows, the file holds {found}")
+            keep.append(path)
+            rows.append(int(n))
+        for name in os.listdir(self.data_dir):
+            p = os.path.join(self.data_dir, name)
+            if name.startswith(".tmp-") and p not in keep and os.path.isfile(p):
+                os.unlink(p)  # a shard cut short by the kill
+        self._tmp_shards = keep
+        self._done_rows = rows
+        self._count = sum(rows)
 
     def close(self) -> list[str]:
         self._write_group()
@@ -162,6 +225,12 @@ class ParquetShardWriter(DatasetWriter):
             os.replace(tmp, path)
             self._final_shards.append(path)
         return list(self._final_shards)
+
+    def release(self) -> None:
+        if self._shard is not None:
+            with contextlib.suppress(Exception):
+                self._shard.close()
+            self._shard = None
 
     def abort(self) -> None:
         """Remove every shard this writer made, temporary or already renamed (a failure after

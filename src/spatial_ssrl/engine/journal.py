@@ -1,0 +1,215 @@
+"""The run journal: what lets ``ssrl generate --resume`` continue a run that was killed.
+
+A run writes, next to its staged dataset, an append-only ``journal.jsonl``:
+
+- a first line with the run's *fingerprint* (a hash of everything that decides the output:
+  the package version, every option but the worker count, the PNG encoder, and each input's
+  identity, size and modification time) and a short description of the run;
+- one line per executed unit of the plan, in plan order: which source and jobs it was, what
+  became of each job (a sample, or a failure with its rejection counts), the skips it caused,
+  and the number of rows the dataset held after it;
+- a checkpoint line each time the writer made a part of the dataset durable (a parquet
+  shard closed and synced, or the llamafactory record file synced), with the writer's own
+  resume state.
+
+Everything the engine decides follows from the plan and the unit outcomes, so replaying the
+unit lines up to the last checkpoint rebuilds the run's state exactly (which source is
+unusable, which slots go to the next round, every counter), without computing a sample
+again; the run then continues from the first unit not covered by durable rows. Units whose
+samples straddle the checkpoint are computed again and only their rows past it written.
+
+A line cut short by a kill is ignored; lines past the last checkpoint are dropped on resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Iterable
+
+from .. import __version__
+from .worker import Job, JobResult, UnitResult
+
+JOURNAL = "journal.jsonl"
+_RESULT_OK = object()  # stands for a sample that is already in a durable part of the dataset
+
+
+class ResumeError(Exception):
+    """A one-line reason a run cannot be resumed."""
+
+
+def _stat(path: str | None) -> list | None:
+    if not path:
+        return None
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def fingerprint(config, refs: Iterable, png_encoder: str) -> str:
+    """A hash of everything that decides a run's output (not the worker count)."""
+    h = hashlib.sha256()
+    opts = {k: v for k, v in asdict(config).items() if k != "workers"}
+    h.update(json.dumps({"version": __version__, "png_encoder": png_encoder, "config": opts},
+                        sort_keys=True, default=repr).encode())
+    for ref in refs:
+        d = asdict(ref)
+        d["_stat"] = [_stat(ref.path), _stat(ref.depth), _stat(ref.mask)]
+        h.update(json.dumps(d, sort_keys=True, default=repr).encode(errors="surrogateescape"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def _job(j: Job) -> list:
+    return [j.task, j.variant, j.k]
+
+
+def _jobs(raw) -> list[Job]:
+    return [Job(str(t), str(v), int(k)) for t, v, k in raw]
+
+
+def unit_record(round_no: int, index: int, dealt: list[Job], res: UnitResult, rows: int) -> dict:
+    """The journal line for one processed unit (``rows``: dataset rows after it)."""
+    return {
+        "u": [round_no, index],
+        "src": res.ref.id,
+        "dealt": [_job(j) for j in dealt],
+        "jobs": [_job(j) for j in res.jobs],
+        "skip": [res.skip_reason, res.skip_detail] if res.skip_reason else None,
+        "dskip": [res.depth_skip_reason, res.depth_skip_detail] if res.depth_skip_reason else None,
+        "refused": [_job(j) for j in res.depth_jobs_refused],
+        "conv": res.conversions,
+        "res": [[_job(r.job), r.sample is not None, dict(r.rejections)] for r in res.results],
+        "rows": rows,
+    }
+
+
+def replayed_result(rec: dict, ref) -> UnitResult:
+    """The UnitResult a unit line stands for; a job that gave a sample carries a marker in
+    place of the sample (its row is already on disk)."""
+    skip = rec.get("skip") or (None, "")
+    dskip = rec.get("dskip") or (None, "")
+    out = UnitResult(
+        ref=ref,
+        jobs=_jobs(rec["jobs"]),
+        skip_reason=skip[0],
+        skip_detail=skip[1] or "",
+        depth_skip_reason=dskip[0],
+        depth_skip_detail=dskip[1] or "",
+        depth_jobs_refused=_jobs(rec.get("refused") or []),
+        conversions=dict(rec.get("conv") or {}),
+    )
+    for job, ok, rej in rec.get("res") or []:
+        t, v, k = job
+        out.results.append(JobResult(job=Job(t, v, int(k)), sample=_RESULT_OK if ok else None,
+                                     rejections=Counter(rej)))
+    return out
+
+
+def is_replayed_sample(sample) -> bool:
+    return sample is _RESULT_OK
+
+
+def matches(rec: dict, round_no: int, index: int, ref, dealt: list[Job]) -> bool:
+    return (rec.get("u") == [round_no, index] and rec.get("src") == ref.id
+            and rec.get("dealt") == [_job(j) for j in dealt])
+
+
+@dataclass
+class JournalState:
+    """What an interrupted run's journal says."""
+
+    fingerprint: str | None = None
+    about: dict = field(default_factory=dict)
+    replay: list[dict] = field(default_factory=list)   # unit lines covered by durable rows
+    checkpoint: dict | None = None                      # the writer's state at the last checkpoint
+    rows: int = 0                                       # rows durable at the last checkpoint
+    seconds: float = 0.0                                # run time spent up to the last checkpoint
+    keep: list[bytes] = field(default_factory=list)     # the raw lines a resume keeps
+
+    @property
+    def resumable(self) -> bool:
+        return self.fingerprint is not None and self.checkpoint is not None and self.rows > 0
+
+
+def read_journal(folder: str) -> JournalState:
+    """Parse ``folder/journal.jsonl`` (a missing or unreadable one reads as empty)."""
+    state = JournalState()
+    path = os.path.join(folder, JOURNAL)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return state
+    lines = raw.split(b"\n")
+    if raw and not raw.endswith(b"\n"):
+        lines = lines[:-1]  # cut short by a kill
+    recs: list[tuple[bytes, dict]] = []
+    for line in lines:
+        if not line:
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            break
+        if not isinstance(rec, dict):
+            break
+        recs.append((line, rec))
+    if not recs or "fingerprint" not in recs[0][1]:
+        return state
+    state.fingerprint = str(recs[0][1]["fingerprint"])
+    state.about = dict(recs[0][1].get("about") or {})
+    last = None
+    for i, (_line, rec) in enumerate(recs):
+        if "ckpt" in rec:
+            last = i
+    if last is None:
+        return state
+    ck = recs[last][1]
+    state.checkpoint, state.rows, state.seconds = ck["ckpt"], int(ck["rows"]), float(ck.get("secs", 0.0))
+    state.keep = [recs[0][0]]
+    for i, (line, rec) in enumerate(recs[1:], start=1):
+        if "u" in rec:
+            if int(rec.get("rows", 0)) <= state.rows:
+                state.replay.append(rec)
+                state.keep.append(line)
+        elif "ckpt" in rec and i <= last:
+            state.keep.append(line)
+    return state
+
+
+class Journal:
+    """Appends to ``folder/journal.jsonl``; checkpoints are synced to disk."""
+
+    def __init__(self, folder: str, fp: str, about: dict, resume_from: JournalState | None = None):
+        self.path = os.path.join(folder, JOURNAL)
+        if resume_from is not None:
+            tmp = os.path.join(folder, ".tmp-" + JOURNAL)
+            with open(tmp, "wb") as fh:
+                fh.write(b"".join(line + b"\n" for line in resume_from.keep))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+            self._fh = open(self.path, "ab", buffering=0)
+        else:
+            self._fh = open(self.path, "wb", buffering=0)
+            self._write({"fingerprint": fp, "about": about})
+
+    def _write(self, rec: dict) -> None:
+        self._fh.write((json.dumps(rec, separators=(",", ":")) + "\n").encode())
+
+    def unit(self, rec: dict) -> None:
+        self._write(rec)
+
+    def checkpoint(self, state: dict, rows: int, seconds: float) -> None:
+        self._write({"ckpt": state, "rows": rows, "secs": round(seconds, 3)})
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()

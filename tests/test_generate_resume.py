@@ -1,0 +1,190 @@
+"""``ssrl generate --resume``: a run killed (SIGKILL to its process group, as the OOM killer
+or a lost session would) at random moments continues where it stopped, and the dataset it
+ends with equals an uninterrupted run's: the same ids in the same order, the same content,
+no duplicates, no gaps."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+RUN = [sys.executable, "-m", "spatial_ssrl.cli", "generate", "-q", "--seed", "5"]
+JOURNAL = Path(".tmp-ssrl-run") / "journal.jsonl"
+
+
+def _rows(out: Path) -> list[tuple[str, str]]:
+    """(id, hash of every column and every image byte) of each row, in dataset order."""
+    got = []
+    for f in sorted((out / "data").glob("*.parquet")):
+        for r in pq.read_table(f).to_pylist():
+            h = hashlib.sha256(json.dumps({k: v for k, v in r.items() if k != "images"}, sort_keys=True).encode())
+            for im in r["images"]:
+                h.update(im["bytes"])
+            got.append((r["id"], h.hexdigest()))
+    return got
+
+
+def _records(out: Path) -> list[tuple[str, str]]:
+    """The same for llamafactory: each record with the bytes of its image files."""
+    got = []
+    for line in (out / "train.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        h = hashlib.sha256(line.encode())
+        for p in rec["images"]:
+            h.update((out / p).read_bytes())
+        got.append((rec["id"], h.hexdigest()))
+    return got
+
+
+def _checkpoints(out: Path) -> int:
+    try:
+        return sum(1 for line in (out / JOURNAL).read_bytes().splitlines() if line.startswith(b'{"ckpt"'))
+    except OSError:
+        return 0
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _kill_after_new_checkpoint(args: list[str], out: Path, rng: random.Random, timeout: float = 60.0) -> bool:
+    """Start a run, wait until it made one more part durable, kill its process group a random
+    moment later. Returns False when the run finished first."""
+    before = _checkpoints(out)
+    p = _start(args)
+    deadline = time.monotonic() + timeout
+    while _checkpoints(out) <= before:
+        if p.poll() is not None:
+            p.stderr.close()
+            return False
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.01)
+    time.sleep(rng.uniform(0.0, 0.6))
+    if p.poll() is not None:
+        p.stderr.close()
+        return False
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait(10)
+    p.stderr.close()
+    return True
+
+
+def _finish(args: list[str]) -> None:
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("workers", ["2"])
+def test_killed_three_times_then_resumed_equals_uninterrupted(tmp_path, workers):
+    base = [*RUN, "-n", "160", "--shard-rows", "16", "-w", workers]
+    ref = tmp_path / "ref"
+    _finish([*base, "--out", str(ref)])
+    expected = _rows(ref)
+    assert len(expected) == 160
+
+    out = tmp_path / "killed"
+    rng = random.Random(11)
+    kills = 0
+    args = [*base, "--out", str(out)]
+    while kills < 3:
+        assert _kill_after_new_checkpoint(args if kills == 0 else [*args, "--resume"], out, rng), \
+            "the run finished before it could be killed"
+        kills += 1
+        # what a kill leaves: no dataset under a final name, the run folder kept for --resume
+        assert not (out / "manifest.json").exists()
+        assert not list((out / "data").glob("*.parquet")) if (out / "data").exists() else True
+        assert _checkpoints(out) >= kills
+    _finish([*args, "--resume"])
+    got = _rows(out)
+    assert got == expected
+    assert len({i for i, _ in got}) == len(got)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["num_written"] == 160 and m["timing"]["resumed_at_row"] > 0
+    assert sorted(os.listdir(out)) == ["data", "manifest.json"]  # no journal, lock or staging left
+
+
+def test_llamafactory_resume_equals_uninterrupted(tmp_path):
+    base = [*RUN, "-n", "64", "--shard-rows", "8", "-w", "2", "-f", "llamafactory", "-t", "shuffle,crop"]
+    ref = tmp_path / "ref"
+    _finish([*base, "--out", str(ref)])
+    out = tmp_path / "killed"
+    args = [*base, "--out", str(out)]
+    assert _kill_after_new_checkpoint(args, out, random.Random(3))
+    _finish([*args, "--resume"])
+    assert _records(out) == _records(ref)
+    assert sorted(p.name for p in (out / "images").iterdir()) == sorted(p.name for p in (ref / "images").iterdir())
+
+
+def test_interrupted_run_is_kept_and_guarded(tmp_path):
+    """Without --resume a new run does not throw the finished samples away; a resume with
+    other options is refused and keeps them; --overwrite starts afresh."""
+    out = tmp_path / "o"
+    base = [*RUN, "-n", "120", "--shard-rows", "12", "-w", "1", "-t", "shuffle,flip"]
+    args = [*base, "--out", str(out)]
+    assert _kill_after_new_checkpoint(args, out, random.Random(5))
+
+    again = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2
+    assert "interrupted run" in again.stderr and "--resume" in again.stderr
+    assert "Traceback" not in again.stderr
+    kept = _checkpoints(out)
+    assert kept >= 1
+
+    other = subprocess.run([*RUN, "-n", "121", "--shard-rows", "12", "-w", "1", "-t", "shuffle,flip",
+                            "--out", str(out), "--resume"], capture_output=True, text=True, timeout=120)
+    assert other.returncode == 1
+    assert "cannot resume" in other.stderr and "num 120 (now 121)" in other.stderr
+    assert "Traceback" not in other.stderr
+    assert _checkpoints(out) == kept  # still there for the right command
+
+    fresh = subprocess.run([*args, "--overwrite"], capture_output=True, text=True, timeout=120)
+    assert fresh.returncode == 0, fresh.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["num_written"] == 120 and "resumed_at_row" not in m["timing"]
+
+
+def test_ctrl_c_keeps_finished_parts_for_resume(tmp_path):
+    out = tmp_path / "o"
+    base = [*RUN, "-n", "120", "--shard-rows", "12", "-w", "2", "-t", "shuffle,flip,crop"]
+    ref = tmp_path / "ref"
+    _finish([*base, "--out", str(ref)])
+    args = [*base, "--out", str(out)]
+    p = _start(args)
+    deadline = time.monotonic() + 60
+    while _checkpoints(out) < 2:
+        assert p.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    os.killpg(p.pid, signal.SIGINT)
+    err = p.communicate(timeout=10)[1].decode()
+    assert p.returncode == 130
+    assert "--resume" in err and "Traceback" not in err
+    _finish([*args, "--resume"])
+    assert _rows(out) == _rows(ref)
+
+
+def test_one_run_at_a_time_per_folder(tmp_path):
+    out = tmp_path / "o"
+    first = _start([*RUN, "-n", "400", "-w", "1", "-t", "shuffle", "--out", str(out)])
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / ".tmp-ssrl-run").is_dir():
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        second = subprocess.run([*RUN, "-n", "4", "-w", "1", "-t", "shuffle", "--out", str(out), "--overwrite"],
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        assert "another ssrl generate is writing" in second.stderr
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+        first.stderr.close()
