@@ -320,14 +320,16 @@ def test_duplicate_rgb_lines_are_counted(tmp_path):
 
 
 BUILTIN_IDS = [
-    "position-auto-d864fa30bb46", "crop-4-options-96ed69dc99fd", "depth-3-regions-e357f5b22f50",
-    "crop-4-options-41c9292d3fbf", "depth-3-regions-9582ff06750b", "shuffle-2x2-b1d9c57091f2",
-    "position-auto-f4803b4b4de1", "crop-4-options-488ba1e4c24c", "shuffle-1x3-a2264da50c68",
-    "depth-3-regions-ae9cafbb4b01", "shuffle-2x2-masked-4a6c42f3e1c5", "position-auto-e05fa9655ec5",
-    "depth-3-regions-1d65f1b9aea3", "position-auto-233473283fa6", "crop-4-options-eb5d217af645",
-    "flip-2x2-6d4b683d4638",
+    "position-auto-d864fa30bb46", "depth-3-regions-e357f5b22f50", "depth-3-regions-9582ff06750b",
+    "crop-4-options-4fdd0dd19d71", "position-auto-f4803b4b4de1", "shuffle-1x3-728192a7a63a",
+    "depth-3-regions-ae9cafbb4b01", "shuffle-2x2-masked-96d123b4538d", "position-auto-e05fa9655ec5",
+    "depth-3-regions-1d65f1b9aea3", "position-auto-233473283fa6", "crop-4-options-805ac56b4bc9",
+    "shuffle-2x2-f4215e0d01ba", "crop-4-options-10781ae0bb7a", "crop-4-options-684f3bd0495a",
+    "flip-2x2-58befe3f163a",
 ]
-"""Ids of this run made before the non-UTF-8 changes (seeds must not move)."""
+"""Ids of this run (seeds must not move). The depth and position ids are those made before the
+non-UTF-8 changes; the depth-free ones moved once, on purpose, when real photos were put first
+for the depth-free tasks (the dealer's ``PHOTO_FIRST_QUOTA``)."""
 
 
 def test_builtin_dataset_ids_unchanged(tmp_path):

@@ -50,3 +50,31 @@ def test_allocate_always_sums():
     mix = parse_mix(None)
     for n in (1, 2, 3, 7, 99, 1001):
         assert sum(allocate(n, mix)) == n
+
+
+def test_builtin_demo_shows_photos_for_depth_free_tasks(tmp_path):
+    """Defect 11: with the built-in inputs the depth-free tasks draw from the real photos
+    first; the procedural scenes serve the depth tasks. Read back from the written rows."""
+    import glob
+
+    import pyarrow.parquet as pq
+
+    from spatial_ssrl.engine import GenerateConfig, run_generation
+    from spatial_ssrl.engine.run import PHOTO_FIRST_QUOTA
+    from spatial_ssrl.sources import default_refs
+
+    refs = default_refs()
+    photos = {r.id for r in refs if r.kind != "procedural"}
+    run_generation(refs, str(tmp_path / "o"), GenerateConfig(num=100, seed=0, mix=parse_mix(None, with_depth=True)))
+    rows = pq.read_table(glob.glob(str(tmp_path / "o" / "data" / "*.parquet")), columns=["task", "source"]).to_pylist()
+    assert len(rows) == 100
+    depth_free = [r for r in rows if r["task"] in ("shuffle", "flip", "crop")]
+    assert len(depth_free) >= 40
+    assert all(not r["source"].startswith("procedural") for r in depth_free)
+    per_photo: dict[str, int] = {}
+    for r in depth_free:
+        per_photo[r["source"]] = per_photo.get(r["source"], 0) + 1
+    assert max(per_photo.values()) <= PHOTO_FIRST_QUOTA
+    assert len(per_photo) >= len(photos) - 1  # spread over (nearly) every photo
+    procedural = sum(r["source"].startswith("procedural") for r in rows)
+    assert procedural <= 55  # was 87 of 100 before

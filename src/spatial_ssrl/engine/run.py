@@ -14,6 +14,7 @@ source is left.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as _dt
 import os
@@ -33,6 +34,7 @@ from ..writers import make_writer
 from ..writers.base import atomic_write_json
 from ..writers.encoded import DEFAULT_JPEG_QUALITY, DEFAULT_PNG_COMPRESS_LEVEL
 from ..tasks import get_task_class
+from .journal import Journal, ResumeError, fingerprint, matches, read_journal, replayed_result, unit_record
 from .mix import MixEntry, allocate
 from .worker import Job, UnitResult, WorkerConfig, WorkerPool, run_unit
 
@@ -92,17 +94,33 @@ def _requires_depth(task: str) -> bool:
     return bool(getattr(get_task_class(task), "requires_depth", False))
 
 
+PHOTO_FIRST_QUOTA = 16
+"""Depth-free samples each real photo takes before procedural scenes share that work."""
+
+
 class _Dealer:
     """Deals task slots round-robin over usable sources, numbering each source's samples.
 
     Two pools with their own cursors: every source for depth-free tasks, sources with
     depth for tasks that need it. A source can be unusable altogether (``bad``) or only
-    for depth tasks (``bad_depth``: its RGB still serves the depth-free tasks)."""
+    for depth tasks (``bad_depth``: its RGB still serves the depth-free tasks).
+
+    Real photos come first for the depth-free tasks: while a usable photo (any source that
+    is not a procedural scene) has had fewer than ``PHOTO_FIRST_QUOTA`` depth-free samples,
+    those slots go round-robin over the photos only; after that over every source. With
+    inputs of one's own (never procedural) this is plain round-robin; with the built-in
+    inputs a small run shows mostly photos and the procedural scenes serve mainly the
+    depth tasks."""
 
     def __init__(self, refs: list[SourceRef], seed: int):
         rng = np.random.default_rng([int(seed), 0x5EED])
         self.order = [refs[i] for i in rng.permutation(len(refs))]
         self.depth_order = [r for r in self.order if r.kind in DEPTH_KINDS]
+        self.photo_order = [r for r in self.order if r.kind != "procedural"]
+        if len(self.photo_order) == len(self.order):
+            self.photo_order = []  # nothing to put first
+        self.photo_cursor = 0
+        self.depth_free_taken: dict[str, int] = defaultdict(int)
         self.cursors = {False: 0, True: 0}
         self.next_k: dict[str, int] = defaultdict(int)
         self.bad: set[str] = set()
@@ -115,6 +133,16 @@ class _Dealer:
         pool = self.depth_order if depth else self.order
         return sum(self._ok(r, depth) for r in pool)
 
+    def _photo(self) -> SourceRef | None:
+        """The next usable photo still under its depth-free quota, if any."""
+        n = len(self.photo_order)
+        for _ in range(n):
+            ref = self.photo_order[self.photo_cursor % n]
+            self.photo_cursor += 1
+            if self._ok(ref, False) and self.depth_free_taken[ref.id] < PHOTO_FIRST_QUOTA:
+                return ref
+        return None
+
     def deal(self, slots: list[tuple[str, str]]) -> tuple[list[tuple[SourceRef, list[Job]]], list[tuple[str, str]]]:
         """Returns the units and the slots no usable source could take."""
         per_source: dict[str, list[Job]] = {}
@@ -124,13 +152,15 @@ class _Dealer:
             depth = _requires_depth(task)
             pool = self.depth_order if depth else self.order
             n = len(pool)
-            chosen = None
-            for _ in range(n):
+            chosen = None if depth or not self.photo_order else self._photo()
+            for _ in range(n if chosen is None else 0):
                 ref = pool[self.cursors[depth] % n]
                 self.cursors[depth] += 1
                 if self._ok(ref, depth):
                     chosen = ref
                     break
+            if chosen is not None and not depth:
+                self.depth_free_taken[chosen.id] += 1
             if chosen is None:
                 undealt.append((task, variant))
                 continue
@@ -228,19 +258,61 @@ def run_generation(
     inputs: Iterable[str] = (),
     extra_skips: Counter | None = None,
     extra_skipped_files: dict[str, list[str]] | None = None,
+    resume: bool = False,
 ) -> RunResult:
-    """Generate ``config.num`` samples from ``refs`` into ``out_dir``; return the manifest."""
+    """Generate ``config.num`` samples from ``refs`` into ``out_dir``; return the manifest.
+
+    The run keeps a journal in ``out_dir`` (see :mod:`.journal`) while it works. With
+    ``resume``, a run killed earlier in ``out_dir`` with the same inputs and options is
+    continued from its last durable part (:class:`ResumeError` when the journal belongs to
+    another run); with nothing to resume it starts afresh. After a failure that left durable
+    parts, :attr:`RunInterrupted.resumable` rows stay on disk for a later ``resume``."""
     with _Interrupts(raise_at_once=config.workers <= 1) as interrupts:
-        return _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skipped_files, interrupts)
+        return _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skipped_files,
+                         interrupts, resume)
+
+
+def resumable_rows(out_dir: str) -> int:
+    """Rows a killed or interrupted run left durable in ``out_dir`` (0: nothing to resume)."""
+    state = read_journal(out_dir)
+    return state.rows if state.resumable else 0
+
+
+def _png_encoder_name() -> str:
+    from ..writers import encoded
+
+    enc = encoded.DEFAULT_PNG_ENCODER
+    return "pillow" if enc == "pillow" or not encoded.FPNG_AVAILABLE else "fpng"
 
 
 def _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skipped_files,
-              interrupts: _Interrupts) -> RunResult:
+              interrupts: _Interrupts, resume: bool) -> RunResult:
     t0 = time.perf_counter()
     os.makedirs(out_dir, exist_ok=True)
     wcfg = config.worker_config()
     writer = make_writer(config.format, out_dir, config.rows_per_shard)
     dealer = _Dealer(refs, config.seed)
+    fp = fingerprint(config, refs, _png_encoder_name())
+    state = read_journal(out_dir) if resume else None
+    if state is not None and not state.resumable:
+        state = None
+    if state is not None:
+        if state.fingerprint != fp:
+            raise ResumeError(_mismatch(state.about, config))
+        try:
+            writer.resume(state.checkpoint)
+        except (ValueError, OSError) as exc:
+            raise ResumeError(f"the interrupted run's files are not as it left them: {exc}") from None
+    journal = Journal(out_dir, fp, {"num": config.num, "seed": config.seed, "format": config.format},
+                      resume_from=state)
+    replay = collections.deque(state.replay if state else ())
+    durable = state.rows if state else 0
+    earlier_seconds = state.seconds if state else 0.0
+
+    def on_checkpoint(ck: dict) -> None:
+        journal.checkpoint(ck, ck["rows"], earlier_seconds + time.perf_counter() - t0)
+
+    writer.on_checkpoint = on_checkpoint
 
     counts: dict[str, Counter] = defaultdict(Counter)
     rejections: Counter = Counter()
@@ -254,6 +326,56 @@ def _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skippe
     written = 0
     pool = None
     finals: list[str] = []
+    closed = False
+    pending: list[tuple[str, str]] = []
+
+    def process(res: UnitResult) -> None:
+        nonlocal written
+        ref = res.ref
+        if res.depth_skip_reason:
+            if config.strict:
+                raise StrictModeError(ref.depth or ref.path, res.depth_skip_reason, res.depth_skip_detail)
+            if ref.id not in dealer.bad_depth:
+                dealer.bad_depth.add(ref.id)
+                skips[res.depth_skip_reason] += 1
+                if len(skipped_files[res.depth_skip_reason]) < MAX_LISTED_SKIPS:
+                    skipped_files[res.depth_skip_reason].append(ref.depth or ref.path)
+            pending.extend((j.task, j.variant) for j in res.depth_jobs_refused)
+        if res.skip_reason:
+            if config.strict:
+                raise StrictModeError(ref.path, res.skip_reason, res.skip_detail)
+            if ref.id not in dealer.bad:
+                dealer.bad.add(ref.id)
+                if res.skip_reason == "near_uniform_image":
+                    rejections[res.skip_reason] += 1
+                else:
+                    skips[res.skip_reason] += 1
+                if len(skipped_files[res.skip_reason]) < MAX_LISTED_SKIPS:
+                    skipped_files[res.skip_reason].append(ref.path)
+            # every planned slot of this unit goes back to the pool
+            pending.extend((j.task, j.variant) for j in res.jobs)
+            return
+        if ref.id not in seen_sources:
+            seen_sources.add(ref.id)
+            if "conversion" in res.conversions:
+                conversions[res.conversions["conversion"]] += 1
+            if "exif_orientation" in res.conversions:
+                conversions["exif_orientation_applied"] += 1
+            if "resize" in res.conversions:
+                conversions["resized"] += 1
+        for jr in res.results:
+            rejections.update(jr.rejections)
+            if jr.sample is None:
+                skips["ambiguous_after_max_attempts"] += 1
+                pending.append((jr.job.task, jr.job.variant))
+                continue
+            if written >= durable:  # rows before it are on disk already (a resumed run)
+                writer.add(jr.sample)
+            written += 1
+            counts[jr.job.task][jr.job.variant] += 1
+            if progress:
+                progress(1)
+
     try:
         if config.workers > 1:
             pool = WorkerPool(config.workers)
@@ -265,51 +387,22 @@ def _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skippe
             units, more_undealt = dealer.deal(pending)
             undealt.extend(more_undealt)
             pending = []
-            for res in _execute(units, wcfg, pool, interrupts.check):
+            done = 0
+            while replay and done < len(units):  # a resumed run: outcomes already known
+                ref, jobs = units[done]
+                rec = replay.popleft()
+                if not matches(rec, rounds, done, ref, jobs):
+                    raise ResumeError("the interrupted run's journal does not follow this run's plan; "
+                                      "run again without --resume")
+                process(replayed_result(rec, ref))
+                done += 1
+            for i, res in enumerate(_execute(units[done:], wcfg, pool, interrupts.check), start=done):
                 interrupts.check()
-                ref = res.ref
-                if res.depth_skip_reason:
-                    if config.strict:
-                        raise StrictModeError(ref.depth or ref.path, res.depth_skip_reason, res.depth_skip_detail)
-                    if ref.id not in dealer.bad_depth:
-                        dealer.bad_depth.add(ref.id)
-                        skips[res.depth_skip_reason] += 1
-                        if len(skipped_files[res.depth_skip_reason]) < MAX_LISTED_SKIPS:
-                            skipped_files[res.depth_skip_reason].append(ref.depth or ref.path)
-                    pending.extend((j.task, j.variant) for j in res.depth_jobs_refused)
-                if res.skip_reason:
-                    if config.strict:
-                        raise StrictModeError(ref.path, res.skip_reason, res.skip_detail)
-                    if ref.id not in dealer.bad:
-                        dealer.bad.add(ref.id)
-                        if res.skip_reason == "near_uniform_image":
-                            rejections[res.skip_reason] += 1
-                        else:
-                            skips[res.skip_reason] += 1
-                        if len(skipped_files[res.skip_reason]) < MAX_LISTED_SKIPS:
-                            skipped_files[res.skip_reason].append(ref.path)
-                    # every planned slot of this unit goes back to the pool
-                    pending.extend((j.task, j.variant) for j in res.jobs)
-                    continue
-                if ref.id not in seen_sources:
-                    seen_sources.add(ref.id)
-                    if "conversion" in res.conversions:
-                        conversions[res.conversions["conversion"]] += 1
-                    if "exif_orientation" in res.conversions:
-                        conversions["exif_orientation_applied"] += 1
-                    if "resize" in res.conversions:
-                        conversions["resized"] += 1
-                for jr in res.results:
-                    rejections.update(jr.rejections)
-                    if jr.sample is None:
-                        skips["ambiguous_after_max_attempts"] += 1
-                        pending.append((jr.job.task, jr.job.variant))
-                        continue
-                    writer.add(jr.sample)
-                    written += 1
-                    counts[jr.sample.task][jr.sample.variant] += 1
-                    if progress:
-                        progress(1)
+                process(res)
+                journal.unit(unit_record(rounds, i, units[i][1], res, written))
+        if replay:
+            raise ResumeError("the interrupted run's journal does not follow this run's plan; "
+                              "run again without --resume")
         for task, variant in [*pending, *undealt]:
             unfilled[f"{task}/{variant}"] += 1
         if pool is not None:
@@ -318,9 +411,14 @@ def _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skippe
         # from here on a Ctrl-C waits until the files are in place, then takes them away
         # again: never a shard under its final name without its manifest
         with interrupts.held():
+            closed = True
+            writer.on_checkpoint = None
             files = writer.close()
+            journal.close()
+            os.unlink(journal.path)
             finals = [f for f in files if not os.path.isdir(f)]
             elapsed = time.perf_counter() - t0
+            total_seconds = earlier_seconds + elapsed
             manifest = {
                 "spatial_ssrl_version": __version__,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -361,20 +459,35 @@ def _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skippe
                     "thresholds": asdict(config.thresholds),
                 },
                 "timing": {
-                    "seconds": round(elapsed, 3),
-                    "samples_per_second": round(written / elapsed, 3) if elapsed > 0 else None,
+                    "seconds": round(total_seconds, 3),
+                    "samples_per_second": round(written / total_seconds, 3) if total_seconds > 0 else None,
+                    **({"resumed_at_row": durable} if durable else {}),
                 },
                 "files": sorted(os.path.relpath(f, out_dir) for f in files),
             }
             atomic_write_json(os.path.join(out_dir, "manifest.json"), manifest)
             finals.append(os.path.join(out_dir, "manifest.json"))
         interrupts.check()
-    except BaseException:
+    except BaseException as exc:
         # no second Ctrl-C may cut the cleanup short; every step below is bounded in time
         with interrupts.held():
             if pool is not None:
                 pool.terminate()
-            writer.abort()
-            _remove_files(finals)
+            journal.close()
+            keep = (not closed and not isinstance(exc, (StrictModeError, ResumeError))
+                    and resumable_rows(out_dir) > 0)
+            if keep:
+                writer.release()
+            else:
+                writer.abort()
+                _remove_files([*finals, journal.path])
         raise
     return RunResult(manifest=manifest, files=files)
+
+
+def _mismatch(about: dict, config: GenerateConfig) -> str:
+    diffs = [f"{k} {about[k]} (now {getattr(config, k)})" for k in ("num", "seed", "format")
+             if k in about and about[k] != getattr(config, k)]
+    what = ", ".join(diffs) if diffs else "other inputs or options"
+    return (f"the interrupted run in this folder was made with {what}; run the same command "
+            "again with --resume, or start afresh with --overwrite")
