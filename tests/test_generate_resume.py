@@ -80,7 +80,7 @@ def _kill_after_new_checkpoint(args: list[str], out: Path, rng: random.Random, t
 
 
 def _finish(args: list[str]) -> None:
-    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(args, check=False, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
 
 
@@ -133,7 +133,7 @@ def test_interrupted_run_is_kept_and_guarded(tmp_path):
     args = [*base, "--out", str(out)]
     assert _kill_after_new_checkpoint(args, out, random.Random(5))
 
-    again = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(args, check=False, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2
     assert "interrupted run" in again.stderr and "--resume" in again.stderr
     assert "Traceback" not in again.stderr
@@ -141,13 +141,13 @@ def test_interrupted_run_is_kept_and_guarded(tmp_path):
     assert kept >= 1
 
     other = subprocess.run([*RUN, "-n", "121", "--shard-rows", "12", "-w", "1", "-t", "shuffle,flip",
-                            "--out", str(out), "--resume"], capture_output=True, text=True, timeout=120)
+                            "--out", str(out), "--resume"], check=False, capture_output=True, text=True, timeout=120)
     assert other.returncode == 1
     assert "cannot resume" in other.stderr and "num 120 (now 121)" in other.stderr
     assert "Traceback" not in other.stderr
     assert _checkpoints(out) == kept  # still there for the right command
 
-    fresh = subprocess.run([*args, "--overwrite"], capture_output=True, text=True, timeout=120)
+    fresh = subprocess.run([*args, "--overwrite"], check=False, capture_output=True, text=True, timeout=120)
     assert fresh.returncode == 0, fresh.stderr
     m = json.loads((out / "manifest.json").read_text())
     assert m["num_written"] == 120 and "resumed_at_row" not in m["timing"]
@@ -181,7 +181,7 @@ def test_one_run_at_a_time_per_folder(tmp_path):
             assert first.poll() is None and time.monotonic() < deadline
             time.sleep(0.01)
         second = subprocess.run([*RUN, "-n", "4", "-w", "1", "-t", "shuffle", "--out", str(out), "--overwrite"],
-                                capture_output=True, text=True, timeout=120)
+                                check=False, capture_output=True, text=True, timeout=120)
         assert second.returncode == 2
         assert "another ssrl generate is writing" in second.stderr
     finally:

@@ -27,8 +27,8 @@ import hashlib
 import json
 import os
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
 
 from .. import __version__
 from .worker import Job, JobResult, UnitResult
@@ -195,9 +195,9 @@ class Journal:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
-            self._fh = open(self.path, "ab", buffering=0)
+            self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 (kept open for the run)
         else:
-            self._fh = open(self.path, "wb", buffering=0)
+            self._fh = open(self.path, "wb", buffering=0)  # noqa: SIM115 (kept open for the run)
             self._write({"fingerprint": fp, "about": about})
 
     def _write(self, rec: dict) -> None:
