@@ -214,7 +214,7 @@ class WorkerPool:
         self._result_conns = []
         self._closed = False
         task_r, self._task_w = ctx.Pipe(duplex=False)
-        task_lock = ctx.Lock()
+        task_lock = self._task_lock = ctx.Lock()  # kept: a spawned worker opens it by name
         main = threading.current_thread() is threading.main_thread()
         # SIGINT stays blocked from before each fork until the child ignores it; in the
         # parent a Ctrl-C that arrives meanwhile is delivered when the mask is restored

@@ -1,0 +1,80 @@
+"""Difficulty levels: for each task, an ordered list of named levels, easiest first.
+
+A level is a distribution over the task's variants (most levels are a single variant), so
+a sample drawn at a level is an ordinary sample of one variant: its ``variant`` and
+``meta.params`` hold every knob (grid shape, masking, number of regions...) and it can be
+re-derived and re-rendered like any other. The paper's own setting is one named level per
+task (:data:`PAPER_LEVEL`); for shuffle that level is the paper's mix of grids.
+
+What each task's knob is:
+
+- shuffle: the number of pieces and their layout (strips ``1xN`` / ``Nx1``, grids ``MxN``)
+  and masking (one piece painted white so edge matching alone cannot solve it);
+- flip: the paper's 2x2 grid (one level so far);
+- crop: the paper's four options (one level so far);
+- depth: the number of marked regions to order (2..5);
+- position: the paper's automatic mode (one level so far).
+
+``ssrl tasks`` lists the levels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import get_task_class
+
+
+@dataclass(frozen=True)
+class Level:
+    name: str
+    variants: tuple[tuple[str, float], ...]
+    """(variant, weight) pairs; one pair for a plain level."""
+
+    @property
+    def single(self) -> str | None:
+        return self.variants[0][0] if len(self.variants) == 1 else None
+
+
+def _plain(*names: str) -> list[Level]:
+    return [Level(n, ((n, 1.0),)) for n in names]
+
+
+def _paper(task: str) -> Level:
+    counts = get_task_class(task).paper_counts
+    return Level("paper", tuple((v, float(c)) for v, c in counts.items()))
+
+
+def _table() -> dict[str, list[Level]]:
+    return {
+        "shuffle": [*_plain("1x3", "3x1", "2x2", "1x4", "4x1"), _paper("shuffle"),
+                    *_plain("2x2-masked", "1x5", "2x3", "1x6", "3x3", "3x3-masked", "4x4")],
+        "flip": _plain("2x2"),
+        "crop": _plain("4-options"),
+        "depth": _plain("2-regions", "3-regions", "4-regions", "5-regions"),
+        "position": _plain("auto"),
+    }
+
+
+PAPER_LEVEL = {"shuffle": "paper", "flip": "2x2", "crop": "4-options", "depth": "3-regions", "position": "auto"}
+
+
+def task_levels(task: str) -> list[Level]:
+    """The ordered levels of ``task`` (a task without a table entry has one level per
+    variant, in the order the task lists them)."""
+    table = _table()
+    if task in table:
+        return table[task]
+    return _plain(*get_task_class(task).variants())
+
+
+def paper_level(task: str) -> str:
+    return PAPER_LEVEL.get(task, task_levels(task)[0].name)
+
+
+def level_by_name(task: str, name: str) -> Level:
+    for lv in task_levels(task):
+        if lv.name == name:
+            return lv
+    names = ", ".join(lv.name for lv in task_levels(task))
+    raise KeyError(f"{task} has no difficulty level {name!r}; its levels: {names}")

@@ -1,0 +1,249 @@
+"""Pretext samples generated while GRPO trains (``ssrl train grpo --online``).
+
+:class:`OnlineFeeder` gives the trainer an endless stream of GRPO rows made on demand by
+the same code as ``ssrl generate`` (the engine's dealer and ``run_unit``), so a sample drawn
+online is the sample ``ssrl generate`` makes for the same (seed, source, task, variant, k):
+same id, same pixels, same answer. Worker processes generate ahead of the trainer (a window
+of a few samples per worker), and the time the trainer spends waiting on them is measured.
+
+What is drawn at position ``i`` of the stream:
+
+- ``fixed`` curriculum (the paper): the offline plan. Positions ``0 .. plan_size - 1`` are
+  the task slots ``ssrl generate -n plan_size`` deals, dealt to the same sources with the same
+  sample numbers; the next positions repeat that with the next plan block (another seed).
+- ``schedule`` / ``adaptive``: the task by the curriculum's current weights and its variant
+  from the task's current difficulty level (see :mod:`spatial_ssrl.tasks.levels`), both drawn
+  with a random stream of (seed, i); the source by the same round-robin dealer.
+
+Every drawn sample is appended to a record file (JSON lines: position, id, source, task,
+variant, level, k and the params), so a run can be audited and its data re-created. A slot
+whose source turns out unusable, or that stays ambiguous, is skipped (and recorded as such).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ..engine.mix import MixEntry
+from ..engine.run import _Dealer, _initial_slots
+from ..engine.worker import Job, WorkerConfig, WorkerPool, run_unit
+from ..prompts import content_parts
+from ..tasks.levels import level_by_name, paper_level, task_levels
+from .curriculum import Curriculum, CurriculumSettings
+
+ROW_COLUMNS = ("prompt", "images", "answer", "answer_type", "options", "task", "variant", "level", "id")
+
+
+class OnlineError(RuntimeError):
+    """The online stream cannot go on (the message says why)."""
+
+
+@dataclass
+class _Draw:
+    position: int
+    task: str
+    variant: str
+    level: str
+    ref: object
+    job: Job
+
+
+def curriculum_for(mix: list[MixEntry], settings: CurriculumSettings, start: dict[str, str] | None = None) -> Curriculum:
+    """A curriculum over the mix's tasks: base weights from the mix, levels from the task
+    table, each task starting at its paper level unless ``start`` says otherwise."""
+    base: dict[str, float] = Counter()
+    for e in mix:
+        base[e.task] += e.weight
+    levels = {t: [lv.name for lv in task_levels(t)] for t in base}
+    first = {t: (start or {}).get(t, paper_level(t)) for t in base}
+    return Curriculum(levels, dict(base), first, settings)
+
+
+class OnlineFeeder:
+    """An endless, deterministic stream of GRPO rows generated on demand.
+
+    ``refs``: the sources (``spatial_ssrl.sources``); ``mix``: the task mix (base weights);
+    ``curriculum``: levels and weights (``None``: the fixed paper plan); ``plan_size``: how
+    many slots one fixed plan block holds (``ssrl generate -n plan_size``); ``workers``:
+    generator processes (0: generate in the calling thread); ``record``: the JSON-lines
+    record path (``None``: no record)."""
+
+    def __init__(self, refs, mix: list[MixEntry], seed: int = 0, curriculum: Curriculum | None = None,
+                 plan_size: int = 1000, workers: int = 2, worker_config: WorkerConfig | None = None,
+                 record: str | None = None, max_consecutive_failures: int = 200):
+        if not refs:
+            raise OnlineError("online generation needs at least one source image")
+        self.refs = list(refs)
+        self.mix = list(mix)
+        self.seed = int(seed)
+        self.curriculum = curriculum if curriculum is not None and curriculum.settings.mode != "fixed" else None
+        self.plan_size = max(1, int(plan_size))
+        self.workers = max(0, int(workers))
+        self.wcfg = worker_config or WorkerConfig(seed=self.seed)
+        if self.wcfg.seed != self.seed:
+            raise OnlineError("the worker config's seed must be the feeder's seed")
+        self.record_path = record
+        self.max_consecutive_failures = max_consecutive_failures
+        self.dealer = _Dealer(self.refs, self.seed)
+        self.produced = 0
+        self.failed: Counter = Counter()
+        self.wait_seconds = 0.0
+        self.started: float | None = None
+        self._pool: WorkerPool | None = None
+        self._record = None
+        self._position = 0
+
+    # -- the plan ------------------------------------------------------------------------
+    def _fixed_slots(self) -> Iterator[tuple[str, str]]:
+        block = 0
+        while True:
+            seed = self.seed if block == 0 else self.seed + 1_000_003 * block
+            yield from _initial_slots(self.plan_size, self.mix, seed)
+            block += 1
+
+    def _draws(self) -> Iterator[_Draw]:
+        fixed = self._fixed_slots() if self.curriculum is None else None
+        while True:
+            i = self._position
+            self._position += 1
+            if fixed is not None:
+                task, variant = next(fixed)
+                level = variant
+            else:
+                rng = random.Random(f"ssrl-online:{self.seed}:{i}")
+                task, level = self.curriculum.draw(rng)
+                lv = level_by_name(task, level)
+                names = [v for v, _ in lv.variants]
+                variant = rng.choices(names, weights=[w for _, w in lv.variants])[0]
+            units, undealt = self.dealer.deal([(task, variant)])
+            if undealt or not units:
+                self.failed["no_usable_source"] += 1
+                self._note({"i": i, "task": task, "variant": variant, "level": level, "skipped": "no_usable_source"})
+                if self.failed["no_usable_source"] > self.max_consecutive_failures and self.produced == 0:
+                    raise OnlineError(f"no usable source for {task}/{variant}")
+                continue
+            ref, jobs = units[0]
+            yield _Draw(i, task, variant, level, ref, jobs[0])
+
+    # -- running -------------------------------------------------------------------------
+    def _note(self, rec: dict) -> None:
+        if self._record is not None:
+            self._record.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            self._record.flush()
+
+    def rows(self) -> Iterator[dict]:
+        """GRPO rows (:data:`ROW_COLUMNS`, images as PNG/JPEG bytes), forever."""
+        if self.record_path and self._record is None:
+            self._record = open(self.record_path, "a", encoding="utf-8")  # noqa: SIM115 (open for the stream)
+        if self._pool is not None:
+            # a stream read anew (a new epoch, say): results of the old one may still be in
+            # flight, so its workers go and fresh ones start
+            self._pool.terminate()
+            self._pool = None
+        if self.workers:
+            import multiprocessing
+
+            # spawn: the trainer process holds torch's threads, which a fork must not copy
+            self._pool = WorkerPool(self.workers, context=multiprocessing.get_context("spawn"))
+        draws: deque[_Draw] = deque()
+
+        def args() -> Iterator[tuple]:
+            for d in self._draws():
+                draws.append(d)
+                yield (d.ref, [d.job], self.wcfg)
+
+        results = self._pool.imap(args()) if self._pool is not None else map(run_unit, args())
+        self.started = self.started or time.perf_counter()
+        consecutive = 0
+        while True:
+            t0 = time.perf_counter()
+            res = next(results)
+            self.wait_seconds += time.perf_counter() - t0
+            d = draws.popleft()
+            sample = res.results[0].sample if res.results else None
+            if sample is None:
+                reason = res.skip_reason or res.depth_skip_reason or "ambiguous_after_max_attempts"
+                if res.skip_reason:
+                    self.dealer.bad.add(d.ref.id)
+                if res.depth_skip_reason:
+                    self.dealer.bad_depth.add(d.ref.id)
+                self.failed[reason] += 1
+                self._note({"i": d.position, "source": d.ref.id, "task": d.task, "variant": d.variant,
+                            "level": d.level, "k": d.job.k, "skipped": reason})
+                consecutive += 1
+                if consecutive > self.max_consecutive_failures:
+                    raise OnlineError(f"{consecutive} draws in a row gave no sample (last: {reason})")
+                continue
+            consecutive = 0
+            self.produced += 1
+            params = json.loads(sample.meta_json).get("params")
+            self._note({"i": d.position, "id": sample.id, "source": d.ref.id, "task": d.task,
+                        "variant": d.variant, "level": d.level, "k": d.job.k, "params": params})
+            yield to_row(sample, d.level)
+
+    def stats(self) -> dict[str, float]:
+        wall = time.perf_counter() - self.started if self.started else 0.0
+        out = {"online/samples": float(self.produced), "online/wait_seconds": round(self.wait_seconds, 4),
+               "online/failed": float(sum(self.failed.values()))}
+        if wall > 0:
+            out["online/wait_share"] = self.wait_seconds / wall
+        return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool = None
+        if self._record is not None:
+            self._record.close()
+            self._record = None
+
+    def __enter__(self) -> OnlineFeeder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def dataset(self):
+        """A ``datasets.IterableDataset`` over :meth:`rows` (images decoded to PIL), for
+        ``GRPOTrainer(train_dataset=...)``; set ``shuffle_dataset=False`` (the stream is
+        random already, and a shuffle buffer would draw far ahead)."""
+        from datasets import Features, Image, IterableDataset, List, Value
+
+        features = Features({
+            "prompt": List({"role": Value("string"),
+                            "content": List({"type": Value("string"), "text": Value("string")})}),
+            "images": List(Image()),
+            "answer": Value("string"),
+            "answer_type": Value("string"),
+            "options": List(Value("string")),
+            "task": Value("string"),
+            "variant": Value("string"),
+            "level": Value("string"),
+            "id": Value("string"),
+        })
+        feeder = self
+
+        def generate():
+            yield from feeder.rows()
+
+        return IterableDataset.from_generator(generate, features=features)
+
+
+def to_row(sample, level: str) -> dict:
+    """The GRPO row of an encoded sample (the same columns as the offline GRPO rows)."""
+    return {
+        "prompt": [{"role": "user", "content": content_parts(sample.problem)}],
+        "images": [{"bytes": b, "path": None} for b in sample.images],
+        "answer": sample.answer,
+        "answer_type": sample.answer_type,
+        "options": sample.options,
+        "task": sample.task,
+        "variant": sample.variant,
+        "level": level,
+        "id": sample.id,
+    }
