@@ -36,6 +36,8 @@ from __future__ import annotations
 import math
 import os
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -1008,11 +1010,54 @@ def load_procedural_item(ref: SourceRef, options: Any = None) -> Item:
     min_side = getattr(options, "min_side", 0) or 0
     if min(width, height) < min_side:
         raise SourceSkip("too_small", ref.path, f"{width}x{height}, shorter side below {min_side} px")
-    item = render_scene(seed, width, height)
+    rgb, depth, mask, intrinsics = _rendered(seed, width, height)
+    # a fresh Item (and info) per call around the shared read-only arrays: what a caller
+    # does to the item it got never reaches the cache
+    item = Item(
+        id=ref.id,
+        rgb=rgb,
+        path=f"procedural:{seed}",
+        depth=depth,
+        mask=mask,
+        intrinsics=intrinsics,
+        depth_kind="metric",
+        depth_path=None,
+        info={"scene": _layout(seed).to_json(width, height)},
+    )
     item.info.update(info)
-    if ref.id != item.id:
-        item.id = ref.id
     return item
+
+
+#: Bytes of rendered scenes a process keeps (:func:`_rendered`). A run deals the units of
+#: one source one after another, so a few scenes are enough for a worker to render each
+#: scene about once instead of once per unit (8 samples); 64 MB holds 26 scenes at 640x480.
+RENDER_CACHE_BYTES = 64 * 1024 * 1024
+_RENDER_CACHE: OrderedDict = OrderedDict()
+_RENDER_CACHE_LOCK = threading.Lock()
+
+
+def _rendered(seed: int, width: int, height: int):
+    """(rgb, depth, mask, intrinsics) of :func:`render_scene` at this size, from a small
+    per-process LRU cache. A scene is a pure function of (seed, width, height) and the
+    arrays are read-only, so a hit gives exactly what a fresh render would."""
+    key = (int(seed), int(width), int(height))
+    with _RENDER_CACHE_LOCK:
+        hit = _RENDER_CACHE.get(key)
+        if hit is not None:
+            _RENDER_CACHE.move_to_end(key)
+            return hit[0]
+    item = render_scene(seed, width, height)
+    value = (item.rgb, item.depth, item.mask, item.intrinsics)
+    size = sum(a.nbytes for a in value[:3])
+    if size <= RENDER_CACHE_BYTES:
+        with _RENDER_CACHE_LOCK:
+            _RENDER_CACHE[key] = (value, size)
+            _RENDER_CACHE.move_to_end(key)
+            total = sum(v[1] for v in _RENDER_CACHE.values())
+            while total > RENDER_CACHE_BYTES:
+                _, (_, dropped) = _RENDER_CACHE.popitem(last=False)
+                total -= dropped
+    return value
 
 
 __all__ = [
