@@ -80,8 +80,10 @@ from .depth import (
     REGION_SHARE,
     DepthAnalysis,
     analyse_depth,
+    clear_of,
     common_meta,
     markers_in_file,
+    near_band,
     region_record,
     region_stats,
     verify_regions,
@@ -253,6 +255,45 @@ class PositionTask(PretextTask):
         dep_counts, dep_zero = _classify(d1lo, d1hi, d2lo, d2hi, td)
         return lat_counts, lat_zero, dep_counts, dep_zero, tl, td
 
+    def _candidate_axes(self, mode: str, item: Item, a: DepthAnalysis):
+        """:meth:`_axes` of every candidate of ``a`` (lateral lo, hi, depth lo, hi) and the
+        sum of each depth interval's ends, computed once per analysis."""
+        key = ("position_axes", mode, item.intrinsics if mode == "metric" else None)
+        axes = a.memo.get(key)
+        if axes is None:
+            axes = self._axes(mode, item, a.cx, a.raw_lo, a.raw_hi, a.lo, a.hi)
+            axes = a.memo[key] = (*axes, axes[2] + axes[3])  # + the depth sums of the metric thresholds
+        return axes
+
+    def _partners(self, mode, item, a: DepthAnalysis, axes, c1: int, spacing2, image_thr, kind: str) -> np.ndarray:
+        """The candidates (ascending) that make an unambiguous pair of ``kind`` with
+        candidate ``c1`` and whose markers keep clear of its marker.
+
+        The same set as ``~near & (lc | lz) & (dc | dz) & <kind>`` over the four classes of
+        :meth:`_pair_classes`, with less work: an offset that is clearly below its threshold
+        cannot also count (``gap <= spread`` in floating point too, rounding being
+        monotone), so ``lateral`` is ``lc & dz``, ``depth`` is ``dc & lz`` and ``both`` is
+        ``lc & dc``; each class is computed exactly as there, only the two a kind needs; and
+        the distance test runs only on the rows near ``c1`` (:func:`near_band`)."""
+        l_lo, l_hi, d_lo, d_hi = axes[:4]
+        l1lo, l1hi, d1lo, d1hi = (v[c1] for v in axes[:4])
+        if mode == "image":
+            tl, td = image_thr["lateral"], image_thr["depth"]
+        else:  # _pair_classes' mean depth of the pair (axes[4] = d_lo + d_hi) and thresholds
+            tl, td = self._metric_thresholds(((d1lo + d1hi) + axes[4]) / 4.0)
+        if kind == "lateral":
+            mask = (np.maximum(l1lo, l_lo) - np.minimum(l1hi, l_hi)) > tl  # lc
+            mask &= (np.maximum(d1hi, d_hi) - np.minimum(d1lo, d_lo)) <= td  # dz
+        elif kind == "depth":
+            mask = (np.maximum(d1lo, d_lo) - np.minimum(d1hi, d_hi)) > td  # dc
+            mask &= (np.maximum(l1hi, l_hi) - np.minimum(l1lo, l_lo)) <= tl  # lz
+        else:
+            mask = (np.maximum(l1lo, l_lo) - np.minimum(l1hi, l_hi)) > tl  # lc
+            mask &= (np.maximum(d1lo, d_lo) - np.minimum(d1hi, d_hi)) > td  # dc
+        b0, b1 = near_band(a, c1, spacing2)
+        mask[b0:b1] &= clear_of(a, slice(b0, b1), c1, spacing2)
+        return np.flatnonzero(mask)
+
     def _region_axes(self, mode, item, reg):
         return self._axes(mode, item, reg["center"][0], reg["depth_min"], reg["depth_max"],
                           reg["norm_min"], reg["norm_max"])
@@ -292,17 +333,15 @@ class PositionTask(PretextTask):
         if mode is None:
             return {"rejected": "position_needs_metric_depth"}
         image_thr = self._image_thresholds(item)
-        axes = self._axes(mode, item, a.cx, a.raw_lo, a.raw_hi, a.lo, a.hi)
+        axes = self._candidate_axes(mode, item, a)
         spacing2 = a.style.min_spacing ** 2
         pair = None
         for _ in range(SEARCH_RESTARTS):
             c1 = int(rng.integers(a.n))
-            near = ((a.cx - a.cx[c1]) ** 2 + (a.cy - a.cy[c1]) ** 2) <= spacing2
-            lc, lz, dc, dz, _, _ = self._pair_classes(mode, item, tuple(v[c1] for v in axes), axes, image_thr)
-            base = ~near & (lc | lz) & (dc | dz)
-            kinds = {"lateral": base & lc & ~dc, "depth": base & dc & ~lc, "both": base & lc & dc}
+            # the partners of a kind are computed only when its turn comes (no random
+            # draw happens in between, so drawing the order first changes nothing)
             for k in rng.permutation(len(PAIR_KINDS)):
-                idx = np.flatnonzero(kinds[PAIR_KINDS[k]])
+                idx = self._partners(mode, item, a, axes, c1, spacing2, image_thr, PAIR_KINDS[k])
                 if idx.size:
                     pair = (c1, int(idx[rng.integers(idx.size)]), PAIR_KINDS[k])
                     break
