@@ -102,3 +102,35 @@ def _plain(v):
     if isinstance(v, float) and math.isnan(v):
         return None
     return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+
+
+class CurriculumCallback(TrainerCallback):
+    """Each optimizer step: the groups the reward functions saw go to the curriculum, which
+    moves levels and weights; its metrics and the online feeder's (samples made, seconds
+    the trainer waited for them, that wait as a share of the wall time) are logged. The
+    curriculum's state is saved beside each checkpoint (``curriculum_state.json``)."""
+
+    def __init__(self, curriculum, recorder, feeder=None, output_dir: str | None = None):
+        self.curriculum = curriculum
+        self.recorder = recorder
+        self.feeder = feeder
+        self.output_dir = output_dir
+        self.trainer = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        metrics = {}
+        if self.curriculum is not None:
+            metrics.update(self.curriculum.update(self.recorder.drain(), step=state.global_step))
+        if self.feeder is not None:
+            metrics.update(self.feeder.stats())
+        if metrics and self.trainer is not None:
+            self.trainer.log(metrics)
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.curriculum is None or not state.is_world_process_zero:
+            return
+        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        if os.path.isdir(folder):
+            from ..writers.base import atomic_write_json
+
+            atomic_write_json(os.path.join(folder, "curriculum_state.json"), self.curriculum.state_dict())

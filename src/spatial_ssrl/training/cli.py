@@ -122,7 +122,8 @@ def _run(kind: str, config, model, data, output, max_steps, resume, sets, **extr
 
     # transformers 5 renames gradient_checkpointing; TRL still sets the old name. Not the user's doing.
     warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
-    overrides = {"model": model, "data": data, "output": output, "max_steps": max_steps}
+    overrides = {"model": model, "data": data, "output": output, "max_steps": max_steps,
+                 "online": extra.get("online") or None, "curriculum": extra.get("curriculum")}
     try:
         cfg = build_config(kind, resolve_config(config), overrides, sets)
         if kind == "sft":
@@ -155,9 +156,19 @@ def sft_command(config, model, data, output, max_steps, resume, sets):
 @train_group.command("grpo")
 @_common
 @click.option("--no-coldstart", is_flag=True, help="Allow a model that has not had the SFT cold start.")
-def grpo_command(config, model, data, output, max_steps, resume, sets, no_coldstart):
+@click.option("--online", is_flag=True,
+              help="Generate the pretext samples while training (from online_inputs, default the built-in "
+                   "inputs) instead of reading --data; needs --max-steps.")
+@click.option("--curriculum", type=click.Choice(["fixed", "schedule", "adaptive"]), default=None,
+              help="With --online: fixed = the paper's plan; schedule = one level up every "
+                   "curriculum_schedule_every steps; adaptive = levels and task weights steered toward "
+                   "curriculum_target pass rate. Default: fixed.")
+def grpo_command(config, model, data, output, max_steps, resume, sets, no_coldstart, online, curriculum):
     """GRPO with the verifiable reward (per-task accuracy logged)."""
-    _run("grpo", config, model, data, output, max_steps, resume, sets, no_coldstart=no_coldstart)
+    if curriculum and curriculum != "fixed" and not online and not any(s.startswith("online=") for s in sets):
+        raise click.UsageError("--curriculum schedule/adaptive needs --online (levels apply to samples made live)")
+    _run("grpo", config, model, data, output, max_steps, resume, sets, no_coldstart=no_coldstart,
+         online=online, curriculum=curriculum)
 
 
 @train_group.command("configs")

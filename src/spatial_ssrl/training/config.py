@@ -56,6 +56,19 @@ OUR_KEYS: dict[str, Any] = {
     "validation_temperature": 0.0,  # 0: greedy
     "validation_top_p": 1.0,
     "max_sequence_tokens": 4096,  # SFT: drop (and count) examples longer than this, never cut image tokens
+    # GRPO on samples generated while training (`ssrl train grpo --online`)
+    "online": False,
+    "online_inputs": None,  # image folders / files / lists, as `ssrl generate --input` (default: the built-in inputs)
+    "online_tasks": None,  # task mix, as `ssrl generate --tasks` (default: every task the inputs allow)
+    "online_workers": 2,  # generator processes (0: generate in the trainer process)
+    "online_plan_size": None,  # fixed curriculum: slots per plan block (default: the run's prompts)
+    "curriculum": "fixed",  # fixed (the paper) | schedule | adaptive
+    "curriculum_target": 0.5,  # adaptive: pass rate aimed at
+    "curriculum_band": 0.1,  # adaptive: no level move while the pass rate is within target +- band
+    "curriculum_min_groups": 4,
+    "curriculum_cooldown": 2,
+    "curriculum_schedule_every": 100,  # schedule: steps per level
+    "curriculum_start": None,  # {task: level} to start at (default: each task's paper level)
 }
 
 # Paper settings for the cold start (SPEC.md: LoRA 128 on all linear layers, lr 1e-5,
@@ -215,7 +228,7 @@ def build_config(kind: str, config_file: str | None = None, overrides: dict[str,
         raise ConfigError(f"unknown config key {key!r}{where}{hint}")
     opts = {k: merged[k] for k in OUR_KEYS}
     trl = {k: v for k, v in merged.items() if k not in OUR_KEYS}
-    for key in ("model", "data", "output"):
+    for key in ("model", "output") if opts.get("online") else ("model", "data", "output"):
         if not opts[key]:
             raise ConfigError(f"no {key} given: set '{key}' in the config or pass --{key}")
     _check_values(opts)

@@ -36,7 +36,7 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
     from trl import GRPOTrainer
 
     from ..readers import DatasetError, open_dataset
-    from .callbacks import JsonlLogCallback, ValidationCallback
+    from .callbacks import CurriculumCallback, JsonlLogCallback, ValidationCallback
     from .data import DataError, grpo_dataset, plan_grpo_rows, validation_records
     from .models import (
         check_model_folder,
@@ -54,15 +54,20 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
     check_model_folder(o["model"])
     check_coldstart(o["model"], no_coldstart)
     split = o["train_split"] or "train"
-    try:
-        reader = open_dataset(o["data"])
-        reader.files(split)
-    except DatasetError as exc:
-        raise DataError(str(exc)) from None
-    if o["validation_steps"] and o["eval_split"] not in reader.splits:
-        raise DataError(f"validation needs the held-out '{o['eval_split']}' split, which {o['data']} lacks: "
-                        f"run `ssrl split {o['data']}` or set validation_steps=0")
-    if reader.format == "sft":
+    online = bool(o["online"])
+    reader = None
+    if o["data"]:
+        try:
+            reader = open_dataset(o["data"])
+            if not online:
+                reader.files(split)
+        except DatasetError as exc:
+            raise DataError(str(exc)) from None
+    if o["validation_steps"] and (reader is None or o["eval_split"] not in reader.splits):
+        where = o["data"] or "no data folder (an online run needs `data` for validation)"
+        raise DataError(f"validation needs the held-out '{o['eval_split']}' split, which {where} lacks: "
+                        f"run `ssrl split DATA` or set validation_steps=0")
+    if not online and reader.format == "sft":
         raise DataError(f"{o['data']} is cold-start (SFT) data; GRPO trains on a generated dataset's train split")
     if cfg.trl.get("use_vllm"):
         import importlib.util
@@ -76,17 +81,31 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
         raise ConfigError("num_generations must be at least 2: GRPO compares rollouts of the same prompt")
 
     seed = cfg.trl.get("seed", 42)
-    positions, stats = plan_grpo_rows(o["data"], split, tasks=o["tasks"], task_weights=o["task_weights"],
-                                      max_rows=o["max_train_samples"], seed=seed)
+    if online:
+        from .online import online_plan
+
+        plan = online_plan(cfg)  # sources, mix and curriculum checked before any model loads
+        positions, stats = None, {"rows": "online", "per_task": dict.fromkeys(plan.tasks, "online")}
+    else:
+        plan = None
+        positions, stats = plan_grpo_rows(o["data"], split, tasks=o["tasks"], task_weights=o["task_weights"],
+                                          max_rows=o["max_train_samples"], seed=seed)
+    recorder = plan.recorder if plan is not None else None
     score_settings = {"allow_hedging": bool(o["allow_hedging"]), "partial_credit": float(o["partial_credit"])}
-    funcs, weights = make_rewards(sorted(stats["per_task"]), per_task=bool(o["per_task_rewards"]),
+    funcs, weights = make_rewards(sorted(stats["per_task"]), per_task=bool(o["per_task_rewards"]) or online,
                                   accuracy_weight=float(o["accuracy_weight"]),
-                                  format_weight=float(o["format_weight"]), **score_settings)
-    args = trl_args(cfg, output, reward_weights=weights)  # TRL checks its settings here, before any loading
+                                  format_weight=float(o["format_weight"]), recorder=recorder, **score_settings)
+    extra = {"shuffle_dataset": False} if online and "shuffle_dataset" not in cfg.trl else {}
+    args = trl_args(cfg, output, reward_weights=weights, **extra)  # TRL checks its settings here, before any loading
 
     with run_folder(output, "grpo", cfg.as_dict(), resume) as checkpoint:
-        train, _ = grpo_dataset(o["data"], split, cache_dir=os.path.join(output, "dataset_cache"),
-                                positions=positions)
+        feeder = None
+        if online:
+            feeder = plan.feeder(output, args)
+            train = feeder.dataset()
+        else:
+            train, _ = grpo_dataset(o["data"], split, cache_dir=os.path.join(output, "dataset_cache"),
+                                    positions=positions)
         processor = load_processor(o["model"], o["min_pixels"], o["max_pixels"])
         model_path = o["model"]
         if cfg.trl.get("use_vllm"):
@@ -100,6 +119,12 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
             freeze_vision_tower(model)
         peft_config = lora_config(o)
         callbacks = [JsonlLogCallback(output)]
+        curriculum_cb = None
+        if online:
+            curriculum_cb = CurriculumCallback(plan.curriculum, plan.recorder, feeder, output)
+            if checkpoint:
+                plan.restore(checkpoint)
+            callbacks.append(curriculum_cb)
         validation = None
         if o["validation_steps"]:
             records = validation_records(o["data"], o["eval_split"], o["validation_samples"], seed=0)
@@ -115,7 +140,13 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
                               processing_class=processor, peft_config=peft_config, callbacks=callbacks)
         if validation is not None:
             validation.trainer = trainer
-        trainer.train(resume_from_checkpoint=checkpoint)
+        if curriculum_cb is not None:
+            curriculum_cb.trainer = trainer
+        try:
+            trainer.train(resume_from_checkpoint=checkpoint)
+        finally:
+            if feeder is not None:
+                feeder.close()
         final = save_final(trainer, processor, output, merge=bool(o["lora"] and o["merge_lora"]))
         write_marker(output, "grpo", cfg.as_dict(), status="complete", final_model=final,
                      steps=trainer.state.global_step, data_stats=stats,

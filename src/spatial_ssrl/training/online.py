@@ -23,6 +23,7 @@ whose source turns out unusable, or that stays ambiguous, is skipped (and record
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections import Counter, deque
@@ -202,7 +203,7 @@ class OnlineFeeder:
             self._record.close()
             self._record = None
 
-    def __enter__(self) -> OnlineFeeder:
+    def __enter__(self) -> OnlineFeeder:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc) -> None:
@@ -247,3 +248,83 @@ def to_row(sample, level: str) -> dict:
         "level": level,
         "id": sample.id,
     }
+
+
+@dataclass
+class OnlinePlan:
+    """What an online GRPO run draws from, checked before any model loads."""
+
+    refs: list
+    mix: list[MixEntry]
+    curriculum: Curriculum
+    recorder: object
+    seed: int
+    workers: int
+    plan_size: int | None
+
+    @property
+    def tasks(self) -> list[str]:
+        return sorted({e.task for e in self.mix})
+
+    def feeder(self, output: str, args) -> OnlineFeeder:
+        size = self.plan_size
+        if not size:
+            rounds = -(-int(args.max_steps) // int(args.steps_per_generation))
+            size = max(1, rounds * int(args.generation_batch_size) // int(args.num_generations))
+        from ..engine.run import GenerateConfig
+
+        wcfg = GenerateConfig(seed=self.seed, mix=self.mix).worker_config()
+        return OnlineFeeder(self.refs, self.mix, seed=self.seed, curriculum=self.curriculum, plan_size=size,
+                            workers=self.workers, worker_config=wcfg,
+                            record=os.path.join(output, "online_samples.jsonl"))
+
+    def restore(self, checkpoint: str) -> None:
+        path = os.path.join(checkpoint, "curriculum_state.json")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as fh:
+                self.curriculum.load_state_dict(json.load(fh))
+
+
+def online_plan(cfg) -> OnlinePlan:
+    """Sources, task mix and curriculum of an online run, from its config keys."""
+    from ..engine.mix import MixError, parse_mix
+    from ..sources import default_refs, discover_rgbd
+    from ..sources.files import InputError
+    from .config import ConfigError
+    from .curriculum import CurriculumError, GroupRecorder
+
+    o = cfg.opts
+    max_steps = cfg.trl.get("max_steps", -1)
+    if not isinstance(max_steps, int) or max_steps <= 0:
+        raise ConfigError("an online run needs max_steps (the stream of samples has no end): pass --max-steps N")
+    inputs = o["online_inputs"]
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    try:
+        refs = discover_rgbd([os.fspath(p) for p in inputs])[0] if inputs else default_refs()
+    except InputError as exc:
+        raise ConfigError(f"online_inputs: {exc}") from None
+    if not refs:
+        raise ConfigError("online_inputs: no image files found")
+    with_depth = any(r.kind != "image" for r in refs)
+    try:
+        mix = parse_mix(o["online_tasks"], with_depth=with_depth)
+    except MixError as exc:
+        raise ConfigError(f"online_tasks: {exc}") from None
+    if not with_depth and any(getattr(e, "task", "") in ("depth", "position") for e in mix):
+        raise ConfigError("online_tasks: depth and position need RGB-D inputs; none were found")
+    workers = o["online_workers"]
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"online_workers must be an integer >= 0, got {workers!r}")
+    try:
+        settings = CurriculumSettings(
+            mode=str(o["curriculum"]), target=float(o["curriculum_target"]), band=float(o["curriculum_band"]),
+            min_groups=int(o["curriculum_min_groups"]), cooldown=int(o["curriculum_cooldown"]),
+            schedule_every=int(o["curriculum_schedule_every"]))
+        curriculum = curriculum_for(mix, settings, o["curriculum_start"])
+    except (CurriculumError, KeyError) as exc:
+        raise ConfigError(str(exc.args[0]) if exc.args else str(exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"curriculum settings: {exc}") from None
+    return OnlinePlan(refs, mix, curriculum, GroupRecorder(), int(cfg.trl.get("seed", 42)), workers,
+                      o["online_plan_size"])

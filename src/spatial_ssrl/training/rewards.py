@@ -19,7 +19,7 @@ from typing import Any
 from ..reward.trl import make_reward_funcs
 
 
-def _task_accuracy(task: str, accuracy: Callable) -> Callable:
+def _task_accuracy(task: str, accuracy: Callable, recorder=None) -> Callable:
     def reward(completions: list, **kwargs: Any) -> list[float | None]:
         tasks = kwargs.get("task")
         if tasks is None:
@@ -32,6 +32,10 @@ def _task_accuracy(task: str, accuracy: Callable) -> Callable:
                for k, v in kwargs.items()}
         for i, value in zip(rows, accuracy([completions[i] for i in rows], **sub)):
             out[i] = value
+        if recorder is not None:  # the curriculum's view: accuracies by prompt and level
+            levels = kwargs.get("level") or kwargs.get("variant") or [""] * len(completions)
+            ids = kwargs.get("id") or list(range(len(completions)))
+            recorder.record(task, [ids[i] for i in rows], [levels[i] for i in rows], [out[i] for i in rows])
         return out
 
     reward.__name__ = f"accuracy_{task}"
@@ -41,13 +45,17 @@ def _task_accuracy(task: str, accuracy: Callable) -> Callable:
 
 
 def make_rewards(tasks: list[str] | None = None, per_task: bool = True, accuracy_weight: float = 0.9,
-                 format_weight: float = 0.1, **settings: Any) -> tuple[list[Callable], list[float]]:
+                 format_weight: float = 0.1, recorder=None, **settings: Any) -> tuple[list[Callable], list[float]]:
     """``(reward_funcs, reward_weights)`` for GRPOTrainer. With ``per_task`` (and ``tasks``
     known), one accuracy function per task; otherwise one accuracy function for all rows.
+    ``recorder`` (a :class:`spatial_ssrl.training.curriculum.GroupRecorder`) receives each
+    task's accuracies by prompt (``id``) and level (``level``, else ``variant``).
     ``settings`` go to :func:`spatial_ssrl.reward.score` (``allow_hedging``, ``partial_credit``)."""
     accuracy, fmt, _overall = make_reward_funcs(**settings)
+    if recorder is not None and not (per_task and tasks):
+        raise ValueError("a curriculum recorder needs per-task rewards")
     if per_task and tasks:
-        funcs = [_task_accuracy(t, accuracy) for t in sorted(tasks)]
+        funcs = [_task_accuracy(t, accuracy, recorder) for t in sorted(tasks)]
         weights = [accuracy_weight] * len(funcs)
     else:
         funcs, weights = [accuracy], [accuracy_weight]
