@@ -1,0 +1,349 @@
+#!/usr/bin/env python
+"""Generation at scale: the real ``ssrl generate`` on the built-in inputs, end to end.
+
+A benchmark, not a test. For each requested count it runs ``ssrl generate --out DIR -n N
+-w W -q`` in a subprocess (no ``--input``: the built-in photos, the Middlebury pair and the
+procedural scenes; no ``--tasks``: the paper's mix) and reports
+
+    samples/s     samples written / wall seconds of the whole command (start-up, imports,
+                  generation, shard writing, manifest); ``gen/s`` is the manifest's own
+                  figure (generation only)
+    parent RSS    peak resident set (VmHWM) of the ``ssrl`` process
+    worker RSS    peak resident set of each worker (the parent's child processes: the
+                  ``ssrl-worker`` processes of its pool), the largest of them
+    CPU           user+system seconds of the parent and of all workers together
+    bytes/sample  bytes on disk under DIR / samples written
+
+Memory and CPU are read from ``/proc/<pid>/status`` (VmHWM, VmRSS) and ``/proc/<pid>/stat``
+of the parent and of its children every ``--poll`` seconds (default 0.05) while the run
+lasts; VmHWM is the kernel's own peak, so a short spike between two polls is still seen
+unless it happens in the last interval before a process exits.
+
+From the largest count it projects the time for the released set (81,053 samples) at the
+measured rate and in CPU-hours (every process's CPU time per sample x 81,053), next to the
+public scripts' projection (about 51 CPU-hours, issue 10). With ``--speedup`` (default on)
+it also runs 1 and 2 workers at 600 and 2,000 samples and prints the speed-up: the
+generation time (the manifest's ``timing.seconds``: the run itself, without the start-up of
+the command, which no worker count changes) with 1 worker / with 2, and the same for the
+whole command.
+
+Every figure is the median over ``--reps`` runs. Runs alternate between the
+configurations (repetition-outer), so slow drift spreads over all of them.
+
+Targets on a 2-core machine (issue 10): >= 95 samples/s with 2 workers at 2,000 samples;
+>= 1.85x from 1 to 2 workers at 600 samples and above; parent peak RSS <= 400 MB and every
+worker <= 300 MB, at 2,000 and at 20,000 samples.
+
+Usage::
+
+    python bench/bench_scale.py                       # 2,000 and 20,000 with 2 workers, speed-up runs
+    python bench/bench_scale.py --counts 2000 --reps 3 --json /tmp/scale.json
+    python bench/bench_scale.py --counts 2000 --no-speedup --preload /tmp/patch.py
+
+``--preload FILE`` executes FILE inside the ``ssrl`` process before the command line is
+read (to measure a change, e.g. a monkeypatch of the writer, without editing the package).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from _timing import med
+
+perf = time.perf_counter
+
+RELEASED_SAMPLES = 81_053
+PUBLIC_CPU_HOURS = 51.0  # the public scripts' projection for 81,053 samples (issue 10)
+TARGET_RATE = 95.0  # samples/s, 2 workers, 2,000 samples, 2 cores
+TARGET_SPEEDUP = 1.85  # 1 -> 2 workers, at 600 samples and above
+TARGET_PARENT_MB = 400.0
+TARGET_WORKER_MB = 300.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+MB = 1e6
+
+
+# --------------------------------------------------------------------------------------
+# /proc polling
+# --------------------------------------------------------------------------------------
+def _status_kb(pid: int) -> dict[str, int]:
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith(("VmHWM:", "VmRSS:")):
+                    k, v = line.split(":", 1)
+                    out[k] = int(v.split()[0])
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def _cpu_s(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy (every process, ours or not)."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        f = [int(x) for x in fh.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...: everything but idle and iowait
+    return (sum(f[:8]) - f[3] - f[4]) / CLK_TCK
+
+
+def _children(pid: int) -> set[int]:
+    kids: set[int] = set()
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return kids
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as fh:
+                kids.update(int(x) for x in fh.read().split())
+        except (OSError, ValueError):
+            pass
+    return kids
+
+
+class Poller(threading.Thread):
+    """Peak VmHWM/VmRSS and last CPU times of a process and its children, every ``interval`` s."""
+
+    def __init__(self, pid: int, interval: float):
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.hwm_kb: dict[int, int] = {}
+        self.rss_kb: dict[int, int] = {}
+        self.cpu: dict[int, float] = {}
+        self.children: set[int] = set()
+        self.stop = threading.Event()
+
+    def _sample(self, pid: int) -> None:
+        st = _status_kb(pid)
+        if "VmHWM" in st:
+            self.hwm_kb[pid] = max(self.hwm_kb.get(pid, 0), st["VmHWM"])
+        if "VmRSS" in st:
+            self.rss_kb[pid] = max(self.rss_kb.get(pid, 0), st["VmRSS"])
+        c = _cpu_s(pid)
+        if c is not None:
+            self.cpu[pid] = max(self.cpu.get(pid, 0.0), c)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            kids = _children(self.pid)
+            self.children |= kids
+            for pid in (self.pid, *kids):
+                self._sample(pid)
+            self.stop.wait(self.interval)
+
+
+# --------------------------------------------------------------------------------------
+# One run
+# --------------------------------------------------------------------------------------
+def ssrl_command(preload: str | None) -> list[str]:
+    """``ssrl`` run by this interpreter (so the package under test is the one imported)."""
+    pre = f"exec(compile(open({preload!r}).read(), {preload!r}, 'exec'));" if preload else ""
+    return [sys.executable, "-c", f"import sys; {pre}from spatial_ssrl.cli import main; sys.argv[0] = 'ssrl'; main()"]
+
+
+def disk_bytes(path: str) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return total
+
+
+def run_once(n: int, workers: int, seed: int, root: str, args) -> dict:
+    out = os.path.join(root, f"n{n}-w{workers}")
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [*ssrl_command(args.preload), "generate", "--out", out, "-n", str(n), "-w", str(workers),
+           "--seed", str(seed), "-q"]
+    load0 = os.getloadavg()[0]
+    busy0 = _busy_cpu_s()
+    t0 = perf()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    poller = Poller(proc.pid, args.poll)
+    poller.start()
+    stdout, stderr = proc.communicate()
+    wall = perf() - t0
+    busy = _busy_cpu_s() - busy0
+    poller.stop.set()
+    poller.join()
+    if proc.returncode != 0:
+        sys.exit(f"ssrl generate failed ({proc.returncode}): {' '.join(cmd)}\n{stderr.decode(errors='replace')}")
+    with open(os.path.join(out, "manifest.json"), encoding="utf-8") as fh:
+        m = json.load(fh)
+    written = int(m["num_written"])
+    kids = sorted(poller.children)
+    rec = {
+        "n": n,
+        "workers": workers,
+        "written": written,
+        "wall_s": wall,
+        "rate": written / wall,
+        "gen_rate": m["timing"].get("samples_per_second"),
+        "gen_s": m["timing"].get("seconds"),
+        "parent_hwm_mb": poller.hwm_kb.get(proc.pid, 0) * 1024 / MB,
+        "worker_hwm_mb": [poller.hwm_kb.get(p, 0) * 1024 / MB for p in kids],
+        "parent_cpu_s": poller.cpu.get(proc.pid, float("nan")),
+        "worker_cpu_s": sum(poller.cpu.get(p, 0.0) for p in kids),
+        "n_children": len(kids),
+        "load_before": load0,
+        "disk_bytes": disk_bytes(out),
+        "counts_by_task": m.get("counts_by_task", {}),
+    }
+    rec["bytes_per_sample"] = rec["disk_bytes"] / written if written else float("nan")
+    # CPU the rest of the machine took meanwhile (other users, the kernel): a run that shared
+    # its cores is slower than the figures say it should be
+    rec["other_cpu_s"] = max(0.0, busy - rec["parent_cpu_s"] - rec["worker_cpu_s"])
+    rec["worker_hwm_max_mb"] = max(rec["worker_hwm_mb"], default=float("nan"))
+    if not args.keep:
+        shutil.rmtree(out, ignore_errors=True)
+    return rec
+
+
+def summarize(recs: list[dict]) -> dict:
+    keys = ("wall_s", "gen_s", "rate", "gen_rate", "parent_hwm_mb", "worker_hwm_max_mb", "parent_cpu_s", "worker_cpu_s",
+            "bytes_per_sample", "other_cpu_s")
+    s = {k: med([r[k] for r in recs if r[k] is not None]) for k in keys}
+    s["n"], s["workers"], s["reps"] = recs[0]["n"], recs[0]["workers"], len(recs)
+    s["written"] = recs[0]["written"]
+    s["counts_by_task"] = recs[0]["counts_by_task"]
+    s["worker_hwm_each_mb"] = [med(list(col)) for col in zip(*[r["worker_hwm_mb"] for r in recs])] if all(
+        len(r["worker_hwm_mb"]) == len(recs[0]["worker_hwm_mb"]) for r in recs) else recs[0]["worker_hwm_mb"]
+    s["cpu_per_sample_s"] = (s["parent_cpu_s"] + (s["worker_cpu_s"] if s["workers"] > 1 else 0.0)) / s["written"]
+    return s
+
+
+def parse_counts(text: str) -> list[int]:
+    try:
+        out = [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma list of counts: {text!r}") from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"counts must be positive: {text!r}")
+    return out
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--counts", type=parse_counts, default=[2000, 20000], help="comma list of sample counts (default 2000,20000)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes for the --counts runs (default 2)")
+    p.add_argument("--reps", type=int, default=1, help="runs per configuration; figures are medians (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    p.add_argument("--speedup", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time 1 and 2 workers for the speed-up (default on)")
+    p.add_argument("--speedup-counts", type=parse_counts, default=[600, 2000], help="counts for the speed-up (default 600,2000)")
+    p.add_argument("--poll", type=float, default=0.05, help="seconds between /proc polls (default 0.05)")
+    p.add_argument("--out-root", default=None, help="where the datasets go (default: a temporary folder)")
+    p.add_argument("--keep", action="store_true", help="keep the datasets written")
+    p.add_argument("--preload", default=None, metavar="FILE", help="Python file executed in the ssrl process first")
+    p.add_argument("--json", metavar="PATH", help="write every run and the summary as JSON here")
+    return p.parse_args(argv)
+
+
+def fmt_ok(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.preload:
+        args.preload = os.path.abspath(args.preload)
+    configs: list[tuple[int, int]] = [(n, args.workers) for n in args.counts]
+    if args.speedup:
+        for n in args.speedup_counts:
+            for w in (1, 2):
+                if (n, w) not in configs:
+                    configs.append((n, w))
+    print(f"ssrl generate on the built-in inputs, paper mix; configs (n, workers): {configs}; reps={args.reps}; "
+          f"python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
+          + (f"; preload {args.preload}" if args.preload else ""))
+    root = args.out_root or tempfile.mkdtemp(prefix="ssrl-bench-scale-")
+    os.makedirs(root, exist_ok=True)
+    runs: dict[tuple[int, int], list[dict]] = {c: [] for c in configs}
+    try:
+        for rep in range(args.reps):
+            for n, w in configs:
+                r = run_once(n, w, args.seed, root, args)
+                runs[(n, w)].append(r)
+                print(f"  rep {rep + 1}: n={n:>6} w={w}  {r['wall_s']:7.1f} s  {r['rate']:6.1f}/s  "
+                      f"parent {r['parent_hwm_mb']:5.0f} MB  workers {'/'.join(f'{x:.0f}' for x in r['worker_hwm_mb']) or '-'} MB  "
+                      f"cpu parent {r['parent_cpu_s']:.1f} s workers {r['worker_cpu_s']:.1f} s, others {r['other_cpu_s']:.1f} s", flush=True)
+    finally:
+        if not args.out_root and not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    summ = {c: summarize(rs) for c, rs in runs.items()}
+
+    print()
+    print(f"{'n':>7} {'w':>2} {'wall s':>8} {'samp/s':>7} {'gen/s':>7} {'parent MB':>9} {'worker MB':>11} "
+          f"{'cpu par':>8} {'cpu wrk':>8} {'cpu ms/s':>8} {'KB/sample':>9} {'others':>7}")
+    for (n, w), s in summ.items():
+        wk = "/".join(f"{x:.0f}" for x in s["worker_hwm_each_mb"]) or "-"
+        print(f"{n:>7} {w:>2} {s['wall_s']:8.1f} {s['rate']:7.1f} {s['gen_rate'] or float('nan'):7.1f} "
+              f"{s['parent_hwm_mb']:9.0f} {wk:>11} {s['parent_cpu_s']:8.1f} {s['worker_cpu_s']:8.1f} "
+              f"{1000 * s['cpu_per_sample_s']:8.2f} {s['bytes_per_sample'] / 1024:9.1f} {s['other_cpu_s']:7.1f}")
+    print("  (samp/s: whole command; gen/s: the manifest's generation time; MB = 10^6 bytes, peak VmHWM; "
+          "cpu ms/s: CPU ms per sample, all processes;\n   others: CPU s the rest of the machine used during the run -- well above 0, the run shared its cores)")
+
+    print()
+    main_runs = [summ[(n, args.workers)] for n in args.counts]
+    big = max(main_runs, key=lambda s: s["n"])
+    proj_wall_h = RELEASED_SAMPLES / big["rate"] / 3600
+    proj_cpu_h = RELEASED_SAMPLES * big["cpu_per_sample_s"] / 3600
+    print(f"projected {RELEASED_SAMPLES:,} samples (rate of n={big['n']:,}, {args.workers} workers): "
+          f"{proj_wall_h:.2f} h wall, {proj_cpu_h:.2f} CPU-hours vs public ~{PUBLIC_CPU_HOURS:.0f} CPU-hours "
+          f"({PUBLIC_CPU_HOURS / proj_cpu_h:.0f}x less)")
+
+    speedups = {}
+    if args.speedup:
+        for n in args.speedup_counts:
+            s1, s2 = summ[(n, 1)], summ[(n, 2)]
+            speedups[n] = {"generation": s1["gen_s"] / s2["gen_s"], "command": s1["wall_s"] / s2["wall_s"]}
+            sp = speedups[n]["generation"]
+            print(f"speed-up 1 -> 2 workers at n={n:,}: {sp:.2f}x generation ({s1['gen_s']:.1f} s -> {s2['gen_s']:.1f} s), "
+                  f"{speedups[n]['command']:.2f}x whole command ({s1['wall_s']:.1f} s -> {s2['wall_s']:.1f} s)"
+                  + (f"  target >= {TARGET_SPEEDUP} (generation): {fmt_ok(sp >= TARGET_SPEEDUP)}" if n >= 600 else ""))
+
+    print()
+    print("targets:")
+    if (2000, 2) in summ:
+        r = summ[(2000, 2)]["rate"]
+        print(f"  rate, 2 workers, n=2,000: {r:.1f} samples/s (>= {TARGET_RATE:.0f}): {fmt_ok(r >= TARGET_RATE)}")
+    for s in main_runs:
+        pm, wm = s["parent_hwm_mb"], s["worker_hwm_max_mb"]
+        print(f"  memory n={s['n']:,}: parent {pm:.0f} MB (<= {TARGET_PARENT_MB:.0f}): {fmt_ok(pm <= TARGET_PARENT_MB)}; "
+              f"largest worker {wm:.0f} MB (<= {TARGET_WORKER_MB:.0f}): {fmt_ok(wm <= TARGET_WORKER_MB)}")
+
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({
+                "runs": {f"{n}x{w}": rs for (n, w), rs in runs.items()},
+                "summary": {f"{n}x{w}": s for (n, w), s in summ.items()},
+                "projection": {"samples": RELEASED_SAMPLES, "wall_hours": proj_wall_h, "cpu_hours": proj_cpu_h,
+                               "public_cpu_hours": PUBLIC_CPU_HOURS},
+                "speedup": speedups,
+            }, fh, indent=1)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
