@@ -94,11 +94,22 @@ def main() -> None:
 @click.option("--resume", is_flag=True,
               help="Continue a run in --out that was killed or interrupted (give the same inputs and options); "
                    "the result equals an uninterrupted run's.")
+@click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+              help="Where the samples are made: local worker processes, or Ray Data (a local Ray, or the "
+                   "cluster at --ray-address; needs the ray extra). Same seed and inputs, same samples.")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="--engine ray: the Ray cluster to run on (auto, HOST:PORT or ray://HOST:PORT); default: "
+                   "start a local Ray with --workers CPUs. Every node writes into --out, so on several "
+                   "machines --out must be on a file system they all share.")
+@click.option("--ray-batch-samples", default=64, show_default=True, type=click.IntRange(min=1), metavar="N",
+              help="--engine ray: samples per Ray task; each task writes one shard, so a shard holds at most "
+                   "N rows (and at most --shard-rows).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def generate(**kwargs):
     """Generate a pretext-task dataset from images."""
     try:
-        _generate(**kwargs)
+        with _engine_session(kwargs):
+            _generate(**kwargs)
     except KeyboardInterrupt:  # before the run started (discovery, imports) or after it
         click.echo("\ninterrupted; no dataset was written", err=True)
         sys.exit(130)
@@ -106,7 +117,8 @@ def generate(**kwargs):
 
 def _generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side, max_pixels,
               resize_max_pixels, prompt_set, max_attempts, image_format, jpeg_quality, facing_weights,
-              absolute_thresholds, shard_rows, exclude_overlap, overwrite, resume, quiet):
+              absolute_thresholds, shard_rows, exclude_overlap, overwrite, resume, engine, ray_address,
+              ray_batch_samples, quiet):
     from .engine import (
         GenerateConfig,
         MixError,
@@ -172,13 +184,26 @@ def _generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side
         staging.keep()
         return f"; {rows} finished samples are kept: run the same command with --resume to continue"
 
+    run_inputs = [os.path.abspath(p) for p in inputs] or ["<built-in photos>"]
     try:
         try:
-            result = run_generation(
-                refs, staging.path, config, progress=bar.update if bar else None,
-                inputs=[os.path.abspath(p) for p in inputs] or ["<built-in photos>"], extra_skips=ignored,
-                extra_skipped_files=getattr(ignored, "details", None), resume=bool(staging.resumable_rows),
-            )
+            if engine == "ray":
+                from .engine.ray_engine import RayEngineError, run_ray_generation
+
+                try:
+                    result = run_ray_generation(
+                        refs, staging.path, config, progress=bar.update if bar else None, inputs=run_inputs,
+                        extra_skips=ignored, extra_skipped_files=getattr(ignored, "details", None),
+                        address=ray_address, batch_samples=ray_batch_samples,
+                    )
+                except RayEngineError as exc:
+                    raise click.ClickException(f"{exc}; no dataset was written{kept_old}") from None
+            else:
+                result = run_generation(
+                    refs, staging.path, config, progress=bar.update if bar else None, inputs=run_inputs,
+                    extra_skips=ignored, extra_skipped_files=getattr(ignored, "details", None),
+                    resume=bool(staging.resumable_rows),
+                )
         finally:
             if bar:
                 bar.close()
@@ -215,6 +240,30 @@ def _generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side
         click.echo(f"kept {path} (not written by ssrl)", err=True)
     if not quiet:
         _print_summary(result.manifest, out)
+
+
+def _engine_session(kw: dict):
+    """--engine ray: check the options and connect to Ray before anything is read or written
+    (a one-line error when Ray is missing or the cluster unreachable); the session, when it
+    was started here, ends with the command. --engine local: nothing."""
+    import contextlib
+
+    if kw["engine"] != "ray":
+        if kw["ray_address"]:
+            raise click.UsageError("--ray-address needs --engine ray")
+        return contextlib.nullcontext()
+    from .engine.ray_engine import RayEngineError, import_ray, session
+
+    if kw["resume"]:
+        raise click.UsageError("--resume works with --engine local only (a Ray run keeps no journal); "
+                               "run again without --resume")
+    stack = contextlib.ExitStack()
+    try:
+        import_ray()
+        stack.enter_context(session(kw["ray_address"], kw["workers"] or _usable_cpus()))
+    except RayEngineError as exc:
+        raise click.ClickException(str(exc)) from None
+    return stack
 
 
 def _exclude_overlapping(refs, path: str):

@@ -285,13 +285,160 @@ def _png_encoder_name() -> str:
     return "pillow" if enc == "pillow" or not encoded.FPNG_AVAILABLE else "fpng"
 
 
+class RunTally:
+    """What a run decides from the outcomes of its units, taken in plan order: which sources
+    are unusable, which slots are dealt again in the next round, and every counter of the
+    manifest. Both engines (the local pool here, Ray in :mod:`.ray_engine`) feed it, so a
+    run's samples and manifest do not depend on where the units ran.
+
+    :meth:`rounds` yields each round's units; every unit of a round goes through
+    :meth:`process` (in plan order) before the next round is asked for."""
+
+    def __init__(self, refs: list[SourceRef], config: GenerateConfig,
+                 progress: Callable[[int], None] | None = None,
+                 extra_skips: Counter | None = None,
+                 extra_skipped_files: dict[str, list[str]] | None = None):
+        self.refs = refs
+        self.config = config
+        self.progress = progress
+        self.dealer = _Dealer(refs, config.seed)
+        self.counts: dict[str, Counter] = defaultdict(Counter)
+        self.rejections: Counter = Counter()
+        self.skips: Counter = Counter(extra_skips or {})
+        self.skipped_files: dict[str, list[str]] = defaultdict(list)
+        for reason, places in (extra_skipped_files or {}).items():
+            self.skipped_files[reason].extend(list(places)[:MAX_LISTED_SKIPS])
+        self.conversions: Counter = Counter()
+        self.seen_sources: set[str] = set()
+        self.unfilled: Counter = Counter()
+        self.written = 0
+        self.pending: list[tuple[str, str]] = []
+
+    def rounds(self) -> Iterator[tuple[int, list[tuple[SourceRef, list[Job]]]]]:
+        """``(round number, units)`` for each round; the slots left at the end (rounds used up,
+        or no usable source) are counted as unfilled."""
+        self.pending = _initial_slots(self.config.num, self.config.mix, self.config.seed)
+        round_no = 0
+        undealt: list[tuple[str, str]] = []
+        while self.pending and round_no < MAX_ROUNDS:
+            round_no += 1
+            units, more_undealt = self.dealer.deal(self.pending)
+            undealt.extend(more_undealt)
+            self.pending = []
+            yield round_no, units
+        for task, variant in [*self.pending, *undealt]:
+            self.unfilled[f"{task}/{variant}"] += 1
+
+    def process(self, res: UnitResult, add: Callable[[object], None] | None = None) -> None:
+        """Take one unit's outcome; ``add(sample)`` is called for each sample it gave, in
+        order, before :attr:`written` counts it."""
+        config, dealer = self.config, self.dealer
+        skips, skipped_files, pending = self.skips, self.skipped_files, self.pending
+        ref = res.ref
+        if res.depth_skip_reason:
+            if config.strict:
+                raise StrictModeError(ref.depth or ref.path, res.depth_skip_reason, res.depth_skip_detail)
+            if ref.id not in dealer.bad_depth:
+                dealer.bad_depth.add(ref.id)
+                skips[res.depth_skip_reason] += 1
+                if len(skipped_files[res.depth_skip_reason]) < MAX_LISTED_SKIPS:
+                    skipped_files[res.depth_skip_reason].append(ref.depth or ref.path)
+            pending.extend((j.task, j.variant) for j in res.depth_jobs_refused)
+        if res.skip_reason:
+            if config.strict:
+                raise StrictModeError(ref.path, res.skip_reason, res.skip_detail)
+            if ref.id not in dealer.bad:
+                dealer.bad.add(ref.id)
+                if res.skip_reason == "near_uniform_image":
+                    self.rejections[res.skip_reason] += 1
+                else:
+                    skips[res.skip_reason] += 1
+                if len(skipped_files[res.skip_reason]) < MAX_LISTED_SKIPS:
+                    skipped_files[res.skip_reason].append(ref.path)
+            # every planned slot of this unit goes back to the pool
+            pending.extend((j.task, j.variant) for j in res.jobs)
+            return
+        if ref.id not in self.seen_sources:
+            self.seen_sources.add(ref.id)
+            if "conversion" in res.conversions:
+                self.conversions[res.conversions["conversion"]] += 1
+            if "exif_orientation" in res.conversions:
+                self.conversions["exif_orientation_applied"] += 1
+            if "resize" in res.conversions:
+                self.conversions["resized"] += 1
+        for jr in res.results:
+            self.rejections.update(jr.rejections)
+            if jr.sample is None:
+                skips["ambiguous_after_max_attempts"] += 1
+                pending.append((jr.job.task, jr.job.variant))
+                continue
+            if add is not None:
+                add(jr.sample)
+            self.written += 1
+            self.counts[jr.job.task][jr.job.variant] += 1
+            if self.progress:
+                self.progress(1)
+
+    def manifest(self, out_dir: str, files: list[str], inputs: Iterable[str], seconds: float,
+                 options: dict | None = None, timing: dict | None = None) -> dict:
+        """The run's ``manifest.json``; ``options`` and ``timing`` add engine-specific keys."""
+        config, dealer, written = self.config, self.dealer, self.written
+        return {
+            "spatial_ssrl_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "format": config.format,
+            "seed": config.seed,
+            "num_requested": config.num,
+            "num_written": written,
+            "counts": {t: dict(sorted(v.items())) for t, v in sorted(self.counts.items())},
+            "counts_by_task": {t: sum(v.values()) for t, v in sorted(self.counts.items())},
+            "mix": [
+                {"task": e.task, "variant": e.variant, "weight": e.weight, "planned": n}
+                for e, n in zip(config.mix, allocate(config.num, config.mix))
+            ],
+            "rejections": dict(sorted(self.rejections.items())),
+            "skips": dict(sorted(self.skips.items())),
+            "skipped_files": {k: v for k, v in sorted(self.skipped_files.items())},
+            "conversions": dict(sorted(self.conversions.items())),
+            "unfilled": dict(sorted(self.unfilled.items())),
+            "inputs": list(inputs),
+            "sources": {
+                "found": len(self.refs),
+                "with_depth": len(dealer.depth_order),
+                "used": len(self.seen_sources),
+                "unusable": len(dealer.bad),
+                "depth_unusable": len(dealer.bad_depth),
+            },
+            "options": {
+                "workers": config.workers,
+                "strict": config.strict,
+                "prompt_set": config.prompt_set,
+                "max_attempts": config.max_attempts,
+                "png_compress_level": config.png_compress_level,
+                "image_format": config.image_format,
+                "jpeg_quality": config.jpeg_quality,
+                "task_options": config.task_options,
+                "rows_per_shard": config.rows_per_shard,
+                "load": asdict(config.load),
+                "thresholds": asdict(config.thresholds),
+                **(options or {}),
+            },
+            "timing": {
+                "seconds": round(seconds, 3),
+                "samples_per_second": round(written / seconds, 3) if seconds > 0 else None,
+                **(timing or {}),
+            },
+            "files": sorted(os.path.relpath(f, out_dir) for f in files),
+        }
+
+
 def _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skipped_files,
               interrupts: _Interrupts, resume: bool) -> RunResult:
     t0 = time.perf_counter()
     os.makedirs(out_dir, exist_ok=True)
     wcfg = config.worker_config()
     writer = make_writer(config.format, out_dir, config.rows_per_shard)
-    dealer = _Dealer(refs, config.seed)
+    tally = RunTally(refs, config, progress, extra_skips, extra_skipped_files)
     fp = fingerprint(config, refs, _png_encoder_name())
     state = read_journal(out_dir) if resume else None
     if state is not None and not state.resumable:
@@ -314,97 +461,34 @@ def _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skippe
 
     writer.on_checkpoint = on_checkpoint
 
-    counts: dict[str, Counter] = defaultdict(Counter)
-    rejections: Counter = Counter()
-    skips: Counter = Counter(extra_skips or {})
-    skipped_files: dict[str, list[str]] = defaultdict(list)
-    for reason, places in (extra_skipped_files or {}).items():
-        skipped_files[reason].extend(list(places)[:MAX_LISTED_SKIPS])
-    conversions: Counter = Counter()
-    seen_sources: set[str] = set()
-    unfilled: Counter = Counter()
-    written = 0
+    def add(sample) -> None:
+        if tally.written >= durable:  # rows before it are on disk already (a resumed run)
+            writer.add(sample)
+
     pool = None
     finals: list[str] = []
     closed = False
-    pending: list[tuple[str, str]] = []
-
-    def process(res: UnitResult) -> None:
-        nonlocal written
-        ref = res.ref
-        if res.depth_skip_reason:
-            if config.strict:
-                raise StrictModeError(ref.depth or ref.path, res.depth_skip_reason, res.depth_skip_detail)
-            if ref.id not in dealer.bad_depth:
-                dealer.bad_depth.add(ref.id)
-                skips[res.depth_skip_reason] += 1
-                if len(skipped_files[res.depth_skip_reason]) < MAX_LISTED_SKIPS:
-                    skipped_files[res.depth_skip_reason].append(ref.depth or ref.path)
-            pending.extend((j.task, j.variant) for j in res.depth_jobs_refused)
-        if res.skip_reason:
-            if config.strict:
-                raise StrictModeError(ref.path, res.skip_reason, res.skip_detail)
-            if ref.id not in dealer.bad:
-                dealer.bad.add(ref.id)
-                if res.skip_reason == "near_uniform_image":
-                    rejections[res.skip_reason] += 1
-                else:
-                    skips[res.skip_reason] += 1
-                if len(skipped_files[res.skip_reason]) < MAX_LISTED_SKIPS:
-                    skipped_files[res.skip_reason].append(ref.path)
-            # every planned slot of this unit goes back to the pool
-            pending.extend((j.task, j.variant) for j in res.jobs)
-            return
-        if ref.id not in seen_sources:
-            seen_sources.add(ref.id)
-            if "conversion" in res.conversions:
-                conversions[res.conversions["conversion"]] += 1
-            if "exif_orientation" in res.conversions:
-                conversions["exif_orientation_applied"] += 1
-            if "resize" in res.conversions:
-                conversions["resized"] += 1
-        for jr in res.results:
-            rejections.update(jr.rejections)
-            if jr.sample is None:
-                skips["ambiguous_after_max_attempts"] += 1
-                pending.append((jr.job.task, jr.job.variant))
-                continue
-            if written >= durable:  # rows before it are on disk already (a resumed run)
-                writer.add(jr.sample)
-            written += 1
-            counts[jr.job.task][jr.job.variant] += 1
-            if progress:
-                progress(1)
 
     try:
         if config.workers > 1:
             pool = WorkerPool(config.workers)
-        pending = _initial_slots(config.num, config.mix, config.seed)
-        rounds = 0
-        undealt: list[tuple[str, str]] = []
-        while pending and rounds < MAX_ROUNDS:
-            rounds += 1
-            units, more_undealt = dealer.deal(pending)
-            undealt.extend(more_undealt)
-            pending = []
+        for round_no, units in tally.rounds():
             done = 0
             while replay and done < len(units):  # a resumed run: outcomes already known
                 ref, jobs = units[done]
                 rec = replay.popleft()
-                if not matches(rec, rounds, done, ref, jobs):
+                if not matches(rec, round_no, done, ref, jobs):
                     raise ResumeError("the interrupted run's journal does not follow this run's plan; "
                                       "run again without --resume")
-                process(replayed_result(rec, ref))
+                tally.process(replayed_result(rec, ref), add)
                 done += 1
             for i, res in enumerate(_execute(units[done:], wcfg, pool, interrupts.check), start=done):
                 interrupts.check()
-                process(res)
-                journal.unit(unit_record(rounds, i, units[i][1], res, written))
+                tally.process(res, add)
+                journal.unit(unit_record(round_no, i, units[i][1], res, tally.written))
         if replay:
             raise ResumeError("the interrupted run's journal does not follow this run's plan; "
                               "run again without --resume")
-        for task, variant in [*pending, *undealt]:
-            unfilled[f"{task}/{variant}"] += 1
         if pool is not None:
             pool.close()
         interrupts.check()
@@ -417,54 +501,9 @@ def _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skippe
             journal.close()
             os.unlink(journal.path)
             finals = [f for f in files if not os.path.isdir(f)]
-            elapsed = time.perf_counter() - t0
-            total_seconds = earlier_seconds + elapsed
-            manifest = {
-                "spatial_ssrl_version": __version__,
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "format": config.format,
-                "seed": config.seed,
-                "num_requested": config.num,
-                "num_written": written,
-                "counts": {t: dict(sorted(v.items())) for t, v in sorted(counts.items())},
-                "counts_by_task": {t: sum(v.values()) for t, v in sorted(counts.items())},
-                "mix": [
-                    {"task": e.task, "variant": e.variant, "weight": e.weight, "planned": n}
-                    for e, n in zip(config.mix, allocate(config.num, config.mix))
-                ],
-                "rejections": dict(sorted(rejections.items())),
-                "skips": dict(sorted(skips.items())),
-                "skipped_files": {k: v for k, v in sorted(skipped_files.items())},
-                "conversions": dict(sorted(conversions.items())),
-                "unfilled": dict(sorted(unfilled.items())),
-                "inputs": list(inputs),
-                "sources": {
-                    "found": len(refs),
-                    "with_depth": len(dealer.depth_order),
-                    "used": len(seen_sources),
-                    "unusable": len(dealer.bad),
-                    "depth_unusable": len(dealer.bad_depth),
-                },
-                "options": {
-                    "workers": config.workers,
-                    "strict": config.strict,
-                    "prompt_set": config.prompt_set,
-                    "max_attempts": config.max_attempts,
-                    "png_compress_level": config.png_compress_level,
-                    "image_format": config.image_format,
-                    "jpeg_quality": config.jpeg_quality,
-                    "task_options": config.task_options,
-                    "rows_per_shard": config.rows_per_shard,
-                    "load": asdict(config.load),
-                    "thresholds": asdict(config.thresholds),
-                },
-                "timing": {
-                    "seconds": round(total_seconds, 3),
-                    "samples_per_second": round(written / total_seconds, 3) if total_seconds > 0 else None,
-                    **({"resumed_at_row": durable} if durable else {}),
-                },
-                "files": sorted(os.path.relpath(f, out_dir) for f in files),
-            }
+            total_seconds = earlier_seconds + time.perf_counter() - t0
+            manifest = tally.manifest(out_dir, files, inputs, total_seconds, options={"engine": "local"},
+                                      timing={"resumed_at_row": durable} if durable else None)
             atomic_write_json(os.path.join(out_dir, "manifest.json"), manifest)
             finals.append(os.path.join(out_dir, "manifest.json"))
         interrupts.check()
