@@ -128,7 +128,7 @@ def test_adaptive_curriculum_inside_grpo_on_a_tiny_model(tmp_path):
     cb = CurriculumCallback(cur, recorder, feeder)
     trainer = GRPOTrainer(model=load_model(str(base), "float32"), reward_funcs=[reward], args=args,
                           train_dataset=feeder.dataset(), callbacks=[cb],
-                          processing_class=load_processor(str(base), 3136, 12544))
+                          processing_class=load_processor(str(base), 3136, 12544, padding_side="left"))
     cb.trainer = trainer
     try:
         trainer.train()

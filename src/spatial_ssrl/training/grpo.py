@@ -106,7 +106,10 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
         else:
             train, _ = grpo_dataset(o["data"], split, cache_dir=os.path.join(output, "dataset_cache"),
                                     positions=positions)
-        processor = load_processor(o["model"], o["min_pixels"], o["max_pixels"])
+        # left padding, as TRL sets when it loads the processor itself: the trainer pads prompt
+        # ids on the left and the processor's per-token image mask must line up with them
+        # (right padding crashes any batch of prompts of unequal length in get_rope_index)
+        processor = load_processor(o["model"], o["min_pixels"], o["max_pixels"], padding_side="left")
         model_path = o["model"]
         if cfg.trl.get("use_vllm"):
             # vLLM reads the processor config from the checkpoint folder: give it one with our bounds
