@@ -99,22 +99,43 @@ class PaperPrompts:
             f"answer the correct arrangement of the patches to restore the original image, {fmt_text}."
         )
 
-    def flip(self) -> str:
+    def flip(self, rows: int = 2, cols: int = 2) -> str:
+        """Flipped patch recognition (the paper's text for 2x2; the same sentence with the
+        count and labels adjusted for other grids)."""
+        if (rows, cols) == (2, 2):
+            return (
+                f"{IMAGE_TOKEN}The image has been divided into 4 labeled 0, 1, 2, and 3. One of the four "
+                "patches is flipped either horizontally or vertically. Based on visual clues such as "
+                "continuity, alignment, and context, answer the correct patch that is flipped and the "
+                "direction the flip, where the format is 'Label-Direction'. The direction can only be "
+                "0(flipped vertically) or 1(flipped horizontally)."
+            )
+        n = rows * cols
         return (
-            f"{IMAGE_TOKEN}The image has been divided into 4 labeled 0, 1, 2, and 3. One of the four "
-            "patches is flipped either horizontally or vertically. Based on visual clues such as "
-            "continuity, alignment, and context, answer the correct patch that is flipped and the "
-            "direction the flip, where the format is 'Label-Direction'. The direction can only be "
-            "0(flipped vertically) or 1(flipped horizontally)."
+            f"{IMAGE_TOKEN}The image has been divided into {n} patches ({rows} rows, {cols} columns) labeled "
+            f"{_number_list(n)}, row by row. One of the {n} patches is flipped either horizontally or "
+            "vertically. Based on visual clues such as continuity, alignment, and context, answer the "
+            "correct patch that is flipped and the direction the flip, where the format is "
+            "'Label-Direction'. The direction can only be 0(flipped vertically) or 1(flipped horizontally)."
         )
 
-    def crop(self) -> str:
+    def crop(self, n_options: int = 4) -> str:
+        """Cropped patch inpainting with ``n_options`` options (the paper's text for four)."""
         t = IMAGE_TOKEN
+        if n_options == 4:
+            return (
+                f"Which image is the missing part in the first image {t}? Based on visual clues such as "
+                "alignment, image content, and positional relationship, select one of the four options "
+                f"{t}{t}{t}{t} as the final answer. The final answer should be chosen from 'A', 'B', 'C', "
+                "and 'D'."
+            )
+        letters = [f"'{chr(65 + i)}'" for i in range(n_options)]
+        choose = " and ".join(letters) if n_options == 2 else ", ".join(letters[:-1]) + ", and " + letters[-1]
         return (
             f"Which image is the missing part in the first image {t}? Based on visual clues such as "
-            "alignment, image content, and positional relationship, select one of the four options "
-            f"{t}{t}{t}{t} as the final answer. The final answer should be chosen from 'A', 'B', 'C', "
-            "and 'D'."
+            f"alignment, image content, and positional relationship, select one of the "
+            f"{_COUNT_WORDS[n_options]} options {t * n_options} as the final answer. The final answer "
+            f"should be chosen from {choose}."
         )
 
     def depth(self, k: int = 3) -> str:

@@ -1,12 +1,14 @@
 """Flipped patch recognition.
 
-A 2x2 grid labelled 0-3 in place; one patch is flipped vertically (direction 0: upside
-down) or horizontally (direction 1: mirrored left-right). Answer ``Label-Direction``,
-e.g. ``3-0``.
+An M x N grid (the paper: 2x2, labelled 0-3) labelled in place, row by row; one patch is
+flipped vertically (direction 0: upside down) or horizontally (direction 1: mirrored
+left-right). Answer ``Label-Direction``, e.g. ``3-0``. The variant is the grid (``2x2``,
+``3x3``, ``4x4``...): more patches mean smaller ones, a harder question.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,7 @@ from ..sources.base import Item
 from .base import PretextTask, Rendered
 
 VERTICAL, HORIZONTAL = 0, 1
+_VARIANT = re.compile(r"^(\d)x(\d)$")
 
 
 def flip_patch(patch: np.ndarray, direction: int) -> np.ndarray:
@@ -29,12 +32,14 @@ class FlipTask(PretextTask):
     name = "flip"
     answer_type = "flip"
     paper_counts = {"2x2": 4005}
-    rows = cols = 2
 
     def __init__(self, variant: str | None = None, **kwargs: Any):
         super().__init__(variant, **kwargs)
-        if self.variant != "2x2":
-            raise ValueError(f"flip has one variant, '2x2'; got {self.variant!r}")
+        m = _VARIANT.match(self.variant)
+        if not m or not (2 <= int(m.group(1)) <= 6 and 2 <= int(m.group(2)) <= 6):
+            raise ValueError(f"flip variant must be a grid 'MxN' with M and N in 2..6 (the paper: '2x2'); "
+                             f"got {self.variant!r}")
+        self.rows, self.cols = int(m.group(1)), int(m.group(2))
 
     def make_params(self, rng: np.random.Generator, item: Item) -> dict[str, Any]:
         geom = grid_geometry(item.height, item.width, self.rows, self.cols)
@@ -60,7 +65,7 @@ class FlipTask(PretextTask):
         out, boxes = draw_grid_overlay(canvas, geom, [str(k) for k in range(geom.n)])
         return Rendered(
             images=[out],
-            problem=get_prompt_set(self.prompt_set).flip(),
+            problem=get_prompt_set(self.prompt_set).flip(self.rows, self.cols),
             extra_meta={"output_size": [geom.width, geom.height], "label_boxes": [list(b) for b in boxes]},
         )
 

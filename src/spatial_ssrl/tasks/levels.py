@@ -10,8 +10,10 @@ What each task's knob is:
 
 - shuffle: the number of pieces and their layout (strips ``1xN`` / ``Nx1``, grids ``MxN``)
   and masking (one piece painted white so edge matching alone cannot solve it);
-- flip: the paper's 2x2 grid (one level so far);
-- crop: the paper's four options (one level so far);
+- flip: the grid (2x2, 3x3, 4x4): more, smaller patches to search;
+- crop: the number of options (2..5) and the kinds of distractors, from rotations only
+  (``-rot``: easy to reject) through the paper's five kinds to ``-fine`` (the region grown by
+  s/8, s/4 or s/2, or its interior enlarged: the right content at a slightly wrong scale);
 - depth: the number of marked regions to order (2..5);
 - position: the paper's automatic mode (one level so far).
 
@@ -49,8 +51,9 @@ def _table() -> dict[str, list[Level]]:
     return {
         "shuffle": [*_plain("1x3", "3x1", "2x2", "1x4", "4x1"), _paper("shuffle"),
                     *_plain("2x2-masked", "1x5", "2x3", "1x6", "3x3", "3x3-masked", "4x4")],
-        "flip": _plain("2x2"),
-        "crop": _plain("4-options"),
+        "flip": _plain("2x2", "3x3", "4x4"),
+        "crop": _plain("2-options-rot", "3-options-rot", "4-options-rot", "3-options", "4-options", "5-options",
+                       "4-options-fine", "5-options-fine"),
         "depth": _plain("2-regions", "3-regions", "4-regions", "5-regions"),
         "position": _plain("auto"),
     }

@@ -9,7 +9,7 @@ from ..checks import mad as thumb_mad
 from ..checks import thumbnail
 from .common import Context, Fail, mad, matches
 
-LETTERS = "ABCD"
+LETTERS = "ABCDE"
 MAX_CANDIDATES = 64
 
 
@@ -55,12 +55,21 @@ def _window_sums(a: np.ndarray, side: int) -> np.ndarray:
     return ii[side:, side:] - ii[:-side, side:] - ii[side:, :-side] + ii[:-side, :-side]
 
 
+def _n_options(variant: str | None) -> int:
+    head = (variant or "").split("-", 1)[0]
+    if not head.isdigit() or not 2 <= int(head) <= len(LETTERS):
+        raise Fail(f"unknown crop variant {variant!r}")
+    return int(head)
+
+
 def validate(ctx: Context) -> str:
     rec = ctx.record
-    if len(rec.images) != 5:
-        raise Fail(f"{len(rec.images)} images, expected 5 (masked image and 4 options)")
-    if rec.options is not None and list(rec.options) != list(LETTERS):
-        raise Fail(f"options {rec.options!r}, expected A-D")
+    n = _n_options(rec.variant)
+    letters = LETTERS[:n]
+    if len(rec.images) != n + 1:
+        raise Fail(f"{len(rec.images)} images, expected {n + 1} (masked image and {n} options)")
+    if rec.options is not None and list(rec.options) != list(letters):
+        raise Fail(f"options {rec.options!r}, expected {letters[0]}-{letters[-1]}")
     masked = ctx.image(0)
     src = ctx.item().rgb
     if masked.shape != src.shape:
@@ -69,14 +78,14 @@ def validate(ctx: Context) -> str:
     windows = _black_windows(masked, src, side, ctx.lossless(0))
     if not windows:
         raise Fail("no blacked square of the crop's size explains the masked image")
-    options = [ctx.image(i) for i in range(1, 5)]
+    options = [ctx.image(i) for i in range(1, n + 1)]
     for i, opt in enumerate(options):
         if opt.shape != (side, side, 3):
             raise Fail(f"option {LETTERS[i]} is {opt.shape[1]}x{opt.shape[0]}, expected {side}x{side}")
-    tol = max(ctx.tol(i) for i in range(1, 5))
-    lossless = all(ctx.lossless(i) for i in range(5))
-    dists = [float("inf")] * 4
-    truth_at = [None] * 4
+    tol = max(ctx.tol(i) for i in range(1, n + 1))
+    lossless = all(ctx.lossless(i) for i in range(n + 1))
+    dists = [float("inf")] * n
+    truth_at = [None] * n
     for x, y in windows:
         truth = src[y:y + side, x:x + side]
         for i, opt in enumerate(options):
@@ -87,7 +96,7 @@ def validate(ctx: Context) -> str:
             elif not lossless and d < dists[i]:
                 dists[i], truth_at[i] = d, truth
     letters = {LETTERS[i] for i in matches(dists, tol, lossless)}
-    truth_of = {LETTERS[i]: truth_at[i] for i in range(4)}
+    truth_of = {LETTERS[i]: truth_at[i] for i in range(n)}
     if not letters:
         raise Fail("no option equals the source's pixels under the black square")
     if len(letters) > 1:

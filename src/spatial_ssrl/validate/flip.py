@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ..checks import grid_thumbnails
 from ..checks import mad as thumb_mad
 from .common import Context, Fail, NotCheckable, grid_cells, interior_mask, mad, matches
@@ -12,30 +14,33 @@ def _flip(a, direction: int):
 
 
 def validate(ctx: Context) -> str:
-    if ctx.record.variant != "2x2":
+    m = re.match(r"^(\d)x(\d)$", ctx.record.variant or "")
+    if not m:
         raise NotCheckable(f"unknown flip variant {ctx.record.variant!r}")
+    rows, cols = int(m.group(1)), int(m.group(2))
+    n = rows * cols
     out = ctx.image(0)
     full = ctx.item().rgb
-    H, W = full.shape[0] // 2 * 2, full.shape[1] // 2 * 2
+    H, W = full.shape[0] // rows * rows, full.shape[1] // cols * cols
     if out.shape[:2] != (H, W):
         raise Fail(f"image is {out.shape[1]}x{out.shape[0]}, expected {W}x{H} from the source")
     src = full[:H, :W]
-    shown, orig = grid_cells(out, 2, 2), grid_cells(src, 2, 2)
+    shown, orig = grid_cells(out, rows, cols), grid_cells(src, rows, cols)
     ph, pw = shown[0].shape[:2]
     plain = interior_mask(ph, pw)
     tol = ctx.tol(0)
-    same = [mad(shown[k], orig[k], plain) for k in range(4)]
-    k = int(max(range(4), key=lambda i: same[i]))
-    others = [i for i in range(4) if i != k and same[i] >= tol]
+    same = [mad(shown[k], orig[k], plain) for k in range(n)]
+    k = int(max(range(n), key=lambda i: same[i]))
+    others = [i for i in range(n) if i != k and same[i] >= tol]
     if others or same[k] < tol:
-        changed = [i for i in range(4) if same[i] >= tol]
+        changed = [i for i in range(n) if same[i] >= tol]
         raise Fail(f"{len(changed)} patches differ from the source, expected exactly 1")
     undo = [mad(_flip(shown[k], d), orig[k], interior_mask(ph, pw, mirror=d)) for d in (0, 1)]
     fits = matches(undo, tol, ctx.lossless(0))
     if len(fits) != 1 or undo[fits[0]] >= same[k]:
         raise Fail(f"patch {k}: {'no' if not fits else 'more than one'} flip restores the source")
     d = fits[0]
-    t = grid_thumbnails(src, 2, 2)[k]
+    t = grid_thumbnails(src, rows, cols)[k]
     if thumb_mad(t, _flip(t, d)) < ctx.thresholds.flip_symmetry:
         raise Fail("ambiguity rule: the flipped patch is near-symmetric")
     return f"{k}-{d}"
