@@ -183,3 +183,11 @@ def test_online_needs_max_steps_and_valid_settings(tmp_path):
                 "--curriculum", "adaptive", "--data", tmp_path, ok=False)
     assert r.exit_code == 2 and "needs --online" in r.output
     assert not (tmp_path / "r").exists() and not (tmp_path / "r2").exists()
+
+
+def test_ssrl_tasks_lists_the_levels():
+    lines = run_cli("tasks").output.splitlines()
+    for task in PAPER_LEVEL:
+        at = next(i for i, line in enumerate(lines) if line.startswith(task + " "))
+        listed = lines[at + 1].split(":", 1)[1].strip().split(" < ")
+        assert listed == [f"[{lv.name}]" if lv.name == PAPER_LEVEL[task] else lv.name for lv in task_levels(task)]

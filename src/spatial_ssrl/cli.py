@@ -318,13 +318,17 @@ def _print_summary(m: dict, out: str) -> None:
 
 @main.command("tasks")
 def list_tasks():
-    """List the registered pretext tasks and their variants."""
+    """List the registered pretext tasks, their paper variants and their difficulty levels."""
     from .tasks import available_tasks
+    from .tasks.levels import paper_level, task_levels
 
     for name, cls in available_tasks().items():
         counts = cls.paper_counts
         variants = ", ".join(f"{v} ({c:g})" for v, c in counts.items())
         click.echo(f"{name:<8} answer_type={cls.answer_type:<12} variants: {variants}")
+        paper = paper_level(name)
+        names = [f"[{lv.name}]" if lv.name == paper else lv.name for lv in task_levels(name)]
+        click.echo(f"{'':<8} levels, easy to hard ([paper]): {' < '.join(names)}")
 
 
 @main.command()
