@@ -54,7 +54,9 @@ R_MAX = 0.15
 D_MIN = 0.05
 SEARCH_RESTARTS = 24
 
-_VARIANT = re.compile(r"^([2-5])-regions$")
+_VARIANT = re.compile(r"^([2-5])-regions(?:-gap(0\.\d+))?$")
+"""``k-regions`` (the paper's gap ``d_min``) or ``k-regions-gapG``: consecutive regions at
+least G apart in normalised depth (G above the paper's 0.05 makes an easier level)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -448,8 +450,14 @@ class DepthTask(PretextTask):
         super().__init__(variant, **kwargs)
         mt = _VARIANT.match(self.variant)
         if not mt:
-            raise ValueError(f"depth variant must be 'k-regions' with k in 2..5, got {self.variant!r}")
+            raise ValueError(f"depth variant must be 'k-regions' or 'k-regions-gapG' with k in 2..5 and G a "
+                             f"normalised depth gap (e.g. 3-regions-gap0.2), got {self.variant!r}")
         self.k = int(mt.group(1))
+        if mt.group(2) is not None:
+            gap = float(mt.group(2))
+            if not d_min <= gap < 0.5:
+                raise ValueError(f"depth variant {self.variant!r}: the gap must be in [{d_min}, 0.5)")
+            d_min = gap
         self.r_max, self.d_min = float(r_max), float(d_min)
         self.region_share, self.min_region_side = float(region_share), int(min_region_side)
 

@@ -14,7 +14,8 @@ What each task's knob is:
 - crop: the number of options (2..5) and the kinds of distractors, from rotations only
   (``-rot``: easy to reject) through the paper's five kinds to ``-fine`` (the region grown by
   s/8, s/4 or s/2, or its interior enlarged: the right content at a slightly wrong scale);
-- depth: the number of marked regions to order (2..5);
+- depth: the number of marked regions to order (2..5) and the least normalised depth gap
+  between consecutive ones (``-gap0.2``: far apart, easier; the paper's 0.05 otherwise);
 - position: the paper's automatic mode (one level so far).
 
 ``ssrl tasks`` lists the levels.
@@ -54,7 +55,8 @@ def _table() -> dict[str, list[Level]]:
         "flip": _plain("2x2", "3x3", "4x4"),
         "crop": _plain("2-options-rot", "3-options-rot", "4-options-rot", "3-options", "4-options", "5-options",
                        "4-options-fine", "5-options-fine"),
-        "depth": _plain("2-regions", "3-regions", "4-regions", "5-regions"),
+        "depth": _plain("2-regions-gap0.2", "2-regions", "3-regions-gap0.2", "3-regions", "4-regions-gap0.1",
+                        "4-regions", "5-regions"),
         "position": _plain("auto"),
     }
 
