@@ -83,9 +83,11 @@ def _check_reward_columns(index: list[Record], data: str, split: str) -> None:
         raise DataError(f"{len(bad)} samples in the {split} split of {data} have no question (e.g. {bad[0].id or '?'})")
 
 
-def _features_grpo():
+def features_grpo(level: bool = False):
+    """The ``datasets`` features of GRPO rows (with ``level`` for online rows)."""
     from datasets import Features, Image, List, Value
 
+    extra = {"level": Value("string")} if level else {}
     return Features({
         "prompt": List({"role": Value("string"), "content": List({"type": Value("string"), "text": Value("string")})}),
         "images": List(Image()),
@@ -94,6 +96,7 @@ def _features_grpo():
         "options": List(Value("string")),
         "task": Value("string"),
         "variant": Value("string"),
+        **extra,
         "id": Value("string"),
     })
 
@@ -187,7 +190,7 @@ def grpo_dataset(data: str, split: str = "train", cache_dir: str | None = None, 
         stats = {"rows": len(positions)}
     kwargs = {"data": os.path.abspath(data), "split": split, "positions": positions,
               "stamp": _stamp(open_dataset(data), split)}
-    ds = _from_generator(Dataset, _grpo_rows, kwargs, _features_grpo(), cache_dir)
+    ds = _from_generator(Dataset, _grpo_rows, kwargs, features_grpo(), cache_dir)
     if "per_task" not in stats:
         stats["per_task"] = dict(sorted(Counter(ds["task"]).items()))
     return ds, stats

@@ -213,20 +213,11 @@ class OnlineFeeder:
         """A ``datasets.IterableDataset`` over :meth:`rows` (images decoded to PIL), for
         ``GRPOTrainer(train_dataset=...)``; set ``shuffle_dataset=False`` (the stream is
         random already, and a shuffle buffer would draw far ahead)."""
-        from datasets import Features, Image, IterableDataset, List, Value
+        from datasets import IterableDataset
 
-        features = Features({
-            "prompt": List({"role": Value("string"),
-                            "content": List({"type": Value("string"), "text": Value("string")})}),
-            "images": List(Image()),
-            "answer": Value("string"),
-            "answer_type": Value("string"),
-            "options": List(Value("string")),
-            "task": Value("string"),
-            "variant": Value("string"),
-            "level": Value("string"),
-            "id": Value("string"),
-        })
+        from .data import features_grpo
+
+        features = features_grpo(level=True)
         feeder = self
 
         def generate():
