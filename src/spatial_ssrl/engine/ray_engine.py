@@ -47,6 +47,7 @@ from ..writers.base import (
     atomic_write_json,
     current_umask,
     fsync_path,
+    parquet_writer_options,
 )
 from .run import (
     GenerateConfig,
@@ -237,7 +238,7 @@ def _parquet_part(fmt: str, path: str, samples: list, rows_per_group: int) -> No
     schema, to_row = _parquet_layout(fmt)
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
+        with pq.ParquetWriter(tmp, schema, **parquet_writer_options(schema)) as w:
             for i in range(0, len(samples), rows_per_group):
                 rows = [to_row(s, i + j) for j, s in enumerate(samples[i:i + rows_per_group])]
                 w.write_table(pa.Table.from_pylist(rows, schema=schema))
@@ -330,7 +331,7 @@ def reindex_verl_part(src: str, dst: str, offset: int, rows_per_group: int) -> i
     table = table.set_column(col, table.schema.field(col), info)
     tmp = f"{os.path.dirname(dst)}/.tmp-reindex-{os.path.basename(dst)}"
     try:
-        with pq.ParquetWriter(tmp, table.schema, compression="zstd") as w:
+        with pq.ParquetWriter(tmp, table.schema, **parquet_writer_options(table.schema)) as w:
             for i in range(0, len(table), rows_per_group):
                 w.write_table(table.slice(i, rows_per_group))
         os.chmod(tmp, 0o666 & ~current_umask())

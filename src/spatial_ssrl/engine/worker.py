@@ -141,13 +141,26 @@ def run_unit(args: tuple[SourceRef, list[Job], WorkerConfig]) -> UnitResult:
 # finished results never pile up unread; and stopping is SIGTERM, then SIGKILL, with
 # every join bounded by a timeout.
 
-WINDOW_PER_WORKER = 8
+WINDOW_PER_WORKER = 4
 """Units dispatched ahead of the next one due in plan order, per worker: bounds the
-results held back to keep the plan order (a unit is at most 8 samples)."""
+results held back to keep the plan order (a unit is at most MAX_JOBS_PER_UNIT = 8 samples)."""
 
 
 class WorkerDied(RuntimeError):
     pass
+
+
+def _malloc_trim():
+    """glibc's ``malloc_trim(0)`` (give freed heap pages back), or a no-op elsewhere: after
+    each unit the large temporary arrays of that unit are freed, and trimming keeps the
+    heap from creeping up over a long run through fragmentation."""
+    try:
+        import ctypes
+
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0)
 
 
 def _worker_main(task_conn, task_lock, result_conn, parent_pid: int) -> None:
@@ -160,6 +173,7 @@ def _worker_main(task_conn, task_lock, result_conn, parent_pid: int) -> None:
     # it is ignored here; the parent alone decides what an interrupt means
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    trim = _malloc_trim()
     try:
         while True:
             with task_lock:
@@ -181,6 +195,8 @@ def _worker_main(task_conn, task_lock, result_conn, parent_pid: int) -> None:
                 return  # the parent is gone
             except Exception as exc:  # the result did not pickle
                 result_conn.send((index, False, _portable_exception(exc)))
+            del reply, args, msg
+            trim()
     except (EOFError, OSError):
         return  # the parent is gone or closed the pipes
     finally:

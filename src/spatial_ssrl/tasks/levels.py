@@ -16,7 +16,9 @@ What each task's knob is:
   s/8, s/4 or s/2, or its interior enlarged: the right content at a slightly wrong scale);
 - depth: the number of marked regions to order (2..5) and the least normalised depth gap
   between consecutive ones (``-gap0.2``: far apart, easier; the paper's 0.05 otherwise);
-- position: the paper's automatic mode (one level so far).
+- position: the margins: ``auto-x2`` / ``auto-x1.5`` scale every lateral and depth
+  threshold, so an offset counts only far beyond the paper's margin (easier), ``auto`` is
+  the paper's.
 
 ``ssrl tasks`` lists the levels.
 """
@@ -57,7 +59,7 @@ def _table() -> dict[str, list[Level]]:
                        "4-options-fine", "5-options-fine"),
         "depth": _plain("2-regions-gap0.2", "2-regions", "3-regions-gap0.2", "3-regions", "4-regions-gap0.1",
                         "4-regions", "5-regions"),
-        "position": _plain("auto"),
+        "position": _plain("auto-x2", "auto-x1.5", "auto"),
     }
 
 

@@ -111,7 +111,10 @@ METRIC_DEPTH = (0.5, 0.15)
 HEIGHT_CLAUSE_SHARE = 0.03
 SEARCH_RESTARTS = 24
 
-_VARIANT = re.compile(r"^(auto|image|metric)(-public)?$")
+_VARIANT = re.compile(r"^(auto|image|metric)(?:-x([1-4](?:\.\d)?))?(-public)?$")
+"""The mode, an optional threshold scale (``auto-x2``: every lateral and depth threshold
+doubled, so only offsets far beyond the paper's margins count: an easier level) and the
+public code's facing weights (``-public``)."""
 
 
 def facing_vectors(facing: str) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -197,16 +200,19 @@ class PositionTask(PretextTask):
         mt = _VARIANT.match(self.variant)
         if not mt:
             raise ValueError(
-                f"position variant must be auto, image or metric, optionally with '-public'; got {self.variant!r}"
+                "position variant must be auto, image or metric, optionally with a threshold scale '-xS' "
+                f"(S in 1..4, e.g. auto-x2) and '-public'; got {self.variant!r}"
             )
         self.mode = mt.group(1)
-        if facing_weights is None and mt.group(2):
+        scale = float(mt.group(2)) if mt.group(2) else 1.0
+        if facing_weights is None and mt.group(3):
             facing_weights = "public"
         self.facing_weights = _facing_weights(facing_weights)
         self.absolute_thresholds = bool(absolute_thresholds)
-        self.image_lateral_px, self.image_depth = float(image_lateral_px), float(image_depth)
-        self.metric_lateral = tuple(float(v) for v in metric_lateral)
-        self.metric_depth = tuple(float(v) for v in metric_depth)
+        self.threshold_scale = scale
+        self.image_lateral_px, self.image_depth = float(image_lateral_px) * scale, float(image_depth) * scale
+        self.metric_lateral = tuple(float(v) * scale for v in metric_lateral)
+        self.metric_depth = tuple(float(v) * scale for v in metric_depth)
         self.r_max, self.region_share, self.min_region_side = float(r_max), float(region_share), int(min_region_side)
 
     @classmethod

@@ -22,7 +22,7 @@ WORDS = {
 }
 SINGLE = {"Left", "Right", "Front", "Back"}
 BOTH = {"Left-Front", "Right-Front", "Right-Back", "Left-Back"}
-_VARIANT = re.compile(r"^(auto|image|metric)(-public)?$")
+_VARIANT = re.compile(r"^(auto|image|metric)(?:-x([1-4](?:\.\d)?))?(-public)?$")
 
 
 def _counts(a, b, thr) -> bool:
@@ -67,7 +67,7 @@ def validate(ctx: Context) -> str:
         thr = params.get("thresholds") or {}
         ref_w, ref_px = thr.get("reference_width", 1600), thr.get("reference_lateral_px", 150.0)
         thr_x = ref_px if thr.get("absolute") else ref_px * item.width / ref_w
-        thr_z = 0.25
+        thr_z = float(thr.get("depth", 0.25))
         lat_c, lat_t = (c["u"], c["u"]), (t["u"], t["u"])
         dep_c, dep_t = (c["n"].min(), c["n"].max()), (t["n"].min(), t["n"].max())
         dx = t["u"] - c["u"]
@@ -85,7 +85,9 @@ def validate(ctx: Context) -> str:
         lat_c, lat_t = x_range(c), x_range(t)
         dep_c, dep_t = (c["raw"].min(), c["raw"].max()), (t["raw"].min(), t["raw"].max())
         zbar = (dep_c[0] + dep_c[1] + dep_t[0] + dep_t[1]) / 4
-        thr_x, thr_z = max(0.5, 0.10 * zbar), max(0.5, 0.15 * zbar)
+        thr = params.get("thresholds") or {}
+        (lat_floor, lat_share), (dep_floor, dep_share) = thr.get("lateral_rule", (0.5, 0.10)), thr.get("depth_rule", (0.5, 0.15))
+        thr_x, thr_z = max(lat_floor, lat_share * zbar), max(dep_floor, dep_share * zbar)
         zc, zt = np.median(c["raw"]), np.median(t["raw"])
         dx = (t["u"] - cx) * zt / fx - (c["u"] - cx) * zc / fx
         dz = zt - zc
