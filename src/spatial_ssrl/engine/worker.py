@@ -150,17 +150,37 @@ class WorkerDied(RuntimeError):
     pass
 
 
-def _malloc_trim():
-    """glibc's ``malloc_trim(0)`` (give freed heap pages back), or a no-op elsewhere: after
-    each unit the large temporary arrays of that unit are freed, and trimming keeps the
-    heap from creeping up over a long run through fragmentation."""
+TRIM_ABOVE_BYTES = 256 * 1024 * 1024
+"""Resident size above which a worker gives freed heap back after a unit (see
+:func:`_trimmer`)."""
+
+
+def _trimmer():
+    """A callable that runs glibc's ``malloc_trim(0)`` when this process's resident size
+    is above :data:`TRIM_ABOVE_BYTES` (a no-op without glibc). Over a long run the large
+    temporary arrays of each unit fragment the heap and the resident size creeps up;
+    trimming after every unit stops that but costs a third more CPU, so it only happens
+    once the process is big."""
+    import os
+
     try:
         import ctypes
 
         trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
+        page = os.sysconf("SC_PAGE_SIZE")
+    except (OSError, AttributeError, ValueError):
         return lambda: None
-    return lambda: trim(0)
+
+    def maybe_trim() -> None:
+        try:
+            with open("/proc/self/statm", "rb") as fh:
+                resident = int(fh.read().split()[1]) * page
+        except (OSError, ValueError, IndexError):
+            return
+        if resident > TRIM_ABOVE_BYTES:
+            trim(0)
+
+    return maybe_trim
 
 
 def _worker_main(task_conn, task_lock, result_conn, parent_pid: int) -> None:
@@ -173,7 +193,7 @@ def _worker_main(task_conn, task_lock, result_conn, parent_pid: int) -> None:
     # it is ignored here; the parent alone decides what an interrupt means
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    trim = _malloc_trim()
+    trim = _trimmer()
     try:
         while True:
             with task_lock:
