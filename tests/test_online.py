@@ -118,7 +118,7 @@ def test_adaptive_curriculum_inside_grpo_on_a_tiny_model(tmp_path):
     recorder = GroupRecorder()
     calls = {"n": 0}
 
-    def stub_policy(completions, level, id, **_):  # noqa: A002 (the dataset's column name)
+    def stub_policy(completions, level, id, **_):
         calls["n"] += 1
         out = []
         for i, (lv, sid) in enumerate(zip(level, id)):
