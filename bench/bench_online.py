@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import sys
@@ -76,7 +77,7 @@ def training_wait(refs, mix, steps: int, workers: int, tmp: str) -> dict:
     finally:
         feeder.close()
     (t1, w1), (tn, wn) = marks[0], marks[-1]
-    steps_s = [b[0] - a[0] for a, b in zip(marks, marks[1:])]
+    steps_s = [b[0] - a[0] for a, b in itertools.pairwise(marks)]
     return {
         "steps": len(marks),
         "median_step_s": statistics.median(steps_s) if steps_s else float("nan"),
