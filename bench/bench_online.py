@@ -56,6 +56,7 @@ def training_wait(refs, mix, steps: int, workers: int, tmp: str) -> dict:
     cur = curriculum_for(mix, CurriculumSettings(mode="adaptive"))
     funcs, weights = make_rewards(sorted({e.task for e in mix}), recorder=recorder)
     feeder = OnlineFeeder(refs, mix, seed=0, curriculum=cur, workers=workers)
+    feeder.start()  # as `ssrl train grpo --online` does: the workers start while the model loads
     marks: list[tuple[float, float]] = []
 
     class Marks(TrainerCallback):

@@ -102,6 +102,7 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
         feeder = None
         if online:
             feeder = plan.feeder(output, args)
+            feeder.start()  # its processes warm up while the model loads
             train = feeder.dataset()
         else:
             train, _ = grpo_dataset(o["data"], split, cache_dir=os.path.join(output, "dataset_cache"),

@@ -96,6 +96,7 @@ class OnlineFeeder:
         self.wait_seconds = 0.0
         self.started: float | None = None
         self._pool: WorkerPool | None = None
+        self._pool_fresh = False
         self._record = None
         self._position = 0
 
@@ -141,16 +142,13 @@ class OnlineFeeder:
         """GRPO rows (:data:`ROW_COLUMNS`, images as PNG/JPEG bytes), forever."""
         if self.record_path and self._record is None:
             self._record = open(self.record_path, "a", encoding="utf-8")  # noqa: SIM115 (open for the stream)
-        if self._pool is not None:
+        if self._pool is not None and not self._pool_fresh:
             # a stream read anew (a new epoch, say): results of the old one may still be in
             # flight, so its workers go and fresh ones start
             self._pool.terminate()
             self._pool = None
-        if self.workers:
-            import multiprocessing
-
-            # spawn: the trainer process holds torch's threads, which a fork must not copy
-            self._pool = WorkerPool(self.workers, context=multiprocessing.get_context("spawn"))
+        self.start()
+        self._pool_fresh = False
         draws: deque[_Draw] = deque()
 
         def args() -> Iterator[tuple]:
@@ -187,6 +185,16 @@ class OnlineFeeder:
                         "variant": d.variant, "level": d.level, "k": d.job.k, "params": params})
             yield to_row(sample, d.level)
 
+    def start(self) -> None:
+        """Start the generator processes now (they import and warm up while the trainer
+        loads its model); :meth:`rows` otherwise starts them on the first read."""
+        if self.workers and self._pool is None:
+            import multiprocessing
+
+            # spawn: the trainer process holds torch's threads, which a fork must not copy
+            self._pool = WorkerPool(self.workers, context=multiprocessing.get_context("spawn"))
+            self._pool_fresh = True
+
     def stats(self) -> dict[str, float]:
         wall = time.perf_counter() - self.started if self.started else 0.0
         out = {"online/samples": float(self.produced), "online/wait_seconds": round(self.wait_seconds, 4),
@@ -196,6 +204,7 @@ class OnlineFeeder:
         return out
 
     def close(self) -> None:
+        _LIVE.pop(f"{id(self)}", None)
         if self._pool is not None:
             self._pool.terminate()
             self._pool = None
@@ -218,12 +227,19 @@ class OnlineFeeder:
         from .data import features_grpo
 
         features = features_grpo(level=True)
-        feeder = self
+        key = f"{id(self)}"
+        _LIVE[key] = self
+        # the generator is found by key, not captured: `datasets` may pickle or copy the
+        # generator and its arguments, and the feeder (its processes, its curriculum) must
+        # stay the one live object
+        return IterableDataset.from_generator(_stream, features=features, gen_kwargs={"key": key})
 
-        def generate():
-            yield from feeder.rows()
 
-        return IterableDataset.from_generator(generate, features=features)
+_LIVE: dict[str, OnlineFeeder] = {}
+
+
+def _stream(key: str):
+    yield from _LIVE[key].rows()
 
 
 def to_row(sample, level: str) -> dict:
