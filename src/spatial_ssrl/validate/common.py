@@ -159,6 +159,18 @@ def matches(dists, tol: float, lossless: bool) -> list[int]:
     return [i for i, v in enumerate(d) if v < best + max(LOSSY_MARGIN, best)]
 
 
+def shown_and_source_cells(ctx, rows: int, cols: int) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """The cells of the rendered grid image and of the source cropped to the grid, and that
+    cropped source; fails when the image is not the source's grid size."""
+    out = ctx.image(0)
+    full = ctx.item().rgb
+    H, W = full.shape[0] // rows * rows, full.shape[1] // cols * cols
+    if out.shape[:2] != (H, W):
+        raise Fail(f"image is {out.shape[1]}x{out.shape[0]}, expected {W}x{H} from the source")
+    src = full[:H, :W]
+    return grid_cells(out, rows, cols), grid_cells(src, rows, cols), src
+
+
 def grid_cells(img: np.ndarray, rows: int, cols: int) -> list[np.ndarray]:
     ph, pw = img.shape[0] // rows, img.shape[1] // cols
     return [img[i * ph:(i + 1) * ph, j * pw:(j + 1) * pw] for i in range(rows) for j in range(cols)]

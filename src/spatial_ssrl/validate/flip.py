@@ -6,7 +6,15 @@ import re
 
 from ..checks import grid_thumbnails
 from ..checks import mad as thumb_mad
-from .common import Context, Fail, NotCheckable, grid_cells, interior_mask, mad, matches
+from .common import (
+    Context,
+    Fail,
+    NotCheckable,
+    interior_mask,
+    mad,
+    matches,
+    shown_and_source_cells,
+)
 
 
 def _flip(a, direction: int):
@@ -19,13 +27,7 @@ def validate(ctx: Context) -> str:
         raise NotCheckable(f"unknown flip variant {ctx.record.variant!r}")
     rows, cols = int(m.group(1)), int(m.group(2))
     n = rows * cols
-    out = ctx.image(0)
-    full = ctx.item().rgb
-    H, W = full.shape[0] // rows * rows, full.shape[1] // cols * cols
-    if out.shape[:2] != (H, W):
-        raise Fail(f"image is {out.shape[1]}x{out.shape[0]}, expected {W}x{H} from the source")
-    src = full[:H, :W]
-    shown, orig = grid_cells(out, rows, cols), grid_cells(src, rows, cols)
+    shown, orig, src = shown_and_source_cells(ctx, rows, cols)
     ph, pw = shown[0].shape[:2]
     plain = interior_mask(ph, pw)
     tol = ctx.tol(0)

@@ -7,7 +7,14 @@ import re
 import numpy as np
 
 from ..checks import grid_thumbnails, min_pairwise_mad
-from .common import Context, Fail, NotCheckable, grid_cells, interior_mask, matches
+from .common import (
+    Context,
+    Fail,
+    NotCheckable,
+    interior_mask,
+    matches,
+    shown_and_source_cells,
+)
 
 _VARIANT = re.compile(r"^(\d+)x(\d+)(-masked)?$")
 
@@ -18,13 +25,7 @@ def validate(ctx: Context) -> str:
         raise NotCheckable(f"unknown shuffle variant {ctx.record.variant!r}")
     rows, cols, masked = int(m.group(1)), int(m.group(2)), bool(m.group(3))
     n = rows * cols
-    out = ctx.image(0)
-    full = ctx.item().rgb
-    H, W = full.shape[0] // rows * rows, full.shape[1] // cols * cols
-    if out.shape[:2] != (H, W):
-        raise Fail(f"image is {out.shape[1]}x{out.shape[0]}, expected {W}x{H} from the source")
-    src = full[:H, :W]
-    shown, orig = grid_cells(out, rows, cols), grid_cells(src, rows, cols)
+    shown, orig, src = shown_and_source_cells(ctx, rows, cols)
     ph, pw = shown[0].shape[:2]
     mask = interior_mask(ph, pw)
     tol = ctx.tol(0)
