@@ -233,15 +233,22 @@ def _write_new(path: str, data: bytes) -> None:
 
 def _parquet_part(fmt: str, path: str, samples: list, rows_per_group: int) -> None:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     schema, to_row = _parquet_layout(fmt)
-    tmp = f"{path}.tmp-{os.getpid()}"
+    groups = (pa.Table.from_pylist([to_row(s, i + j) for j, s in enumerate(samples[i:i + rows_per_group])],
+                                   schema=schema) for i in range(0, len(samples), rows_per_group))
+    _write_parquet(f"{path}.tmp-{os.getpid()}", path, schema, groups)
+
+
+def _write_parquet(tmp: str, path: str, schema, groups) -> None:
+    """Row groups (tables) into ``tmp``, synced, then renamed to ``path``; ``tmp`` is gone
+    after any failure."""
+    import pyarrow.parquet as pq
+
     try:
         with pq.ParquetWriter(tmp, schema, **parquet_writer_options(schema)) as w:
-            for i in range(0, len(samples), rows_per_group):
-                rows = [to_row(s, i + j) for j, s in enumerate(samples[i:i + rows_per_group])]
-                w.write_table(pa.Table.from_pylist(rows, schema=schema))
+            for table in groups:
+                w.write_table(table)
         os.chmod(tmp, 0o666 & ~current_umask())
         fsync_path(tmp)
         os.replace(tmp, path)
@@ -329,18 +336,8 @@ def reindex_verl_part(src: str, dst: str, offset: int, rows_per_group: int) -> i
     arrays[k] = pa.array(range(offset, offset + len(table)), pa.int64())
     info = pa.StructArray.from_arrays(arrays, fields=list(info.type))
     table = table.set_column(col, table.schema.field(col), info)
-    tmp = f"{os.path.dirname(dst)}/.tmp-reindex-{os.path.basename(dst)}"
-    try:
-        with pq.ParquetWriter(tmp, table.schema, **parquet_writer_options(table.schema)) as w:
-            for i in range(0, len(table), rows_per_group):
-                w.write_table(table.slice(i, rows_per_group))
-        os.chmod(tmp, 0o666 & ~current_umask())
-        fsync_path(tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    groups = (table.slice(i, rows_per_group) for i in range(0, len(table), rows_per_group))
+    _write_parquet(f"{os.path.dirname(dst)}/.tmp-reindex-{os.path.basename(dst)}", dst, table.schema, groups)
     os.unlink(src)
     return len(table)
 
