@@ -187,7 +187,11 @@ def _execute(units, cfg: WorkerConfig, pool, check: Callable[[], None]) -> Itera
     args = [(ref, jobs, cfg) for ref, jobs in units]
     if pool is None:
         return map(run_unit, args)
-    return pool.imap(args, check=check, poll_interval=0.05)
+    return pool.imap(args, check=check, poll_interval=0.05, key=_source_of)
+
+
+def _source_of(arg) -> str:
+    return arg[0].id
 
 
 class _Interrupts:

@@ -4,13 +4,20 @@ cache of task objects), so units can run in any process in any order."""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from ..checks import AmbiguityThresholds, is_near_uniform
 from ..seeding import sample_rng, short_hash
-from ..sources import LoadOptions, SourceRef, SourceSkip, load_item, load_source_item
+from ..sources import (
+    Item,
+    LoadOptions,
+    SourceRef,
+    SourceSkip,
+    load_item,
+    load_source_item,
+)
 from ..tasks import get_task_class, make_task
 from ..tasks.base import PretextTask, generate_sample
 from ..writers.encoded import (
@@ -86,13 +93,54 @@ def sample_id(seed: int, source_id: str, task_key: str, k: int) -> str:
     return f"{task}-{variant}-{short_hash(seed, source_id, task_key, k, length=12)}"
 
 
+ITEM_CACHE_SIZE = 2
+"""Loaded sources a process keeps (:func:`_load`). A run deals the units of one source one
+after another, and a unit is at most 8 samples, so without this every unit decoded its
+file (or built its scene), re-checked it for uniformity and re-analysed its depth."""
+
+_ITEM_CACHE: OrderedDict = OrderedDict()
+
+
+@dataclass
+class _Loaded:
+    item: Item | None = None
+    skip: tuple[str, str, str] | None = None  # a SourceSkip's (reason, path, detail)
+    uniform: tuple | None = None  # (thresholds, is_near_uniform(item.rgb, thresholds)), once asked
+
+
+def _load(ref: SourceRef, load: LoadOptions, rgb_only: bool) -> _Loaded:
+    """``ref`` loaded with ``load`` (the RGB alone when ``rgb_only``), or the reason it
+    cannot be, from a small per-process cache. Loading is a pure function of these
+    arguments and the file (items hold read-only arrays), so a hit changes no result."""
+    key = (ref, load, rgb_only)
+    hit = _ITEM_CACHE.get(key)
+    if hit is not None:
+        _ITEM_CACHE.move_to_end(key)
+        return hit
+    try:
+        hit = _Loaded(item=load_item(ref, load) if rgb_only else load_source_item(ref, load))
+    except SourceSkip as skip:
+        hit = _Loaded(skip=(skip.reason, skip.path, skip.detail))
+    _ITEM_CACHE[key] = hit
+    while len(_ITEM_CACHE) > ITEM_CACHE_SIZE:
+        _ITEM_CACHE.popitem(last=False)
+    return hit
+
+
+def _loaded_item(ref: SourceRef, load: LoadOptions, rgb_only: bool) -> tuple[Item, _Loaded]:
+    hit = _load(ref, load, rgb_only)
+    if hit.skip is not None:
+        raise SourceSkip(*hit.skip)
+    return hit.item, hit
+
+
 def run_unit(args: tuple[SourceRef, list[Job], WorkerConfig]) -> UnitResult:
     ref, jobs, cfg = args
     out = UnitResult(ref=ref, jobs=jobs)
     # an RGB-D file whose unit holds only depth-free samples needs no depth read
     rgb_only = ref.kind == "rgbd" and not any(_needs_depth(j.task) for j in jobs)
     try:
-        item = load_item(ref, cfg.load) if rgb_only else load_source_item(ref, cfg.load)
+        item, loaded = _loaded_item(ref, cfg.load, rgb_only)
     except SourceSkip as skip:
         if ref.kind != "rgbd" or not skip.reason.startswith("depth"):
             out.skip_reason, out.skip_detail = skip.reason, skip.detail
@@ -104,13 +152,15 @@ def run_unit(args: tuple[SourceRef, list[Job], WorkerConfig]) -> UnitResult:
         if not jobs:
             return out
         try:
-            item = load_item(ref, cfg.load)
+            item, loaded = _loaded_item(ref, cfg.load, True)
         except SourceSkip as skip2:
             out.skip_reason, out.skip_detail = skip2.reason, skip2.detail
             out.jobs = jobs
             return out
     out.conversions = {k: v for k, v in item.info.items() if k in ("conversion", "exif_orientation", "resize")}
-    if is_near_uniform(item.rgb, cfg.thresholds):
+    if loaded.uniform is None or loaded.uniform[0] != cfg.thresholds:
+        loaded.uniform = (cfg.thresholds, is_near_uniform(item.rgb, cfg.thresholds))
+    if loaded.uniform[1]:
         out.skip_reason, out.skip_detail = "near_uniform_image", "no content to build a question from"
         return out
     for job in jobs:
@@ -135,15 +185,27 @@ def run_unit(args: tuple[SourceRef, list[Job], WorkerConfig]) -> UnitResult:
 # sending a result holds the result queue's write lock, one taking a task the task queue's
 # read lock); ``Pool.terminate`` then waits on that lock forever (it takes the task queue's
 # read lock and puts a sentinel on the result queue). Here the workers ignore SIGINT (only
-# the parent handles it); every worker answers on a pipe of its own; the parent never
-# takes a lock a worker may hold (workers share only the task pipe's read lock, which the
-# parent never touches); at most ``WINDOW_PER_WORKER`` units per worker are in flight, so
-# finished results never pile up unread; and stopping is SIGTERM, then SIGKILL, with
-# every join bounded by a timeout.
+# the parent handles it); every worker has a task pipe and a result pipe of its own, so no
+# lock is shared by two processes; at most ``WINDOW_PER_WORKER`` units per worker are in
+# flight, so finished results never pile up unread; and stopping is SIGTERM, then SIGKILL,
+# with every join bounded by a timeout.
+#
+# The parent decides which worker runs which unit (:meth:`WorkerPool.imap`): a unit goes
+# to the worker that ran the last unit of the same source when it can, so a source is
+# loaded (decoded, rendered, analysed) by one worker rather than by every worker in turn.
+# A worker sends its results from a thread of its own, so it computes the next unit while
+# the parent, busy writing shards, drains the pipe.
 
-WINDOW_PER_WORKER = 4
+WINDOW_PER_WORKER = 12
 """Units dispatched ahead of the next one due in plan order, per worker: bounds the
-results held back to keep the plan order (a unit is at most MAX_JOBS_PER_UNIT = 8 samples)."""
+results held back to keep the plan order (a unit is at most MAX_JOBS_PER_UNIT = 8 samples,
+about 4 MB on the built-in inputs), and how far ahead a worker may look for a source of
+its own. With 6, two workers at 2,000 samples (about 8 units per source) shared 29 of
+their 33 sources and spent 5 s more CPU than with 12."""
+
+DEPTH_PER_WORKER = 3
+"""Units handed to one worker and not yet answered: one running, the rest queued in its
+pipe so it never waits for the parent between units."""
 
 
 class WorkerDied(RuntimeError):
@@ -183,45 +245,78 @@ def _trimmer():
     return maybe_trim
 
 
-def _worker_main(task_conn, task_lock, result_conn, parent_pid: int) -> None:
-    """A worker's loop: take ``(index, args)`` from the shared task pipe, answer
-    ``(index, ok, result)`` on its own result pipe; ``None`` ends it."""
+def _send_loop(result_conn, outbox) -> None:
+    """A worker's sending thread: results from ``outbox`` to the parent, ``None`` ends it.
+    Returns (and so ends the worker) when the parent is gone."""
+    while True:
+        reply = outbox.get()
+        if reply is None:
+            return
+        try:
+            result_conn.send(reply)
+        except OSError:
+            return  # the parent is gone
+        except Exception as exc:  # the result did not pickle (nothing was written yet)
+            try:
+                result_conn.send((reply[0], False, _portable_exception(exc)))
+            except OSError:
+                return
+        del reply
+
+
+def _worker_main(task_conn, result_conn, parent_pid: int) -> None:
+    """A worker's loop: take ``(index, args)`` from its task pipe, answer ``(index, ok,
+    result)`` on its result pipe; ``None`` ends it once every answer is sent."""
     import os
+    import queue
     import signal
+    import threading
 
     # the parent blocked SIGINT around the fork, so no Ctrl-C reaches this process before
     # it is ignored here; the parent alone decides what an interrupt means
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     trim = _trimmer()
+    outbox: queue.Queue = queue.Queue(maxsize=1)
+    sender = threading.Thread(target=_send_loop, args=(result_conn, outbox), name="ssrl-send", daemon=True)
+    sender.start()
+
+    def post(reply) -> bool:
+        while sender.is_alive():
+            try:
+                outbox.put(reply, timeout=1.0)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     try:
         while True:
-            with task_lock:
-                # wake now and then to notice a parent that died without a word
-                while not task_conn.poll(1.0):
-                    if os.getppid() != parent_pid:
-                        return
-                msg = task_conn.recv()
+            # wake now and then to notice a parent that died without a word
+            while not task_conn.poll(1.0):
+                if os.getppid() != parent_pid or not sender.is_alive():
+                    return
+            msg = task_conn.recv()
             if msg is None:
+                post(None)
+                sender.join()
                 return
             index, args = msg
             try:
                 reply = (index, True, run_unit(args))
             except Exception as exc:  # a bug in a task: the parent re-raises it
                 reply = (index, False, _portable_exception(exc))
-            try:
-                result_conn.send(reply)
-            except OSError:
+            del args, msg
+            if not post(reply):
                 return  # the parent is gone
-            except Exception as exc:  # the result did not pickle
-                result_conn.send((index, False, _portable_exception(exc)))
-            del reply, args, msg
+            del reply
             trim()
     except (EOFError, OSError):
         return  # the parent is gone or closed the pipes
     finally:
         task_conn.close()
-        result_conn.close()
+        if not sender.is_alive():
+            result_conn.close()
 
 
 def _portable_exception(exc: BaseException) -> BaseException:
@@ -247,10 +342,9 @@ class WorkerPool:
 
         ctx = context or multiprocessing.get_context()
         self._procs = []
+        self._task_conns = []
         self._result_conns = []
         self._closed = False
-        task_r, self._task_w = ctx.Pipe(duplex=False)
-        task_lock = self._task_lock = ctx.Lock()  # kept: a spawned worker opens it by name
         main = threading.current_thread() is threading.main_thread()
         # SIGINT stays blocked from before each fork until the child ignores it; in the
         # parent a Ctrl-C that arrives meanwhile is delivered when the mask is restored
@@ -258,16 +352,20 @@ class WorkerPool:
         started = False
         try:
             for _ in range(max(1, int(workers))):
+                task_r, task_w = ctx.Pipe(duplex=False)
                 result_r, result_w = ctx.Pipe(duplex=False)
-                p = ctx.Process(target=_worker_main, args=(task_r, task_lock, result_w, os.getpid()),
+                p = ctx.Process(target=_worker_main, args=(task_r, result_w, os.getpid()),
                                 name="ssrl-worker", daemon=True)
-                p.start()
-                result_w.close()
-                self._procs.append(p)
+                self._task_conns.append(task_w)
                 self._result_conns.append(result_r)
+                try:
+                    p.start()
+                finally:
+                    task_r.close()
+                    result_w.close()
+                self._procs.append(p)
             started = True
         finally:
-            task_r.close()
             if not started:
                 self.terminate()
             if old_mask is not None:
@@ -277,35 +375,67 @@ class WorkerPool:
                     self.terminate()
                     raise
 
-    def imap(self, args: Iterable, check=None, poll_interval: float = 0.05) -> Iterator[UnitResult]:
+    def imap(self, args: Iterable, check=None, poll_interval: float = 0.05,
+             key=None) -> Iterator[UnitResult]:
         """Run :func:`run_unit` on each of ``args``; yield the results in order.
 
         ``check()``, when given, is called at least every ``poll_interval`` seconds while
-        waiting (it may raise to stop the run)."""
+        waiting (it may raise to stop the run). ``key(arg)``, when given, names what a unit
+        loads (its source): units with the key a worker had last go to that worker when it
+        has room, and a worker with room takes the first unit whose key no other worker has
+        before one whose key another has. Which worker runs a unit changes nothing in its
+        result, only how often a source is loaded."""
         from multiprocessing.connection import wait
 
         if self._closed:
             raise RuntimeError("the worker pool is closed")
         todo = iter(enumerate(args))
-        window = WINDOW_PER_WORKER * len(self._procs)
+        n_workers = len(self._procs)
+        window = WINDOW_PER_WORKER * n_workers
+        ahead: list[tuple[int, object, object]] = []  # fetched, not dispatched yet
+        outstanding = [0] * n_workers
+        last_key: list[object] = [None] * n_workers
         done: dict[int, UnitResult] = {}
-        sent = 0
+        fetched = 0
         next_due = 0
         exhausted = False
         conn_index = {c: i for i, c in enumerate(self._result_conns)}
         sentinel_index = {p.sentinel: i for i, p in enumerate(self._procs)}
+
+        def pick(w: int) -> int:
+            """Position in ``ahead`` of the unit worker ``w`` takes next."""
+            others = {last_key[v] for v in range(n_workers) if v != w}
+            first_free = None
+            for pos, (_, _, k) in enumerate(ahead):
+                if k is not None and k == last_key[w]:
+                    return pos
+                if first_free is None and k not in others:
+                    first_free = pos
+            return 0 if first_free is None else first_free
+
         while True:
-            while not exhausted and sent - next_due < window:
+            while not exhausted and fetched - next_due < window:
                 item = next(todo, None)
                 if item is None:
                     exhausted = True
                     break
-                self._task_w.send(item)  # small; the pipe holds far more than a window
-                sent += 1
+                ahead.append((item[0], item[1], None if key is None else key(item[1])))
+                fetched += 1
+            sent_one = True
+            while ahead and sent_one:
+                sent_one = False
+                for w in sorted(range(n_workers), key=outstanding.__getitem__):
+                    if not ahead or outstanding[w] >= DEPTH_PER_WORKER:
+                        continue
+                    index, arg, k = ahead.pop(pick(w))
+                    self._task_conns[w].send((index, arg))  # small; the pipe holds far more
+                    outstanding[w] += 1
+                    last_key[w] = k
+                    sent_one = True
             while next_due in done:
                 yield done.pop(next_due)
                 next_due += 1
-            if exhausted and next_due == sent:
+            if exhausted and next_due == fetched:
                 return
             if check is not None:
                 check()
@@ -318,6 +448,7 @@ class WorkerPool:
                     index, ok, value = obj.recv()
                 except (EOFError, OSError):
                     raise self._died(w) from None
+                outstanding[w] -= 1
                 if not ok:
                     raise value
                 done[index] = value
@@ -339,11 +470,11 @@ class WorkerPool:
         if self._closed:
             return
         self._closed = True
-        try:
-            for _ in self._procs:
-                self._task_w.send(None)
-        except OSError:
-            pass
+        for conn in self._task_conns:
+            try:
+                conn.send(None)
+            except OSError:
+                pass
         deadline = time.monotonic() + timeout
         for p in self._procs:
             p.join(max(0.0, deadline - time.monotonic()))
@@ -375,7 +506,7 @@ class WorkerPool:
                         p.kill()
                     except OSError:
                         pass
-        for c in (self._task_w, *self._result_conns):
+        for c in (*self._task_conns, *self._result_conns):
             try:
                 c.close()
             except OSError:

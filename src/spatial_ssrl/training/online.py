@@ -156,7 +156,8 @@ class OnlineFeeder:
                 draws.append(d)
                 yield (d.ref, [d.job], self.wcfg)
 
-        results = self._pool.imap(args()) if self._pool is not None else map(run_unit, args())
+        results = (self._pool.imap(args(), key=lambda a: a[0].id) if self._pool is not None
+                   else map(run_unit, args()))
         self.started = self.started or time.perf_counter()
         consecutive = 0
         while True:

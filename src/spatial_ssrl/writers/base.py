@@ -150,7 +150,7 @@ class ParquetShardWriter(DatasetWriter):
         rows_per_shard: int = 1000,
         max_shard_bytes: int = 512 * 1024 * 1024,
         rows_per_group: int = 64,
-        max_group_bytes: int = 16 * 1024 * 1024,
+        max_group_bytes: int = 8 * 1024 * 1024,
     ):
         super().__init__(out_dir)
         meta = {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
