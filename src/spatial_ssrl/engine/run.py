@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import __version__
 from ..checks import AmbiguityThresholds
-from ..sources import LoadOptions, SourceRef
+from ..sources import LoadOptions, SourceRef, warm_up
 from ..writers import make_writer
 from ..writers.base import atomic_write_json
 from ..writers.encoded import DEFAULT_JPEG_QUALITY, DEFAULT_PNG_COMPRESS_LEVEL
@@ -475,6 +475,7 @@ def _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skippe
 
     try:
         if config.workers > 1:
+            warm_up(refs)  # the forked workers inherit it
             pool = WorkerPool(config.workers)
         for round_no, units in tally.rounds():
             done = 0

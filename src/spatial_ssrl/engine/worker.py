@@ -351,6 +351,7 @@ class WorkerPool:
         self._task_conns = []
         self._result_conns = []
         self._closed = False
+        self.assigned: dict[int, int] = {}
         main = threading.current_thread() is threading.main_thread()
         # SIGINT stays blocked from before each fork until the child ignores it; in the
         # parent a Ctrl-C that arrives meanwhile is delivered when the mask is restored
@@ -396,6 +397,7 @@ class WorkerPool:
         if self._closed:
             raise RuntimeError("the worker pool is closed")
         todo = iter(enumerate(args))
+        self.assigned = {}  # unit index -> the worker it went to (for tests and benchmarks)
         n_workers = len(self._procs)
         window = WINDOW_PER_WORKER * n_workers
         ahead: list[tuple[int, object, object]] = []  # fetched, not dispatched yet
@@ -435,6 +437,7 @@ class WorkerPool:
                         continue
                     index, arg, k = ahead.pop(pick(w))
                     self._task_conns[w].send((index, arg))  # small; the pipe holds far more
+                    self.assigned[index] = w
                     outstanding[w] += 1
                     last_key[w] = k
                     sent_one = True

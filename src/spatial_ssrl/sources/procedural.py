@@ -1028,6 +1028,11 @@ def load_procedural_item(ref: SourceRef, options: Any = None) -> Item:
     return item
 
 
+def warm_up() -> None:
+    """Read the textures every scene is shaded with (once per process)."""
+    _textures()
+
+
 #: Bytes of rendered scenes a process keeps (:func:`_rendered`). A run deals the units of
 #: one source one after another, so a few scenes are enough for a worker to render each
 #: scene about once instead of once per unit (8 samples); 24 MB holds about 10 scenes at 640x480
@@ -1062,6 +1067,7 @@ def _rendered(seed: int, width: int, height: int):
 
 
 __all__ = [
+    "warm_up",
     "BACK_WALL_ID",
     "DEFAULT_HEIGHT",
     "DEFAULT_WIDTH",
