@@ -203,6 +203,11 @@ about 4 MB on the built-in inputs), and how far ahead a worker may look for a so
 its own. With 6, two workers at 2,000 samples (about 8 units per source) shared 29 of
 their 33 sources and spent 5 s more CPU than with 12."""
 
+HELD_BYTES_LIMIT = 48 * 1024 * 1024
+"""Results held back for the plan order, in pickled bytes, above which the look-ahead
+shrinks to the units next due: a worker running ahead on a source of large images (a
+unit of 8 samples from a 1,400 px photo is over 10 MB) cannot fill the parent's memory."""
+
 DEPTH_PER_WORKER = 3
 """Units handed to one worker and not yet answered: one running, the rest queued in its
 pipe so it never waits for the parent between units."""
@@ -393,6 +398,7 @@ class WorkerPool:
         before one whose key another has. Which worker runs a unit changes nothing in its
         result, only how often a source is loaded."""
         from multiprocessing.connection import wait
+        from multiprocessing.reduction import ForkingPickler
 
         if self._closed:
             raise RuntimeError("the worker pool is closed")
@@ -410,16 +416,26 @@ class WorkerPool:
         conn_index = {c: i for i, c in enumerate(self._result_conns)}
         sentinel_index = {p.sentinel: i for i, p in enumerate(self._procs)}
 
-        def pick(w: int) -> int:
-            """Position in ``ahead`` of the unit worker ``w`` takes next."""
+        held = [0]  # bytes of the results in ``done``
+        sizes: dict[int, int] = {}
+
+        def pick(w: int) -> int | None:
+            """Position in ``ahead`` of the unit worker ``w`` takes next (None: none yet).
+            While the results held back exceed HELD_BYTES_LIMIT, only units close to the
+            one due next are handed out."""
+            reach = window if held[0] < HELD_BYTES_LIMIT else n_workers * DEPTH_PER_WORKER
             others = {last_key[v] for v in range(n_workers) if v != w}
             first_free = None
-            for pos, (_, _, k) in enumerate(ahead):
+            for pos, (index, _, k) in enumerate(ahead):
+                if index >= next_due + reach:
+                    break
                 if k is not None and k == last_key[w]:
                     return pos
                 if first_free is None and k not in others:
                     first_free = pos
-            return 0 if first_free is None else first_free
+            if first_free is None and ahead and ahead[0][0] < next_due + reach:
+                return 0
+            return first_free
 
         while True:
             while not exhausted and fetched - next_due < window:
@@ -435,13 +451,17 @@ class WorkerPool:
                 for w in sorted(range(n_workers), key=outstanding.__getitem__):
                     if not ahead or outstanding[w] >= DEPTH_PER_WORKER:
                         continue
-                    index, arg, k = ahead.pop(pick(w))
+                    pos = pick(w)
+                    if pos is None:
+                        continue
+                    index, arg, k = ahead.pop(pos)
                     self._task_conns[w].send((index, arg))  # small; the pipe holds far more
                     self.assigned[index] = w
                     outstanding[w] += 1
                     last_key[w] = k
                     sent_one = True
             while next_due in done:
+                held[0] -= sizes.pop(next_due)
                 yield done.pop(next_due)
                 next_due += 1
             if exhausted and next_due == fetched:
@@ -454,13 +474,17 @@ class WorkerPool:
                 if w is None:
                     continue
                 try:
-                    index, ok, value = obj.recv()
+                    data = obj.recv_bytes()
                 except (EOFError, OSError):
                     raise self._died(w) from None
+                index, ok, value = ForkingPickler.loads(data)
                 outstanding[w] -= 1
                 if not ok:
                     raise value
                 done[index] = value
+                sizes[index] = len(data)
+                held[0] += len(data)
+                del data
             for obj in ready:
                 w = sentinel_index.get(obj)
                 # a worker never exits during a run; an answer it left is read first
