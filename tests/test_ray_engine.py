@@ -157,10 +157,13 @@ def test_builtin_inputs_through_cli(ray_session, tmp_path):
     assert ray_session.is_initialized()  # a session the command did not start is left running
 
 
-def test_ray_refuses_resume(ray_session, tmp_path):
-    res = run_cli("generate", "-n", "4", "-o", tmp_path / "o", "--engine", "ray", "--resume", ok=False)
-    assert res.exit_code == 2 and "--resume works with --engine local only" in res.output
-    assert not (tmp_path / "o").exists()
+def test_ray_resume_with_nothing_to_resume_starts_afresh(ray_session, tmp_path):
+    """--resume with --engine ray where no run was interrupted: a plain run (tests/test_ray_resume.py
+    kills real runs)."""
+    run_cli("generate", "-n", "4", "-q", "-t", "shuffle", "-o", tmp_path / "o", "--engine", "ray", "--resume")
+    m = _manifest(tmp_path / "o")
+    assert m["num_written"] == 4 and "resumed_at_row" not in m["timing"]
+    assert sorted(os.listdir(tmp_path / "o")) == ["data", "manifest.json"]
 
 
 def _subprocess(code: str, env_extra: dict | None = None, timeout: float = 120):
@@ -231,3 +234,70 @@ def test_interrupt_stops_a_ray_run_quickly(ray_session, photos, tmp_path):
     assert fired and time.monotonic() - fired[0] < 2.5
     left = [p for p in glob.glob(str(out / "**"), recursive=True) if os.path.isfile(p)]
     assert not [p for p in left if os.path.basename(p).startswith("train") or p.endswith("manifest.json")]
+
+
+def test_interrupted_ray_run_keeps_checkpointed_batches_for_resume(ray_session, photos, tmp_path):
+    """A Ctrl-C after some batches were checkpointed keeps them (and the journal) for
+    ``resume``, which then ends with the rows of an uninterrupted run; nothing stale is left."""
+    from spatial_ssrl.engine.journal import read_journal
+    from spatial_ssrl.engine.ray_engine import run_ray_generation
+    from spatial_ssrl.engine.run import resumable_rows
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("needs the main thread to take SIGINT")
+    refs, _ = discover_rgbd([str(photos)])
+    cfg = GenerateConfig(num=40, seed=3, mix=parse_mix("shuffle,flip"), workers=1)
+    seen: list[int] = []
+
+    def progress(n):
+        seen.append(n)
+        if len(seen) == 14:  # a few batches of 4 are checkpointed by now
+            os.kill(os.getpid(), signal.SIGINT)
+
+    out = tmp_path / "o"
+    with pytest.raises(KeyboardInterrupt):
+        run_ray_generation(refs, str(out), cfg, progress=progress, batch_samples=4)
+    rows = resumable_rows(str(out))
+    assert 4 <= rows < 40
+    state = read_journal(str(out))
+    parts = [rel for line in state.keep for rec in [json.loads(line)] if "ckpt" in rec
+             for rel, _n in rec["ckpt"]["parts"]]
+    assert sum(pq.read_metadata(out / rel).num_rows for rel in parts) == rows
+    assert not (out / "manifest.json").exists() and not list((out / "data").glob("train-*"))
+
+    result = run_ray_generation(refs, str(out), cfg, batch_samples=4, resume=True)
+    assert result.manifest["timing"]["resumed_at_row"] == rows
+    run_generation(refs, str(tmp_path / "local"), cfg)
+    assert _parquet_rows(out) == _parquet_rows(tmp_path / "local")
+    assert sorted(os.listdir(out / "data")) == sorted(os.path.basename(f) for f in result.manifest["files"])
+    assert sorted(os.listdir(out)) == ["data", "manifest.json"]
+
+
+def test_failed_ray_run_through_cli_keeps_checkpointed_batches(ray_session, photos, tmp_path, monkeypatch):
+    """A Ray run that fails (here: the driver, after three batches) keeps what was checkpointed;
+    the command says so, and --resume finishes the run with the rows of an uninterrupted one."""
+    from click.testing import CliRunner
+
+    from spatial_ssrl.cli import main
+    from spatial_ssrl.engine import ray_engine
+
+    real_take, calls = ray_engine._take, []
+
+    def failing_take(*a, **kw):
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("lost the cluster")
+        return real_take(*a, **kw)
+
+    monkeypatch.setattr(ray_engine, "_take", failing_take)
+    args = ["generate", "-q", "-i", str(photos), "-n", "30", "--seed", "2", "-t", "shuffle,flip",
+            "--engine", "ray", "--ray-batch-samples", "4", "-o", str(tmp_path / "o")]
+    res = CliRunner().invoke(main, args)
+    assert isinstance(res.exception, RuntimeError) and "--resume to continue" in res.output
+    assert (tmp_path / "o" / ".tmp-ssrl-run" / "journal.jsonl").is_file()
+    monkeypatch.setattr(ray_engine, "_take", real_take)
+    run_cli(*args, "--resume")
+    run_cli("generate", "-q", "-i", photos, "-n", "30", "--seed", "2", "-t", "shuffle,flip", "-w", "1",
+            "-o", tmp_path / "local")
+    assert _parquet_rows(tmp_path / "o") == _parquet_rows(tmp_path / "local")
+    assert _manifest(tmp_path / "o")["timing"]["resumed_at_row"] > 0

@@ -92,8 +92,10 @@ def main() -> None:
                    "or a text file of paths, one per line (benchmark near-duplicates).")
 @click.option("--overwrite", is_flag=True, help="Replace a dataset already in --out.")
 @click.option("--resume", is_flag=True,
-              help="Continue a run in --out that was killed or interrupted (give the same inputs and options); "
-                   "the result equals an uninterrupted run's.")
+              help="Continue a run in --out that was killed, interrupted or failed, from its last finished "
+                   "shard (local) or Ray batch (--engine ray); give the same inputs and options, engine and "
+                   "--ray-batch-samples included (the worker count may change). The result equals an "
+                   "uninterrupted run's.")
 @click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]),
               help="Where the samples are made: local worker processes, or Ray Data (a local Ray, or the "
                    "cluster at --ray-address; needs the ray extra). Same seed and inputs, same samples.")
@@ -195,9 +197,10 @@ def _generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side
                         refs, staging.path, config, progress=bar.update if bar else None, inputs=run_inputs,
                         extra_skips=ignored, extra_skipped_files=getattr(ignored, "details", None),
                         address=ray_address, batch_samples=ray_batch_samples,
+                        resume=bool(staging.resumable_rows),
                     )
                 except RayEngineError as exc:
-                    raise click.ClickException(f"{exc}; no dataset was written{kept_old}") from None
+                    raise click.ClickException(f"{exc}; no dataset was written{kept_old}{keep_note()}") from None
             else:
                 result = run_generation(
                     refs, staging.path, config, progress=bar.update if bar else None, inputs=run_inputs,
@@ -233,6 +236,13 @@ def _generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side
             f"could not write the dataset to {out}: {_os_error_text(exc)}; no dataset was written{kept_old}"
             f"{keep_note()}"
         ) from None
+    except click.ClickException:
+        raise
+    except Exception:  # a bug, or a Ray failure: its traceback follows; finished samples stay
+        note = keep_note()
+        if note:
+            click.echo(f"the run failed; no dataset was written{kept_old}{note}", err=True)
+        raise
     finally:
         if not committed and not kept_for_resume:
             staging.discard()
@@ -254,9 +264,6 @@ def _engine_session(kw: dict):
         return contextlib.nullcontext()
     from .engine.ray_engine import RayEngineError, import_ray, session
 
-    if kw["resume"]:
-        raise click.UsageError("--resume works with --engine local only (a Ray run keeps no journal); "
-                               "run again without --resume")
     stack = contextlib.ExitStack()
     try:
         import_ray()

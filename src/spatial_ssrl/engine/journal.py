@@ -51,12 +51,16 @@ def _stat(path: str | None) -> list | None:
     return [st.st_size, st.st_mtime_ns]
 
 
-def fingerprint(config, refs: Iterable, png_encoder: str) -> str:
-    """A hash of everything that decides a run's output (not the worker count)."""
+def fingerprint(config, refs: Iterable, png_encoder: str, engine: dict | None = None) -> str:
+    """A hash of everything that decides a run's output (not the worker count). ``engine``:
+    what else an engine's output depends on (the Ray engine: its name and batch size, which
+    decide the part files)."""
     h = hashlib.sha256()
     opts = {k: v for k, v in asdict(config).items() if k != "workers"}
-    h.update(json.dumps({"version": __version__, "png_encoder": png_encoder, "config": opts},
-                        sort_keys=True, default=repr).encode())
+    head = {"version": __version__, "png_encoder": png_encoder, "config": opts}
+    if engine:
+        head["engine"] = engine
+    h.update(json.dumps(head, sort_keys=True, default=repr).encode())
     for ref in refs:
         d = asdict(ref)
         d["_stat"] = [_stat(ref.path), _stat(ref.depth), _stat(ref.mask)]

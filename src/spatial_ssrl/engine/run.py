@@ -529,9 +529,15 @@ def _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skippe
     return RunResult(manifest=manifest, files=files)
 
 
-def _mismatch(about: dict, config: GenerateConfig) -> str:
+def _mismatch(about: dict, config: GenerateConfig, engine: dict | None = None) -> str:
     diffs = [f"{k} {about[k]} (now {getattr(config, k)})" for k in ("num", "seed", "format")
              if k in about and about[k] != getattr(config, k)]
+    now = {"engine": "local", **(engine or {})}  # the Ray engine adds its batch size
+    if about.get("engine", "local") != now["engine"]:
+        diffs.append(f"engine {about.get('engine', 'local')} (now {now['engine']})")
+    else:
+        diffs += [f"{k.replace('_', '-')} {about[k]} (now {v})" for k, v in now.items()
+                  if k != "engine" and k in about and about[k] != v]
     what = ", ".join(diffs) if diffs else "other inputs or options"
     return (f"the interrupted run in this folder was made with {what}; run the same command "
             "again with --resume, or start afresh with --overwrite")
