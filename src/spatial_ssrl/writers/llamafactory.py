@@ -17,6 +17,7 @@ import json
 import os
 
 from ..prompts import with_format_suffix
+from . import base as _base
 from .base import DatasetWriter, atomic_write_bytes, atomic_write_json
 from .encoded import EncodedSample
 
@@ -85,6 +86,7 @@ class LlamaFactoryWriter(DatasetWriter):
         self.tmp_path = os.path.join(out_dir, f".tmp-{DATA_FILE}")
         self._fh = None  # opened by the first add() (or resume(), which keeps what is there)
         self._images: list[str] = []  # every image file written, for abort()
+        self._synced_images = 0  # how many of them the last checkpoint synced
         self._finals: list[str] = []
         self._count = 0
         self.rows_per_checkpoint = max(1, int(rows_per_shard))
@@ -103,6 +105,12 @@ class LlamaFactoryWriter(DatasetWriter):
         self._fh.write(json.dumps(to_record(sample), ensure_ascii=False) + "\n")
         self._count += 1
         if self._count % self.rows_per_checkpoint == 0:
+            # a checkpoint vouches for every image its records name: those written since
+            # the last one reach the disk (with their names) before the records do
+            for path in self._images[self._synced_images:]:
+                _base.fsync_path(path)
+            _base.fsync_path(self.image_dir)
+            self._synced_images = len(self._images)
             self._fh.flush()
             os.fsync(self._fh.fileno())
             if self.on_checkpoint is not None:
