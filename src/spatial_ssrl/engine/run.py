@@ -441,24 +441,33 @@ def _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skippe
     t0 = time.perf_counter()
     os.makedirs(out_dir, exist_ok=True)
     wcfg = config.worker_config()
-    writer = make_writer(config.format, out_dir, config.rows_per_shard)
-    tally = RunTally(refs, config, progress, extra_skips, extra_skipped_files)
-    fp = fingerprint(config, refs, _png_encoder_name())
-    state = read_journal(out_dir) if resume else None
-    if state is not None and not state.resumable:
-        state = None
-    if state is not None:
-        if state.fingerprint != fp:
-            raise ResumeError(_mismatch(state.about, config))
-        try:
-            writer.resume(state.checkpoint)
-        except (ValueError, OSError) as exc:
-            raise ResumeError(f"the interrupted run's files are not as it left them: {exc}") from None
-    journal = Journal(out_dir, fp, {"num": config.num, "seed": config.seed, "format": config.format},
-                      resume_from=state)
-    replay = collections.deque(state.replay if state else ())
-    durable = state.rows if state else 0
-    earlier_seconds = state.seconds if state else 0.0
+    pool = None
+    if config.workers > 1:
+        warm_up(refs)  # the forked workers inherit it
+        pool = WorkerPool(config.workers)  # its workers start while the writer is set up
+    try:
+        writer = make_writer(config.format, out_dir, config.rows_per_shard)
+        tally = RunTally(refs, config, progress, extra_skips, extra_skipped_files)
+        fp = fingerprint(config, refs, _png_encoder_name())
+        state = read_journal(out_dir) if resume else None
+        if state is not None and not state.resumable:
+            state = None
+        if state is not None:
+            if state.fingerprint != fp:
+                raise ResumeError(_mismatch(state.about, config))
+            try:
+                writer.resume(state.checkpoint)
+            except (ValueError, OSError) as exc:
+                raise ResumeError(f"the interrupted run's files are not as it left them: {exc}") from None
+        journal = Journal(out_dir, fp, {"num": config.num, "seed": config.seed, "format": config.format},
+                          resume_from=state)
+        replay = collections.deque(state.replay if state else ())
+        durable = state.rows if state else 0
+        earlier_seconds = state.seconds if state else 0.0
+    except BaseException:
+        if pool is not None:
+            pool.terminate()
+        raise
 
     def on_checkpoint(ck: dict) -> None:
         journal.checkpoint(ck, ck["rows"], earlier_seconds + time.perf_counter() - t0)
@@ -469,14 +478,10 @@ def _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skippe
         if tally.written >= durable:  # rows before it are on disk already (a resumed run)
             writer.add(sample)
 
-    pool = None
     finals: list[str] = []
     closed = False
 
     try:
-        if config.workers > 1:
-            warm_up(refs)  # the forked workers inherit it
-            pool = WorkerPool(config.workers)
         for round_no, units in tally.rounds():
             done = 0
             while replay and done < len(units):  # a resumed run: outcomes already known
