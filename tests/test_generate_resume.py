@@ -15,23 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
+from dataset_digest import parquet_rows as _rows
 
 RUN = [sys.executable, "-m", "spatial_ssrl.cli", "generate", "-q", "--seed", "5"]
 JOURNAL = Path(".tmp-ssrl-run") / "journal.jsonl"
-
-
-def _rows(out: Path) -> list[tuple[str, str]]:
-    """(id, hash of every column and every image byte) of each row, in dataset order."""
-    got = []
-    for f in sorted((out / "data").glob("*.parquet")):
-        for r in pq.read_table(f).to_pylist():
-            h = hashlib.sha256(json.dumps({k: v for k, v in r.items() if k != "images"}, sort_keys=True).encode())
-            for im in r["images"]:
-                h.update(im["bytes"])
-            got.append((r["id"], h.hexdigest()))
-    return got
 
 
 def _records(out: Path) -> list[tuple[str, str]]:
@@ -197,11 +185,11 @@ def test_llamafactory_checkpoint_comes_after_its_images_are_synced(tmp_path, mon
     the images folder) is synced to disk before the checkpoint is written."""
     import json as _json
 
-    import spatial_ssrl.writers.base as base
     from spatial_ssrl.engine import journal as journal_mod
     from spatial_ssrl.engine.mix import MixEntry
     from spatial_ssrl.engine.run import GenerateConfig, run_generation
     from spatial_ssrl.sources import default_refs
+    from spatial_ssrl.writers import base
 
     synced: list[str] = []
     real_fsync = base.fsync_path

@@ -12,7 +12,6 @@ extra: under CI (``CI`` set) a missing Ray fails these tests instead of skipping
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from dataset_digest import parquet_rows as _rows
 from deps import require
 
 from spatial_ssrl.engine.run import MAX_JOBS_PER_UNIT
@@ -58,18 +58,6 @@ def _env() -> dict:
     env = dict(os.environ)
     env.pop("RAY_ADDRESS", None)  # a local Ray of its own for each run
     return env
-
-
-def _rows(out: Path) -> list[tuple[str, str]]:
-    """(id, hash of every column and every image byte) of each row, in dataset order."""
-    got = []
-    for f in sorted((out / "data").glob("*.parquet")):
-        for r in pq.read_table(f).to_pylist():
-            h = hashlib.sha256(json.dumps({k: v for k, v in r.items() if k != "images"}, sort_keys=True).encode())
-            for im in r["images"]:
-                h.update(im["bytes"])
-            got.append((r["id"], h.hexdigest()))
-    return got
 
 
 def _journal(out: Path) -> list[dict]:
