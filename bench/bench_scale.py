@@ -27,7 +27,15 @@ generation time (the manifest's ``timing.seconds``: the run itself, without the 
 the command, which no worker count changes) with 1 worker / with 2, and the same for the
 whole command.
 
-Every figure is the median over ``--reps`` runs. Runs alternate between the
+The speed-up is measured in adjacent pairs: a 1-worker run and a 2-worker run straight
+after one another (``--pairs`` of them per count, the order alternating: 1 then 2, 2 then
+1, ...), and the figure is the median of the pairs' ratios. This machine's speed drifts by
+a third within minutes (the same 2,000-sample single-worker run took 20 s and 29 s ten
+minutes apart), so a ratio of two medians taken minutes apart measures the drift as much
+as the engine; two runs side by side see nearly the same machine. The ratio of the
+medians of the same runs is printed too.
+
+Every other figure is the median over ``--reps`` runs, which alternate between the
 configurations (repetition-outer), so slow drift spreads over all of them.
 
 Targets on a 2-core machine (issue 10): >= 95 samples/s with 2 workers at 2,000 samples;
@@ -37,7 +45,7 @@ worker <= 300 MB, at 2,000 and at 20,000 samples.
 Usage::
 
     python bench/bench_scale.py                       # 2,000 and 20,000 with 2 workers, speed-up runs
-    python bench/bench_scale.py --counts 2000 --reps 3 --json /tmp/scale.json
+    python bench/bench_scale.py --counts 2000 --reps 3 --pairs 5 --json /tmp/scale.json
     python bench/bench_scale.py --counts 2000 --no-speedup --preload /tmp/patch.py
 
 ``--preload FILE`` executes FILE inside the ``ssrl`` process before the command line is
@@ -285,6 +293,7 @@ def parse_args(argv=None):
     p.add_argument("--speedup", action=argparse.BooleanOptionalAction, default=True,
                    help="also time 1 and 2 workers for the speed-up (default on)")
     p.add_argument("--speedup-counts", type=parse_counts, default=[600, 2000], help="counts for the speed-up (default 600,2000)")
+    p.add_argument("--pairs", type=int, default=5, help="adjacent 1-worker/2-worker run pairs per speed-up count (default 5)")
     p.add_argument("--poll", type=float, default=0.05, help="seconds between /proc polls (default 0.05)")
     p.add_argument("--out-root", default=None, help="where the datasets go (default: a temporary folder)")
     p.add_argument("--keep", action="store_true", help="keep the datasets written")
@@ -304,17 +313,15 @@ def main(argv=None) -> int:
     if args.preload:
         args.preload = os.path.abspath(args.preload)
     configs: list[tuple[int, int]] = [(n, args.workers) for n in args.counts]
-    if args.speedup:
-        for n in args.speedup_counts:
-            for w in (1, 2):
-                if (n, w) not in configs:
-                    configs.append((n, w))
+    pair_counts = args.speedup_counts if args.speedup and args.pairs > 0 else []
     print(f"ssrl generate on the built-in inputs, paper mix; configs (n, workers): {configs}; reps={args.reps}; "
+          f"speed-up pairs: {args.pairs if pair_counts else 0} at n={pair_counts}; "
           f"python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
           + (f"; preload {args.preload}" if args.preload else ""))
     root = args.out_root or tempfile.mkdtemp(prefix="ssrl-bench-scale-")
     os.makedirs(root, exist_ok=True)
     runs: dict[tuple[int, int], list[dict]] = {c: [] for c in configs}
+    pairs: dict[int, list[dict[int, dict]]] = {}
     try:
         for rep in range(args.reps):
             for n, w in configs:
@@ -323,6 +330,13 @@ def main(argv=None) -> int:
                 print(f"  rep {rep + 1}: n={n:>6} w={w}  {r['wall_s']:7.1f} s  {r['rate']:6.1f}/s  "
                       f"parent {r['parent_hwm_mb']:5.0f} MB  workers {'/'.join(f'{x:.0f}' for x in r['worker_hwm_mb']) or '-'} MB  "
                       f"cpu parent {r['parent_cpu_s']:.1f} s workers {r['worker_cpu_s']:.1f} s, others {r['other_cpu_s']:.1f} s", flush=True)
+        for n in pair_counts:
+            for i in range(args.pairs):
+                order = (1, 2) if i % 2 == 0 else (2, 1)
+                pair = {w: run_once(n, w, args.seed, root, args) for w in order}
+                pairs.setdefault(n, []).append(pair)
+                print(f"  pair {i + 1}: n={n:>6}  generation 1 worker {pair[1]['gen_s']:6.2f} s, 2 workers {pair[2]['gen_s']:6.2f} s "
+                      f"(ran {order[0]} then {order[1]}): {pair[1]['gen_s'] / pair[2]['gen_s']:.2f}x", flush=True)
     finally:
         if not args.out_root and not args.keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -349,14 +363,17 @@ def main(argv=None) -> int:
           f"({PUBLIC_CPU_HOURS / proj_cpu_h:.0f}x less)")
 
     speedups = {}
-    if args.speedup:
-        for n in args.speedup_counts:
-            s1, s2 = summ[(n, 1)], summ[(n, 2)]
-            speedups[n] = {"generation": s1["gen_s"] / s2["gen_s"], "command": s1["wall_s"] / s2["wall_s"]}
-            sp = speedups[n]["generation"]
-            print(f"speed-up 1 -> 2 workers at n={n:,}: {sp:.2f}x generation ({s1['gen_s']:.1f} s -> {s2['gen_s']:.1f} s), "
-                  f"{speedups[n]['command']:.2f}x whole command ({s1['wall_s']:.1f} s -> {s2['wall_s']:.1f} s)"
-                  + (f"  target >= {TARGET_SPEEDUP} (generation): {fmt_ok(sp >= TARGET_SPEEDUP)}" if n >= 600 else ""))
+    for n, ps in pairs.items():
+        gen = [p[1]["gen_s"] / p[2]["gen_s"] for p in ps]
+        cmd = [p[1]["wall_s"] / p[2]["wall_s"] for p in ps]
+        g1, g2 = med([p[1]["gen_s"] for p in ps]), med([p[2]["gen_s"] for p in ps])
+        speedups[n] = {"generation": med(gen), "command": med(cmd), "pair_ratios": gen,
+                       "ratio_of_medians": g1 / g2, "gen_s_1": g1, "gen_s_2": g2}
+        sp = speedups[n]["generation"]
+        print(f"speed-up 1 -> 2 workers at n={n:,}: {sp:.2f}x generation, median of {len(ps)} adjacent pairs "
+              f"(pairs {min(gen):.2f}x-{max(gen):.2f}x; ratio of the medians {g1:.1f} s / {g2:.1f} s = {g1 / g2:.2f}x), "
+              f"{speedups[n]['command']:.2f}x whole command"
+              + (f"  target >= {TARGET_SPEEDUP} (generation): {fmt_ok(sp >= TARGET_SPEEDUP)}" if n >= 600 else ""))
 
     ceiling = None
     if args.ceiling:
@@ -380,6 +397,7 @@ def main(argv=None) -> int:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({
                 "runs": {f"{n}x{w}": rs for (n, w), rs in runs.items()},
+                "speedup_pairs": {str(n): [{str(w): r for w, r in p.items()} for p in ps] for n, ps in pairs.items()},
                 "summary": {f"{n}x{w}": s for (n, w), s in summ.items()},
                 "projection": {"samples": RELEASED_SAMPLES, "wall_hours": proj_wall_h, "cpu_hours": proj_cpu_h,
                                "public_cpu_hours": PUBLIC_CPU_HOURS},

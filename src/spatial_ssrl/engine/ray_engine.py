@@ -259,11 +259,11 @@ def _write_new(path: str, data: bytes) -> None:
 
 
 def _parquet_part(fmt: str, path: str, samples: list, rows_per_group: int) -> None:
-    import pyarrow as pa
+    from ..writers.arrow_rows import rows_to_table
 
     schema, to_row = _parquet_layout(fmt)
-    groups = (pa.Table.from_pylist([to_row(s, i + j) for j, s in enumerate(samples[i:i + rows_per_group])],
-                                   schema=schema) for i in range(0, len(samples), rows_per_group))
+    groups = (rows_to_table([to_row(s, i + j) for j, s in enumerate(samples[i:i + rows_per_group])], schema)
+              for i in range(0, len(samples), rows_per_group))
     _write_parquet(f"{path}.tmp-{os.getpid()}", path, schema, groups)
 
 

