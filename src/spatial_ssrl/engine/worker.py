@@ -196,17 +196,20 @@ def run_unit(args: tuple[SourceRef, list[Job], WorkerConfig]) -> UnitResult:
 # A worker sends its results from a thread of its own, so it computes the next unit while
 # the parent, busy writing shards, drains the pipe.
 
-WINDOW_PER_WORKER = 12
-"""Units dispatched ahead of the next one due in plan order, per worker: bounds the
-results held back to keep the plan order (a unit is at most MAX_JOBS_PER_UNIT = 8 samples,
-about 4 MB on the built-in inputs), and how far ahead a worker may look for a source of
-its own. With 6, two workers at 2,000 samples (about 8 units per source) shared 29 of
-their 33 sources and spent 5 s more CPU than with 12."""
+WINDOW_PER_WORKER = 24
+"""Units dispatched ahead of the next one due in plan order, per worker: how far ahead a
+worker may run while another is busy with a slow unit (three units of 8 samples from the
+1,411 px retina photo take about 0.4 s each, and a worker that stops early waits that
+long), and how far it may look for a source of its own. With 12, two workers at 2,000
+samples still waited 0.4-0.9 s at a time behind such units; with 6 they also shared 29
+of their 33 sources and spent 5 s more CPU."""
 
-HELD_BYTES_LIMIT = 48 * 1024 * 1024
+HELD_BYTES_LIMIT = 128 * 1024 * 1024
 """Results held back for the plan order, in pickled bytes, above which the look-ahead
 shrinks to the units next due: a worker running ahead on a source of large images (a
-unit of 8 samples from a 1,400 px photo is over 10 MB) cannot fill the parent's memory."""
+unit of 8 samples from a 1,400 px photo is over 20 MB) cannot fill the parent's memory.
+At 48 MB the limit itself stalled a worker behind three such units; the parent's peak
+at 2,000 samples was the same at 48, 96 and 128 MB (about 300 MB)."""
 
 DEPTH_PER_WORKER = 3
 """Units handed to one worker and not yet answered: one running, the rest queued in its
@@ -464,7 +467,9 @@ class WorkerPool:
                 return 0
             return first_free
 
-        while True:
+        def top_up() -> None:
+            """Fetch units up to the window and hand every worker with room its next."""
+            nonlocal fetched, exhausted
             while not exhausted and fetched - next_due < window:
                 item = next(todo, None)
                 if item is None:
@@ -487,15 +492,10 @@ class WorkerPool:
                     outstanding[w] += 1
                     last_key[w] = k
                     sent_one = True
-            while next_due in done:
-                held[0] -= sizes.pop(next_due)
-                yield done.pop(next_due)
-                next_due += 1
-            if exhausted and next_due == fetched:
-                return
-            if check is not None:
-                check()
-            ready = wait([*self._result_conns, *sentinel_index], None if check is None else poll_interval)
+
+        def take(timeout: float | None) -> None:
+            """Read every result that arrives within ``timeout`` seconds (None: wait for one)."""
+            ready = wait([*self._result_conns, *sentinel_index], timeout)
             for obj in ready:
                 w = conn_index.get(obj)
                 if w is None:
@@ -517,6 +517,26 @@ class WorkerPool:
                 # a worker never exits during a run; an answer it left is read first
                 if w is not None and not self._result_conns[w].poll(0):
                     raise self._died(w)
+
+        # Taking a result (writing its rows) can take the caller a good part of a second
+        # for a unit of large photos, so between any two results handed over, the workers
+        # get their next units and their finished results are read: a worker never waits
+        # for the caller to get through a run of results it had held back.
+        while True:
+            top_up()
+            if next_due in done:
+                held[0] -= sizes.pop(next_due)
+                result = done.pop(next_due)
+                next_due += 1
+                yield result
+                del result
+                take(0)
+                continue
+            if exhausted and next_due == fetched:
+                return
+            if check is not None:
+                check()
+            take(None if check is None else poll_interval)
 
     def _died(self, w: int) -> WorkerDied:
         p = self._procs[w]

@@ -129,20 +129,6 @@ def fsync_path(path: str) -> None:
         os.close(fd)
 
 
-def _datasync_quietly(path: str) -> None:
-    """Write ``path``'s data to disk ahead of its real sync; a failure is left to that one."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fdatasync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class ParquetShardWriter(DatasetWriter):
     """Rows go to ``data/train-XXXXX-of-YYYYY.parquet``.
 
@@ -181,7 +167,6 @@ class ParquetShardWriter(DatasetWriter):
         # run keeps reading results meanwhile; shards are closed one at a time, in order
         self._closer = None
         self._closing = None
-        self._syncing = None
         self._group: list[dict] = []
         self._group_bytes = 0
         self._shard: pq.ParquetWriter | None = None
@@ -215,7 +200,6 @@ class ParquetShardWriter(DatasetWriter):
         self._shard.write_table(rows_to_table(self._group, self.schema))
         self._group = []
         self._group_bytes = 0
-        self._sync_ahead(self._tmp_shards[-1])
 
     def _executor(self):
         if self._closer is None:
@@ -223,13 +207,6 @@ class ParquetShardWriter(DatasetWriter):
 
             self._closer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssrl-shard-close")
         return self._closer
-
-    def _sync_ahead(self, path: str) -> None:
-        """Have the background thread push the shard's bytes written so far to disk, so
-        the sync that makes the shard durable (when it closes, often the last thing a
-        run does) only waits for its last row group. Skipped while one is still running."""
-        if self._syncing is None or self._syncing.done():
-            self._syncing = self._executor().submit(_datasync_quietly, path)
 
     def _close_shard(self) -> None:
         if self._shard is not None:
