@@ -320,3 +320,19 @@ def test_negative_seed_is_refused():
         render_scene(-1, 64, 48)
     with pytest.raises(ValueError):
         procedural_refs(2, seed=-5)
+
+
+def test_cool_down_drops_the_textures_and_a_later_render_is_the_same():
+    """The parent of the workers drops the textures once they are forked (sources.cool_down);
+    a process that renders afterwards reads them again and gets the same pixels."""
+    from spatial_ssrl.sources import cool_down
+    from spatial_ssrl.sources import procedural
+
+    before = render_scene(11, 96, 72)
+    assert procedural._textures.cache_info().currsize == 1
+    cool_down()
+    assert procedural._textures.cache_info().currsize == 0
+    assert not procedural._RENDER_CACHE
+    after = render_scene(11, 96, 72)
+    assert np.array_equal(before.rgb, after.rgb)
+    assert np.array_equal(before.depth, after.depth)

@@ -29,14 +29,14 @@ import numpy as np
 
 from .. import __version__
 from ..checks import AmbiguityThresholds
-from ..sources import LoadOptions, SourceRef, warm_up
+from ..sources import LoadOptions, SourceRef, cool_down, warm_up
 from ..writers import make_writer
 from ..writers.base import atomic_write_json
 from ..writers.encoded import DEFAULT_JPEG_QUALITY, DEFAULT_PNG_COMPRESS_LEVEL
 from ..tasks import get_task_class
 from .journal import Journal, ResumeError, fingerprint, matches, read_journal, replayed_result, unit_record
 from .mix import MixEntry, allocate
-from .worker import Job, UnitResult, WorkerConfig, WorkerPool, run_unit
+from .worker import Job, UnitResult, WorkerConfig, WorkerPool, release_free_heap, run_unit
 
 MAX_JOBS_PER_UNIT = 8
 MAX_ROUNDS = 8
@@ -445,6 +445,8 @@ def _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skippe
     if config.workers > 1:
         warm_up(refs)  # the forked workers inherit it
         pool = WorkerPool(config.workers)  # its workers start while the writer is set up
+        cool_down()  # this process renders nothing: room for results held back for the plan order
+        release_free_heap()
     try:
         writer = make_writer(config.format, out_dir, config.rows_per_shard)
         tally = RunTally(refs, config, progress, extra_skips, extra_skipped_files)

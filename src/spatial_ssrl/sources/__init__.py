@@ -39,6 +39,16 @@ def warm_up(refs) -> None:
         procedural_warm_up()
 
 
+def cool_down() -> None:
+    """Undo :func:`warm_up` in a process that will load no source itself (the parent, once
+    its workers are forked: they keep their own copies)."""
+    import sys
+
+    procedural = sys.modules.get(__name__ + ".procedural")
+    if procedural is not None:
+        procedural.cool_down()
+
+
 def load_source_item(ref: SourceRef, options: LoadOptions = LoadOptions()) -> Item:
     """Load any source ref: plain images, RGB-D pairs and procedural scenes."""
     if ref.kind == "image":
@@ -53,6 +63,7 @@ def load_source_item(ref: SourceRef, options: LoadOptions = LoadOptions()) -> It
 
 
 __all__ = [
+    "cool_down",
     "load_source_item",
     "warm_up",
     "IMAGE_EXTENSIONS",

@@ -1043,6 +1043,16 @@ def warm_up() -> None:
     _textures()
 
 
+def cool_down() -> None:
+    """Drop the textures and rendered scenes this process holds (about 40 MB): for a
+    process that will render no scene itself, such as the parent of worker processes
+    once they are forked with their own copies. Rendering later reads them again."""
+    _textures.cache_clear()
+    _noise_texture.cache_clear()
+    with _RENDER_CACHE_LOCK:
+        _RENDER_CACHE.clear()
+
+
 #: Bytes of rendered scenes a process keeps (:func:`_rendered`). A run deals the units of
 #: one source one after another, so a few scenes are enough for a worker to render each
 #: scene about once instead of once per unit (8 samples); 24 MB holds about 10 scenes at 640x480
@@ -1077,6 +1087,7 @@ def _rendered(seed: int, width: int, height: int):
 
 
 __all__ = [
+    "cool_down",
     "warm_up",
     "BACK_WALL_ID",
     "DEFAULT_HEIGHT",
