@@ -225,6 +225,16 @@ TRIM_ABOVE_BYTES = 256 * 1024 * 1024
 :func:`_trimmer`)."""
 
 
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None where there is none."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
 def _trimmer():
     """A callable that runs glibc's ``malloc_trim(0)`` when this process's resident size
     is above :data:`TRIM_ABOVE_BYTES` (a no-op without glibc). Over a long run the large
@@ -233,12 +243,12 @@ def _trimmer():
     once the process is big."""
     import os
 
+    trim = _malloc_trim()
     try:
-        import ctypes
-
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
         page = os.sysconf("SC_PAGE_SIZE")
-    except (OSError, AttributeError, ValueError):
+    except (OSError, ValueError):
+        trim = None
+    if trim is None:
         return lambda: None
 
     def maybe_trim() -> None:
@@ -257,12 +267,9 @@ def release_free_heap() -> None:
     """Give the heap this process has freed back to the system (glibc's ``malloc_trim``;
     a no-op elsewhere). Before forking workers, so they do not start with the freed
     memory resident (the threads that read the textures left about 14 MB of it)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _send_loop(result_conn, outbox) -> None:

@@ -201,19 +201,16 @@ class ParquetShardWriter(DatasetWriter):
         self._group = []
         self._group_bytes = 0
 
-    def _executor(self):
-        if self._closer is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._closer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssrl-shard-close")
-        return self._closer
-
     def _close_shard(self) -> None:
         if self._shard is not None:
             shard, path, rows = self._shard, self._tmp_shards[-1], self._shard_rows
             self._shard = None
             self._wait_closing()
-            self._closing = self._executor().submit(self._finish_shard, shard, path, rows)
+            if self._closer is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._closer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssrl-shard-close")
+            self._closing = self._closer.submit(self._finish_shard, shard, path, rows)
         self._shard_rows = 0
         self._shard_bytes = 0
 
