@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 
 from ..sources import SourceRef
 from ..writers.base import (
+    WriteBehind,
     atomic_write_bytes,
     atomic_write_json,
     current_umask,
@@ -272,17 +273,24 @@ def _write_parquet(tmp: str, path: str, schema, groups) -> None:
     after any failure."""
     import pyarrow.parquet as pq
 
+    behind = None
     try:
         with pq.ParquetWriter(tmp, schema, **parquet_writer_options(schema)) as w:
+            behind = WriteBehind(tmp)
             for table in groups:
                 w.write_table(table)
+                behind.push()
         os.chmod(tmp, 0o666 & ~current_umask())
         fsync_path(tmp)
+        behind.push()
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        if behind is not None:
+            behind.close()
 
 
 _LAYOUTS: dict[str, tuple] = {}

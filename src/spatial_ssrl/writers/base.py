@@ -129,6 +129,42 @@ def fsync_path(path: str) -> None:
         os.close(fd)
 
 
+class WriteBehind:
+    """Keeps a file being written from piling up in the page cache: :meth:`push` starts
+    writing its dirty pages to disk without waiting, and drops the pages an earlier push
+    saw written (``posix_fadvise(DONTNEED)``, which never discards unwritten data).
+
+    Two gains. The final fsync finds little left to write (at 600 samples it took
+    0.15-0.2 s for a 230 MB shard, with every worker done and waiting). And the kernel
+    hands the freed pages straight to the next writes: on a virtual machine a page the
+    guest has not touched for a while can cost the host a fault when it is written first,
+    and copying a run's shards into such pages took 1.2 s of the writing process's CPU at
+    600 samples, against a tenth of that on recycled ones. A gigabyte-sized dataset also
+    no longer evicts the rest of the machine's cache. Where the call does not exist
+    (macOS) or the file system refuses it, it is a no-op."""
+
+    def __init__(self, path: str):
+        self.fd: int | None = None
+        if hasattr(os, "posix_fadvise"):
+            try:
+                self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                self.fd = None
+
+    def push(self) -> None:
+        if self.fd is not None:
+            try:
+                os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            except OSError:
+                self.close()
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 class ParquetShardWriter(DatasetWriter):
     """Rows go to ``data/train-XXXXX-of-YYYYY.parquet``.
 
@@ -170,6 +206,7 @@ class ParquetShardWriter(DatasetWriter):
         self._group: list[dict] = []
         self._group_bytes = 0
         self._shard: pq.ParquetWriter | None = None
+        self._behind: WriteBehind | None = None
         self._shard_rows = 0
         self._shard_bytes = 0
         self._tmp_shards: list[str] = []
@@ -197,26 +234,33 @@ class ParquetShardWriter(DatasetWriter):
             path = os.path.join(self.data_dir, f".tmp-{self.split}-{len(self._tmp_shards):05d}.parquet")
             self._shard = pq.ParquetWriter(path, self.schema, **self._writer_options)
             self._tmp_shards.append(path)
+            self._behind = WriteBehind(path)
         self._shard.write_table(rows_to_table(self._group, self.schema))
         self._group = []
         self._group_bytes = 0
+        self._behind.push()
 
     def _close_shard(self) -> None:
         if self._shard is not None:
-            shard, path, rows = self._shard, self._tmp_shards[-1], self._shard_rows
-            self._shard = None
+            shard, path, rows, behind = self._shard, self._tmp_shards[-1], self._shard_rows, self._behind
+            self._shard = self._behind = None
             self._wait_closing()
             if self._closer is None:
                 from concurrent.futures import ThreadPoolExecutor
 
                 self._closer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssrl-shard-close")
-            self._closing = self._closer.submit(self._finish_shard, shard, path, rows)
+            self._closing = self._closer.submit(self._finish_shard, shard, path, rows, behind)
         self._shard_rows = 0
         self._shard_bytes = 0
 
-    def _finish_shard(self, shard, path: str, rows: int) -> None:
-        shard.close()
-        fsync_path(path)
+    def _finish_shard(self, shard, path: str, rows: int, behind: WriteBehind) -> None:
+        try:
+            shard.close()
+            behind.push()  # the footer
+            fsync_path(path)
+            behind.push()  # all of it is written now: out of the cache
+        finally:
+            behind.close()
         self._done_rows.append(rows)
         if self.on_checkpoint is not None:
             self.on_checkpoint(self.checkpoint_state())
@@ -284,6 +328,12 @@ class ParquetShardWriter(DatasetWriter):
             with contextlib.suppress(Exception):
                 self._shard.close()
             self._shard = None
+        self._drop_behind()
+
+    def _drop_behind(self) -> None:
+        if self._behind is not None:
+            self._behind.close()
+            self._behind = None
 
     def abort(self) -> None:
         """Remove every shard this writer made, temporary or already renamed (a failure after
@@ -294,6 +344,7 @@ class ParquetShardWriter(DatasetWriter):
             with contextlib.suppress(Exception):  # the disk may be full; the file goes anyway
                 self._shard.close()
             self._shard = None
+        self._drop_behind()
         for path in [*self._tmp_shards, *self._final_shards]:
             try:
                 os.unlink(path)
