@@ -273,28 +273,38 @@ def release_free_heap() -> None:
 
 
 def _send_loop(result_conn, outbox) -> None:
-    """A worker's sending thread: pickled results from ``outbox`` to the parent, ``None``
-    ends it. Returns (and so ends the worker) when the parent is gone. It only writes: the
-    pickling happens on the main thread, so this thread allocates nothing (a thread's own
-    malloc arena kept tens of MB of freed pickles resident)."""
+    """A worker's sending thread: framed results (:mod:`.wire`) from ``outbox`` to the
+    parent, ``None`` ends it. Returns (and so ends the worker) when the parent is gone. It
+    only writes: the pickling happens on the main thread, so this thread allocates nothing
+    (a thread's own malloc arena kept tens of MB of freed pickles resident)."""
+    from .wire import write_frame
+
+    fd = result_conn.fileno()
     while True:
-        data = outbox.get()
-        if data is None:
+        parts = outbox.get()
+        if parts is None:
             return
         try:
-            result_conn.send_bytes(data)
+            write_frame(fd, parts)
         except OSError:
             return  # the parent is gone
-        del data
+        del parts
 
 
-def _pickled(reply) -> memoryview:
-    from multiprocessing.reduction import ForkingPickler
+def _framed(reply) -> list:
+    """``reply`` as a frame (:func:`.wire.encode`), its images out of band; a result that
+    does not pickle becomes its error."""
+    from .wire import encode, out_of_band
 
+    index, ok, value = reply
+    if ok:
+        for r in value.results:
+            if r.sample is not None:
+                out_of_band(r.sample)
     try:
-        return ForkingPickler.dumps(reply)
+        return encode(reply)
     except Exception as exc:  # the result did not pickle
-        return ForkingPickler.dumps((reply[0], False, _portable_exception(exc)))
+        return encode((index, False, _portable_exception(exc)))
 
 
 def _worker_main(task_conn, result_conn, parent_pid: int) -> None:
@@ -340,7 +350,7 @@ def _worker_main(task_conn, result_conn, parent_pid: int) -> None:
             except Exception as exc:  # a bug in a task: the parent re-raises it
                 reply = (index, False, _portable_exception(exc))
             del args, msg
-            if not post(_pickled(reply)):
+            if not post(_framed(reply)):
                 return  # the parent is gone
             del reply
             trim()
@@ -362,33 +372,6 @@ def _portable_exception(exc: BaseException) -> BaseException:
     except Exception:
         return RuntimeError(f"worker error (not picklable): {text}")
     return exc
-
-
-def _recv_message(conn) -> bytearray:
-    """One message sent with ``Connection.send_bytes``, read straight into a buffer of its
-    size. ``Connection.recv_bytes`` asks ``os.read`` for the whole remaining length on every
-    call, so each 64 KB the pipe hands over cost an allocation of the full message (a 4 MB
-    result took about 60 of them): 2.4 s of CPU per GB here, against 0.5 s this way."""
-    import os
-    import struct
-
-    fd = conn.fileno()
-
-    def exactly(n: int) -> bytearray:
-        buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
-        while got < n:
-            k = os.readv(fd, [view[got:]])
-            if k == 0:
-                raise EOFError
-            got += k
-        return buf
-
-    (n,) = struct.unpack("!i", exactly(4))
-    if n == -1:  # a message over 2 GB: the length follows in 8 bytes
-        (n,) = struct.unpack("!Q", exactly(8))
-    return exactly(n)
 
 
 class WorkerPool:
@@ -448,7 +431,8 @@ class WorkerPool:
         before one whose key another has. Which worker runs a unit changes nothing in its
         result, only how often a source is loaded."""
         from multiprocessing.connection import wait
-        from multiprocessing.reduction import ForkingPickler
+
+        from .wire import read_frame
 
         if self._closed:
             raise RuntimeError("the worker pool is closed")
@@ -521,17 +505,15 @@ class WorkerPool:
                 if w is None:
                     continue
                 try:
-                    data = _recv_message(obj)
+                    (index, ok, value), size = read_frame(obj.fileno())
                 except (EOFError, OSError):
                     raise self._died(w) from None
-                index, ok, value = ForkingPickler.loads(data)
                 outstanding[w] -= 1
                 if not ok:
                     raise value
                 done[index] = value
-                sizes[index] = len(data)
-                held[0] += len(data)
-                del data
+                sizes[index] = size
+                held[0] += size
             for obj in ready:
                 w = sentinel_index.get(obj)
                 # a worker never exits during a run; an answer it left is read first

@@ -247,7 +247,7 @@ def to_row(sample, level: str) -> dict:
     """The GRPO row of an encoded sample (the same columns as the offline GRPO rows)."""
     return {
         "prompt": [{"role": "user", "content": content_parts(sample.problem)}],
-        "images": [{"bytes": b, "path": None} for b in sample.images],
+        "images": [{"bytes": bytes(b), "path": None} for b in sample.images],  # a worker's are views
         "answer": sample.answer,
         "answer_type": sample.answer_type,
         "options": sample.options,

@@ -102,6 +102,8 @@ class EncodedSample:
     task: str
     variant: str
     images: list[bytes]
+    """Encoded files; from a worker process, read-only ``memoryview`` s of the frame they
+    came in (:mod:`..engine.wire`), which every writer takes as they are."""
     image_names: list[str]
     problem: str
     answer: str
