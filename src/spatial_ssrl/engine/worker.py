@@ -291,9 +291,10 @@ def _send_loop(result_conn, outbox) -> None:
         del parts
 
 
-def _framed(reply) -> list:
-    """``reply`` as a frame (:func:`.wire.encode`), its images out of band; a result that
-    does not pickle becomes its error."""
+def _framed(reply, ring=None) -> list:
+    """``reply`` as a frame (:func:`.wire.encode`), its images out of band (in ``ring``, a
+    :class:`.wire.RingWriter`, when they fit); a result that does not pickle becomes its
+    error."""
     from .wire import encode, out_of_band
 
     index, ok, value = reply
@@ -302,18 +303,24 @@ def _framed(reply) -> list:
             if r.sample is not None:
                 out_of_band(r.sample)
     try:
-        return encode(reply)
+        return encode(reply, ring)
     except Exception as exc:  # the result did not pickle
         return encode((index, False, _portable_exception(exc)))
 
 
-def _worker_main(task_conn, result_conn, parent_pid: int) -> None:
-    """A worker's loop: take ``(index, args)`` from its task pipe, answer ``(index, ok,
-    result)`` on its result pipe; ``None`` ends it once every answer is sent."""
+def _worker_main(task_conn, result_conn, parent_pid: int, ring=None) -> None:
+    """A worker's loop: take ``(index, args, tail)`` from its task pipe, answer ``(index,
+    ok, result)`` on its result pipe; ``None`` ends it once every answer is sent. ``ring``
+    (a :class:`.wire.Ring`, shared with the parent) carries the images when they fit;
+    ``tail`` says how much of it the parent has given back."""
     import os
     import queue
     import signal
     import threading
+
+    from .wire import RingWriter
+
+    ring = RingWriter(ring) if ring is not None else None
 
     # the parent blocked SIGINT around the fork, so no Ctrl-C reaches this process before
     # it is ignored here; the parent alone decides what an interrupt means
@@ -344,13 +351,15 @@ def _worker_main(task_conn, result_conn, parent_pid: int) -> None:
                 post(None)
                 sender.join()
                 return
-            index, args = msg
+            index, args, tail = msg
+            if ring is not None:
+                ring.heard(tail)
             try:
                 reply = (index, True, run_unit(args))
             except Exception as exc:  # a bug in a task: the parent re-raises it
                 reply = (index, False, _portable_exception(exc))
             del args, msg
-            if not post(_framed(reply)):
+            if not post(_framed(reply, ring)):
                 return  # the parent is gone
             del reply
             trim()
@@ -383,11 +392,16 @@ class WorkerPool:
         import signal
         import threading
 
+        from .wire import Ring, RingReader
+
         ctx = context or multiprocessing.get_context()
         release_free_heap()
         self._procs = []
         self._task_conns = []
         self._result_conns = []
+        # a forked worker shares a ring with this process (a spawned one could not inherit it)
+        forked = ctx.get_start_method() == "fork"
+        self._rings: list[RingReader | None] = []
         self._closed = False
         self.assigned: dict[int, int] = {}
         main = threading.current_thread() is threading.main_thread()
@@ -399,7 +413,9 @@ class WorkerPool:
             for _ in range(max(1, int(workers))):
                 task_r, task_w = ctx.Pipe(duplex=False)
                 result_r, result_w = ctx.Pipe(duplex=False)
-                p = ctx.Process(target=_worker_main, args=(task_r, result_w, os.getpid()),
+                ring = Ring() if forked else None
+                self._rings.append(RingReader(ring) if ring is not None else None)
+                p = ctx.Process(target=_worker_main, args=(task_r, result_w, os.getpid(), ring),
                                 name="ssrl-worker", daemon=True)
                 self._task_conns.append(task_w)
                 self._result_conns.append(result_r)
@@ -491,7 +507,9 @@ class WorkerPool:
                     if pos is None:
                         continue
                     index, arg, k = ahead.pop(pos)
-                    self._task_conns[w].send((index, arg))  # small; the pipe holds far more
+                    ring = self._rings[w]
+                    tail = ring.tail() if ring is not None else 0
+                    self._task_conns[w].send((index, arg, tail))  # small; the pipe holds far more
                     self.assigned[index] = w
                     outstanding[w] += 1
                     last_key[w] = k
@@ -505,7 +523,7 @@ class WorkerPool:
                 if w is None:
                     continue
                 try:
-                    (index, ok, value), size = read_frame(obj.fileno())
+                    (index, ok, value), size = read_frame(obj.fileno(), self._rings[w])
                 except (EOFError, OSError):
                     raise self._died(w) from None
                 outstanding[w] -= 1
