@@ -100,3 +100,111 @@ def test_out_of_band_marks_only_large_bytes():
     s = _sample(0, [wire.OUT_OF_BAND_MIN, wire.OUT_OF_BAND_MIN - 1])
     wire.out_of_band(s)
     assert [type(b) for b in s.images] == [pickle.PickleBuffer, bytes]
+
+
+# --------------------------------------------------------------------------------------
+# The shared ring
+# --------------------------------------------------------------------------------------
+def _ring_roundtrip(obj, writer: wire.RingWriter, reader: wire.RingReader):
+    parts = wire.encode(obj, writer)
+    r, w = os.pipe()
+    t = threading.Thread(target=lambda: (wire.write_frame(w, parts), os.close(w)))
+    t.start()
+    try:
+        got, size = wire.read_frame(r, reader)
+    finally:
+        t.join()
+        os.close(r)
+    return got, size, parts
+
+
+def test_images_through_the_ring_are_views_of_it_and_the_pipe_carries_only_the_pickle():
+    ring = wire.Ring(4 * 1024 * 1024)
+    writer, reader = wire.RingWriter(ring), wire.RingReader(ring)
+    s = _sample(0, [300_000, 200_000])
+    want = list(s.images)
+    wire.out_of_band(s)
+    got, size, parts = _ring_roundtrip(s, writer, reader)
+    assert len(parts) == 2  # header and pickle: the images went into the ring
+    assert sum(memoryview(p).nbytes for p in parts) < 10_000
+    assert [bytes(b) for b in got.images] == want
+    assert all(isinstance(b, memoryview) and b.readonly for b in got.images)
+    assert reader.placed == 1 and size >= 500_000
+    # the bytes the parent sees are the ring's own: a write into the ring shows through
+    ring.mem[0:4] = b"ABCD"
+    assert bytes(got.images[0][:4]) == b"ABCD"
+
+
+def test_an_area_comes_back_when_its_last_view_is_gone_in_arrival_order():
+    ring = wire.Ring(1024 * 1024)
+    writer, reader = wire.RingWriter(ring), wire.RingReader(ring)
+    frames = []
+    for i in range(3):
+        s = _sample(i, [200_000])
+        wire.out_of_band(s)
+        frames.append(_ring_roundtrip(s, writer, reader)[0])
+    assert reader.placed == 3
+    assert reader.tail() == 0  # all three still held
+    del frames[1]
+    assert reader.tail() == 0  # the second is free, but the first still holds the way
+    del frames[0]
+    assert reader.tail() == 400_000  # now both
+    del frames[0]
+    assert reader.tail() == 600_000
+
+
+def test_the_tail_waits_for_every_view_of_a_frame():
+    ring = wire.Ring(1024 * 1024)
+    writer, reader = wire.RingWriter(ring), wire.RingReader(ring)
+    a = _sample(0, [200_000, 100_000])
+    wire.out_of_band(a)
+    got, _, _ = _ring_roundtrip(a, writer, reader)
+    second = got.images[1]
+    del got
+    assert reader.tail() == 0  # one view of the frame is alive
+    del second
+    assert reader.tail() == 300_000
+
+
+def test_a_full_ring_sends_through_the_pipe_and_wraps_once_given_back():
+    ring = wire.Ring(1024 * 1024)
+    writer, reader = wire.RingWriter(ring), wire.RingReader(ring)
+    held = []
+    for i in range(3):  # 3 x 300 KB fit; the 4th does not
+        s = _sample(i, [300_000])
+        wire.out_of_band(s)
+        held.append(_ring_roundtrip(s, writer, reader)[0])
+    s = _sample(3, [300_000])
+    want = bytes(s.images[0])
+    wire.out_of_band(s)
+    got, _, parts = _ring_roundtrip(s, writer, reader)
+    assert len(parts) == 3 and reader.placed == 3  # through the pipe
+    assert bytes(got.images[0]) == want
+    # the parent gives the first two back and says so with the next unit
+    del held[:2]
+    writer.heard(reader.tail())
+    s = _sample(4, [300_000])
+    want = bytes(s.images[0])
+    wire.out_of_band(s)
+    got, _, parts = _ring_roundtrip(s, writer, reader)
+    assert len(parts) == 2 and reader.placed == 4  # through the ring, at its start again
+    assert writer.head == 1024 * 1024 + 300_000
+    assert bytes(got.images[0]) == want
+    assert bytes(held[0].images[0]) != want and len(held) == 1  # the held frame is untouched
+    # a frame bigger than the ring always takes the pipe
+    big = _sample(5, [2 * 1024 * 1024])
+    wire.out_of_band(big)
+    assert len(wire.encode(big, writer)) == 3
+
+
+def test_a_ring_frame_read_without_the_ring_is_refused():
+    ring = wire.Ring(1024 * 1024)
+    s = _sample(0, [100_000])
+    wire.out_of_band(s)
+    parts = wire.encode(s, wire.RingWriter(ring))
+    r, w = os.pipe()
+    wire.write_frame(w, parts)
+    os.close(w)
+    with pytest.raises(ValueError, match="ring"):
+        wire.read_frame(r)
+    os.close(r)

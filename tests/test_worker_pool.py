@@ -72,3 +72,33 @@ def test_four_sources_without_keys_are_each_loaded_by_both_workers():
     for index, (ref, _jobs, _cfg) in enumerate(units):
         workers_of[ref.id].add(assigned[index])
     assert sum(len(ws) > 1 for ws in workers_of.values()) >= 3, dict(workers_of)
+
+
+def test_results_through_a_ring_that_wraps_are_the_bytes_run_unit_gives(monkeypatch):
+    """Results taken and dropped one by one (as the writer does) free their ring areas, so a
+    ring much smaller than the run carries most of them, wrapping round many times, and
+    every image is the one the unit gives in this process."""
+    import hashlib
+
+    from spatial_ssrl.engine import wire
+
+    def digest(res) -> list:
+        return [(r.job.k, hashlib.sha256(b"".join(r.sample.images)).hexdigest()) for r in res.results]
+
+    units = _units(n_sources=4, units_per_source=5)
+    expected = [digest(run_unit(u)) for u in units]
+    frame = max(sum(len(b) for r in run_unit(u).results for b in r.sample.images) for u in units)
+    monkeypatch.setattr(wire, "RING_BYTES", 3 * frame)  # the forked workers inherit it
+    pool = WorkerPool(2)
+    try:
+        got = []
+        for res in pool.imap(units, key=lambda a: a[0].id):
+            got.append(digest(res))
+            del res
+        placed = [r.placed for r in pool._rings]
+    finally:
+        pool.close()
+    assert got == expected
+    assert sum(placed) >= len(units) // 2, placed
+    total = sum(len(b) for u in units for r in run_unit(u).results for b in r.sample.images)
+    assert total > 2 * 3 * frame  # the run is bigger than both rings together

@@ -204,12 +204,13 @@ long), and how far it may look for a source of its own. With 12, two workers at 
 samples still waited 0.4-0.9 s at a time behind such units; with 6 they also shared 29
 of their 33 sources and spent 5 s more CPU."""
 
-HELD_BYTES_LIMIT = 128 * 1024 * 1024
+HELD_BYTES_LIMIT = 96 * 1024 * 1024
 """Results held back for the plan order, in pickled bytes, above which the look-ahead
 shrinks to the units next due: a worker running ahead on a source of large images (a
 unit of 8 samples from a 1,400 px photo is over 20 MB) cannot fill the parent's memory.
-At 48 MB the limit itself stalled a worker behind three such units; the parent's peak
-at 2,000 samples was the same at 48, 96 and 128 MB (about 300 MB)."""
+At 48 MB the limit itself stalled a worker behind three such units. With the workers'
+rings mapped too (:mod:`.wire`, 48 MB of the parent's resident size), the parent's peak at
+20,000 samples was 368-379 MB at 128 MB and 324 MB at 96 MB."""
 
 DEPTH_PER_WORKER = 3
 """Units handed to one worker and not yet answered: one running, the rest queued in its
@@ -235,12 +236,13 @@ def _malloc_trim():
         return None
 
 
-def _trimmer():
-    """A callable that runs glibc's ``malloc_trim(0)`` when this process's resident size
-    is above :data:`TRIM_ABOVE_BYTES` (a no-op without glibc). Over a long run the large
-    temporary arrays of each unit fragment the heap and the resident size creeps up;
-    trimming after every unit stops that but costs a third more CPU, so it only happens
-    once the process is big."""
+def _trimmer(exempt: int = 0):
+    """A callable that runs glibc's ``malloc_trim(0)`` when this process's resident size,
+    less ``exempt`` bytes (the result ring, which is no heap), is above
+    :data:`TRIM_ABOVE_BYTES` (a no-op without glibc). Over a long run the large temporary
+    arrays of each unit fragment the heap and the resident size creeps up; trimming after
+    every unit stops that but costs a third more CPU, so it only happens once the process
+    is big."""
     import os
 
     trim = _malloc_trim()
@@ -257,7 +259,7 @@ def _trimmer():
                 resident = int(fh.read().split()[1]) * page
         except (OSError, ValueError, IndexError):
             return
-        if resident > TRIM_ABOVE_BYTES:
+        if resident - exempt > TRIM_ABOVE_BYTES:
             trim(0)
 
     return maybe_trim
@@ -320,13 +322,13 @@ def _worker_main(task_conn, result_conn, parent_pid: int, ring=None) -> None:
 
     from .wire import RingWriter
 
+    trim = _trimmer(ring.size if ring is not None else 0)
     ring = RingWriter(ring) if ring is not None else None
 
     # the parent blocked SIGINT around the fork, so no Ctrl-C reaches this process before
     # it is ignored here; the parent alone decides what an interrupt means
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    trim = _trimmer()
     outbox: queue.Queue = queue.Queue(maxsize=1)
     sender = threading.Thread(target=_send_loop, args=(result_conn, outbox), name="ssrl-send", daemon=True)
     sender.start()
