@@ -4,9 +4,10 @@ A result is a pickle (protocol 5) whose image bytes travel *out of band*: the pi
 the small things (ids, questions, answers, metadata) and a placeholder for each image, and
 the images follow it as they are. One frame::
 
-    !QI    body length, number of out-of-band buffers (n)
+    !QIQQ    body length, number of out-of-band buffers (n), ring start and end (0 0:
+             the buffers are in the body)
     !(n+1)Q  the pickle's length, then each buffer's length
-    body   the pickle, then the buffers, back to back
+    body     the pickle, then the buffers, back to back (or only the pickle)
 
 The worker writes the pieces with one ``writev`` (the images are never copied into a
 pickle first); the parent reads the body into one buffer and unpickles it with the
