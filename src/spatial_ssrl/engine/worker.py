@@ -205,7 +205,7 @@ samples still waited 0.4-0.9 s at a time behind such units; with 6 they also sha
 of their 33 sources and spent 5 s more CPU."""
 
 HELD_BYTES_LIMIT = 96 * 1024 * 1024
-"""Results held back for the plan order, in pickled bytes, above which the look-ahead
+"""Results held back for the plan order, in bytes of their frames, above which the look-ahead
 shrinks to the units next due: a worker running ahead on a source of large images (a
 unit of 8 samples from a 1,400 px photo is over 20 MB) cannot fill the parent's memory.
 At 48 MB the limit itself stalled a worker behind three such units. With the workers'
