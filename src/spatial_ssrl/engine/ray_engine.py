@@ -61,7 +61,6 @@ from ..writers.base import (
     atomic_write_bytes,
     atomic_write_json,
     current_umask,
-    fsync_path,
     parquet_writer_options,
 )
 from .journal import (
@@ -281,8 +280,7 @@ def _write_parquet(tmp: str, path: str, schema, groups) -> None:
                 w.write_table(table)
                 behind.push()
         os.chmod(tmp, 0o666 & ~current_umask())
-        fsync_path(tmp)
-        behind.push()
+        behind.finish(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -158,6 +158,19 @@ class WriteBehind:
             except OSError:
                 self.close()
 
+    def finish(self, path: str) -> None:
+        """The file is complete: sync it to disk (through the descriptor this holds, or by
+        ``path``), drop it from the cache and close."""
+        try:
+            self.push()  # what is still dirty (the footer) starts for disk
+            if self.fd is not None:
+                os.fsync(self.fd)
+            else:
+                fsync_path(path)
+            self.push()  # all of it is written now: out of the cache
+        finally:
+            self.close()
+
     def close(self) -> None:
         fd, self.fd = self.fd, None
         if fd is not None:
@@ -256,11 +269,10 @@ class ParquetShardWriter(DatasetWriter):
     def _finish_shard(self, shard, path: str, rows: int, behind: WriteBehind) -> None:
         try:
             shard.close()
-            behind.push()  # the footer
-            fsync_path(path)
-            behind.push()  # all of it is written now: out of the cache
-        finally:
+        except BaseException:
             behind.close()
+            raise
+        behind.finish(path)
         self._done_rows.append(rows)
         if self.on_checkpoint is not None:
             self.on_checkpoint(self.checkpoint_state())
