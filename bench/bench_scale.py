@@ -251,19 +251,26 @@ def summarize(recs: list[dict]) -> dict:
     return s
 
 
-def _ceiling_work(n_samples: int, seed: int) -> float:
-    """Seconds one process takes to run the worker's own code (``run_unit``: load, draw,
-    render, encode) on the first ``n_samples`` planned samples of the default run; no pool,
-    no pipes, no writer."""
+def _planned_units(n_samples: int, seed: int):
+    """The units of the first round of an ``n_samples`` run of the default mix, in plan
+    order, and the worker configuration."""
     from spatial_ssrl.engine import GenerateConfig, parse_mix
     from spatial_ssrl.engine.run import _Dealer, _initial_slots
-    from spatial_ssrl.engine.worker import run_unit
     from spatial_ssrl.sources import default_refs
 
     refs = default_refs()
     cfg = GenerateConfig(num=n_samples, seed=seed, mix=parse_mix(None, with_depth=True))
     units, _ = _Dealer(refs, seed).deal(_initial_slots(n_samples, cfg.mix, seed))
-    wcfg = cfg.worker_config()
+    return units, cfg.worker_config()
+
+
+def _ceiling_work(n_samples: int, seed: int) -> float:
+    """Seconds one process takes to run the worker's own code (``run_unit``: load, draw,
+    render, encode) on the first ``n_samples`` planned samples of the default run; no pool,
+    no pipes, no writer."""
+    from spatial_ssrl.engine.worker import run_unit
+
+    units, wcfg = _planned_units(n_samples, seed)
     t = time.perf_counter()
     for ref, jobs in units:
         run_unit((ref, jobs, wcfg))
@@ -296,19 +303,12 @@ def ceiling_pair(n_samples: int, seed: int, alone_first: bool = True) -> dict:
 
 
 def _ideal_units(n_samples: int, seed: int):
-    """The first round of an ``n_samples`` run of the default mix, as one list of units per
-    source (in plan order), and the worker configuration."""
-    from spatial_ssrl.engine import GenerateConfig, parse_mix
-    from spatial_ssrl.engine.run import _Dealer, _initial_slots
-    from spatial_ssrl.sources import default_refs
-
-    refs = default_refs()
-    cfg = GenerateConfig(num=n_samples, seed=seed, mix=parse_mix(None, with_depth=True))
-    units, _ = _Dealer(refs, seed).deal(_initial_slots(n_samples, cfg.mix, seed))
+    """:func:`_planned_units` as one list of units per source (sources in plan order)."""
+    units, wcfg = _planned_units(n_samples, seed)
     groups: dict[str, list] = {}
     for ref, jobs in units:
         groups.setdefault(ref.id, []).append((ref, jobs))
-    return list(groups.values()), cfg.worker_config()
+    return list(groups.values()), wcfg
 
 
 def _ideal_group(args) -> float:
