@@ -102,3 +102,40 @@ def test_results_through_a_ring_that_wraps_are_the_bytes_run_unit_gives(monkeypa
     assert sum(placed) >= len(units) // 2, placed
     total = sum(len(b) for u in units for r in run_unit(u).results for b in r.sample.images)
     assert total > 2 * 3 * frame  # the run is bigger than both rings together
+
+
+def test_results_too_big_for_the_ring_cross_a_widened_pipe_intact(monkeypatch):
+    """With a ring too small for any result, every result crosses the result pipe, which the
+    pool has widened from Linux's 64 KB (a multi-megabyte result then takes a few reads, not
+    one per 64 KB), and arrives as the bytes the unit gives in this process."""
+    import fcntl
+    import hashlib
+
+    import pytest
+
+    from spatial_ssrl.engine import wire
+    from spatial_ssrl.engine.worker import RESULT_PIPE_BYTES
+
+    if not hasattr(fcntl, "F_GETPIPE_SZ"):
+        pytest.skip("pipe sizes are a Linux feature")
+
+    def digest(res) -> list:
+        return [(r.job.k, hashlib.sha256(b"".join(r.sample.images)).hexdigest()) for r in res.results]
+
+    units = _units(n_sources=2, units_per_source=3)
+    expected = [digest(run_unit(u)) for u in units]
+    monkeypatch.setattr(wire, "RING_BYTES", 1)  # the forked workers inherit it
+    pool = WorkerPool(2)
+    try:
+        sizes = [fcntl.fcntl(c.fileno(), fcntl.F_GETPIPE_SZ) for c in pool._result_conns]
+        got = [digest(res) for res in pool.imap(units, key=lambda a: a[0].id)]
+        placed = [r.placed for r in pool._rings]
+    finally:
+        pool.close()
+    with open("/proc/sys/fs/pipe-max-size", "rb") as fh:
+        limit = int(fh.read())
+    assert sizes == [min(RESULT_PIPE_BYTES, max(limit, 64 * 1024))] * 2
+    assert sizes[0] > 64 * 1024 or limit <= 64 * 1024
+    assert placed == [0, 0]
+    assert got == expected
+    assert max(sum(len(b) for r in run_unit(u).results for b in r.sample.images) for u in units) > 64 * 1024

