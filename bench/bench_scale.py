@@ -200,7 +200,7 @@ def run_once(n: int, workers: int, seed: int, root: str, args, poll: float | Non
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     poller = Poller(proc.pid, args.poll if poll is None else poll)
     poller.start()
-    stdout, stderr = proc.communicate()
+    _stdout, stderr = proc.communicate()
     wall = perf() - t0
     busy = _busy_cpu_s() - busy0
     poller.stop.set()

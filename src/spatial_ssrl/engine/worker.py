@@ -396,8 +396,10 @@ def widen_pipe(fd: int, size: int = RESULT_PIPE_BYTES) -> int:
     """Ask the kernel to let pipe ``fd`` hold ``size`` bytes, or as much as an unprivileged
     process may (``/proc/sys/fs/pipe-max-size``); returns the size it now has, or 0 where
     pipes cannot be resized (not Linux). Never fails: the default size works, only slower."""
-    import fcntl
-
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return 0
     setsz = getattr(fcntl, "F_SETPIPE_SZ", None)
     if setsz is None:
         return 0
