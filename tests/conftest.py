@@ -4,6 +4,7 @@ when the folder is absent (a fresh clone elsewhere has no ``../shared``)."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,9 @@ def builtin_dataset(tmp_path_factory) -> Path:
 def pytest_configure(config):
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # The Ctrl-C tests interrupt this process and the commands it starts, as a terminal
+    # would. A suite started in the background by a script (``cmd &``) finds SIGINT
+    # ignored, and an ignored signal stays ignored in every process started from it: put
+    # Python's handler back, so the tests see what someone at a terminal sees.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
