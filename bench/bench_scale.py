@@ -395,7 +395,7 @@ def parse_args(argv=None):
     p.add_argument("--speedup", action=argparse.BooleanOptionalAction, default=True,
                    help="also time 1 and 2 workers for the speed-up (default on)")
     p.add_argument("--speedup-counts", type=parse_counts, default=[600, 2000], help="counts for the speed-up (default 600,2000)")
-    p.add_argument("--pairs", type=int, default=5, help="adjacent 1-worker/2-worker run pairs per speed-up count (default 5)")
+    p.add_argument("--pairs", type=int, default=7, help="adjacent 1-worker/2-worker run pairs per speed-up count (default 7)")
     p.add_argument("--poll", type=float, default=0.05, help="seconds between /proc polls (default 0.05)")
     p.add_argument("--pair-poll", type=float, default=0.5,
                    help="seconds between /proc polls in the speed-up pairs (default 0.5: polling every 0.05 s takes "
@@ -410,6 +410,18 @@ def parse_args(argv=None):
                    help="after each speed-up pair, the same count's units with nothing written or sent, done by one "
                         "process and shared by two, the slowest sources first: about the most an engine could gain (default on)")
     return p.parse_args(argv)
+
+
+def median_interval(xs: list[float], level: float = 0.9, draws: int = 10000, seed: int = 0) -> tuple[float, float]:
+    """A percentile-bootstrap interval for the median of ``xs``: how far the median of this
+    many pairs moves when the pairs are drawn again (with replacement) from the ones seen."""
+    import random
+
+    rng = random.Random(seed)
+    meds = sorted(med(rng.choices(xs, k=len(xs))) for _ in range(draws))
+    lo = meds[int((1 - level) / 2 * draws)]
+    hi = meds[min(draws - 1, int((1 + level) / 2 * draws))]
+    return lo, hi
 
 
 def fmt_ok(ok: bool) -> str:
@@ -485,11 +497,13 @@ def main(argv=None) -> int:
         gen = [p[1]["gen_s"] / p[2]["gen_s"] for p in ps]
         cmd = [p[1]["wall_s"] / p[2]["wall_s"] for p in ps]
         g1, g2 = med([p[1]["gen_s"] for p in ps]), med([p[2]["gen_s"] for p in ps])
-        speedups[n] = {"generation": med(gen), "command": med(cmd), "pair_ratios": gen,
+        lo, hi = median_interval(gen)
+        speedups[n] = {"generation": med(gen), "command": med(cmd), "pair_ratios": gen, "median_interval_90": [lo, hi],
                        "ratio_of_medians": g1 / g2, "gen_s_1": g1, "gen_s_2": g2}
         sp = speedups[n]["generation"]
         print(f"speed-up 1 -> 2 workers at n={n:,}: {sp:.2f}x generation, median of {len(ps)} adjacent pairs "
-              f"(pairs {min(gen):.2f}x-{max(gen):.2f}x; ratio of the medians {g1:.1f} s / {g2:.1f} s = {g1 / g2:.2f}x), "
+              f"(pairs {min(gen):.2f}x-{max(gen):.2f}x, bootstrap 90% interval of the median {lo:.2f}x-{hi:.2f}x; "
+              f"ratio of the medians {g1:.1f} s / {g2:.1f} s = {g1 / g2:.2f}x), "
               f"{speedups[n]['command']:.2f}x whole command"
               + (f"  target >= {TARGET_SPEEDUP} (generation): {fmt_ok(sp >= TARGET_SPEEDUP)}" if n >= 600 else ""))
         if all("ceiling" in p for p in ps):
