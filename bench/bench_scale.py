@@ -264,17 +264,21 @@ def _planned_units(n_samples: int, seed: int):
     return units, cfg.worker_config()
 
 
-def _ceiling_work(n_samples: int, seed: int) -> float:
-    """Seconds one process takes to run the worker's own code (``run_unit``: load, draw,
-    render, encode) on the first ``n_samples`` planned samples of the default run; no pool,
-    no pipes, no writer."""
+def _run_units(units, wcfg) -> float:
+    """Seconds this process takes to run ``units`` with the worker's own code (``run_unit``:
+    load, draw, render, encode; results thrown away)."""
     from spatial_ssrl.engine.worker import run_unit
 
-    units, wcfg = _planned_units(n_samples, seed)
     t = time.perf_counter()
     for ref, jobs in units:
         run_unit((ref, jobs, wcfg))
     return time.perf_counter() - t
+
+
+def _ceiling_work(n_samples: int, seed: int) -> float:
+    """Seconds one process takes to run the worker's own code on the first ``n_samples``
+    planned samples of the default run; no pool, no pipes, no writer."""
+    return _run_units(*_planned_units(n_samples, seed))
 
 
 def ceiling_pair(n_samples: int, seed: int, alone_first: bool = True) -> dict:
@@ -313,13 +317,7 @@ def _ideal_units(n_samples: int, seed: int):
 
 def _ideal_group(args) -> float:
     """Seconds to run a source's units (results thrown away)."""
-    from spatial_ssrl.engine.worker import run_unit
-
-    group, wcfg = args
-    t = time.perf_counter()
-    for ref, jobs in group:
-        run_unit((ref, jobs, wcfg))
-    return time.perf_counter() - t
+    return _run_units(*args)
 
 
 def _ideal_alone(n_samples: int, seed: int) -> tuple[float, list[float]]:
