@@ -204,7 +204,7 @@ def test_ctrl_c_during_training_leaves_a_usable_checkpoint(pipeline, tmp_path):
                             start_new_session=True, env={**os.environ, "TQDM_DISABLE": "1"})
     try:
         deadline = time.monotonic() + 240
-        while not (out / "checkpoint-2" / "trainer_state.json").exists():
+        while not (out / "checkpoint-2" / "ssrl_checkpoint.json").exists():
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "no checkpoint appeared"
             time.sleep(0.2)

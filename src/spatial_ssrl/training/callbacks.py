@@ -134,3 +134,27 @@ class CurriculumCallback(TrainerCallback):
             from ..writers.base import atomic_write_json
 
             atomic_write_json(os.path.join(folder, "curriculum_state.json"), self.curriculum.state_dict())
+
+
+def _barrier() -> None:
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover
+        return
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+class CheckpointMarkerCallback(TrainerCallback):
+    """Put last among the callbacks: once a checkpoint is saved (every rank's part, and the
+    extra state other callbacks add in their ``on_save``), sync it and write the marker that
+    makes it count as complete (:func:`~spatial_ssrl.training.runs.mark_checkpoint`)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        from .runs import mark_checkpoint
+
+        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        _barrier()
+        if state.is_world_process_zero and os.path.isdir(folder):
+            mark_checkpoint(folder, state.global_step)
+        _barrier()

@@ -142,6 +142,9 @@ def _run(kind: str, config, model, data, output, max_steps, resume, sets, **extr
         where = f"last complete checkpoint: {last} (continue with --resume)" if last else "no checkpoint was completed"
         click.echo(f"\ninterrupted; {where}", err=True)
         sys.exit(130)
+    if outcome.already_complete:
+        click.echo(f"{kind}: the run in {outcome.output} is already complete ({outcome.steps} steps); nothing to do")
+        return
     resumed = f", resumed from {os.path.basename(outcome.resumed_from)}" if outcome.resumed_from else ""
     click.echo(f"{kind}: {outcome.steps} steps{resumed}; final model in {outcome.final_model}")
 

@@ -6,7 +6,7 @@ import os
 import sys
 
 from .config import ConfigError, RunConfig
-from .sft import RunOutcome, lora_config, save_final, trl_args
+from .sft import RunOutcome, already_complete, lora_config, save_final, trl_args
 
 
 class ColdStartRequired(ValueError):
@@ -36,7 +36,7 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
     from trl import GRPOTrainer
 
     from ..readers import DatasetError, open_dataset
-    from .callbacks import CurriculumCallback, JsonlLogCallback, ValidationCallback
+    from .callbacks import CheckpointMarkerCallback, CurriculumCallback, JsonlLogCallback, ValidationCallback
     from .data import DataError, grpo_dataset, plan_grpo_rows, validation_records
     from .models import (
         check_model_folder,
@@ -45,11 +45,15 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
         load_processor,
         pixel_view,
     )
+    from .resume import exact_resume
     from .rewards import make_rewards
     from .runs import check_run_folder, run_folder, write_marker
 
     o = cfg.opts
     output = os.path.abspath(o["output"])
+    done = already_complete(cfg, output, resume)
+    if done is not None:
+        return done
     check_run_folder(output, cfg.kind, resume)
     check_model_folder(o["model"])
     check_coldstart(o["model"], no_coldstart)
@@ -140,7 +144,8 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
                 score_settings={"format_weight": float(o["format_weight"]), **score_settings},
             )
             callbacks.append(validation)
-        trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=train,
+        callbacks.append(CheckpointMarkerCallback())  # last: after every other on_save
+        trainer = exact_resume(GRPOTrainer)(model=model, reward_funcs=funcs, args=args, train_dataset=train,
                               processing_class=processor, peft_config=peft_config, callbacks=callbacks)
         if validation is not None:
             validation.trainer = trainer

@@ -53,7 +53,59 @@ def check_model_folder(path: str) -> dict[str, Any] | None:
                          "Spatial-SSRL trains image-text-to-text models such as Qwen2.5-VL and Qwen3-VL")
     if "vision_config" not in cfg:
         raise ModelError(f"model {path} has no vision_config: not a vision-language checkpoint")
+    check_weight_files(path)
+    if not any(os.path.isfile(os.path.join(path, n)) for n in TOKENIZER_FILES):
+        raise ModelError(f"model folder {path} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
+                         "copy them from the checkpoint it was made from")
     return cfg
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+
+
+def safetensors_problem(path: str) -> str | None:
+    """Why a ``.safetensors`` file cannot be complete (from its header alone: the data must
+    end where the header says), or None."""
+    import struct
+
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return f"{os.path.basename(path)} is empty or cut short ({size} bytes)"
+            (n,) = struct.unpack("<Q", head)
+            if n > size - 8:
+                return f"{os.path.basename(path)} is cut short ({size} bytes)"
+            header = json.loads(fh.read(n))
+    except OSError as exc:
+        return f"cannot read {os.path.basename(path)}: {exc.strerror or exc}"
+    except ValueError:
+        return f"{os.path.basename(path)} has no valid safetensors header"
+    ends = [v["data_offsets"][1] for k, v in header.items()
+            if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v]
+    expected = 8 + n + max(ends, default=0)
+    if size < expected:
+        return f"{os.path.basename(path)} is truncated ({size} of {expected} bytes)"
+    return None
+
+
+def check_weight_files(path: str) -> None:
+    """Refuse, in one line, a checkpoint folder whose weights are missing or cut short."""
+    index = os.path.join(path, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        try:
+            with open(index, encoding="utf-8") as fh:
+                shards = sorted(set(json.load(fh)["weight_map"].values()))
+        except (OSError, ValueError, KeyError, AttributeError):
+            raise ModelError(f"cannot read {index}") from None
+    else:
+        shards = sorted(n for n in os.listdir(path) if n.endswith(".safetensors") and not n.startswith("adapter"))
+    for shard in shards:
+        problem = safetensors_problem(os.path.join(path, shard)) if os.path.exists(os.path.join(path, shard)) \
+            else f"{shard} is missing"
+        if problem:
+            raise ModelError(f"model {path}: {problem}")
 
 
 def has_weights(path: str) -> bool:

@@ -15,6 +15,19 @@ class RunOutcome:
     steps: int
     resumed_from: str | None
     stats: dict
+    already_complete: bool = False
+
+
+def already_complete(cfg: RunConfig, output: str, resume: bool) -> RunOutcome | None:
+    """``--resume`` on a run that finished and that the settings would not take further:
+    nothing to do (a job script resuming after every preemption must not fail once done)."""
+    from .runs import finished_run
+
+    marker = finished_run(output, cfg.kind, cfg.trl.get("max_steps")) if resume else None
+    if marker is None:
+        return None
+    return RunOutcome(output, marker.get("final_model") or output, int(marker.get("steps") or 0), None,
+                      marker.get("data_stats") or {}, already_complete=True)
 
 
 def trl_args(cfg: RunConfig, output: str, **extra):
@@ -61,7 +74,7 @@ def run_sft(cfg: RunConfig, resume: bool = False) -> RunOutcome:
     from trl import SFTTrainer
 
     from ..readers import DatasetError, open_dataset
-    from .callbacks import JsonlLogCallback
+    from .callbacks import CheckpointMarkerCallback, JsonlLogCallback
     from .data import DataError, sft_dataset
     from .models import (
         check_model_folder,
@@ -69,10 +82,14 @@ def run_sft(cfg: RunConfig, resume: bool = False) -> RunOutcome:
         load_model,
         load_processor,
     )
+    from .resume import exact_resume
     from .runs import check_run_folder, run_folder, write_marker
 
     o = cfg.opts
     output = os.path.abspath(o["output"])
+    done = already_complete(cfg, output, resume)
+    if done is not None:
+        return done
     check_run_folder(output, cfg.kind, resume)
     check_model_folder(o["model"])
     split = o["train_split"] or "train"
@@ -97,8 +114,8 @@ def run_sft(cfg: RunConfig, resume: bool = False) -> RunOutcome:
         model = load_model(o["model"], o["torch_dtype"], o["attn_implementation"])
         if o["freeze_vision_tower"]:
             freeze_vision_tower(model)
-        trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=processor,
-                             peft_config=lora_config(o), callbacks=[JsonlLogCallback(output)])
+        trainer = exact_resume(SFTTrainer)(model=model, args=args, train_dataset=ds, processing_class=processor,
+                             peft_config=lora_config(o), callbacks=[JsonlLogCallback(output), CheckpointMarkerCallback()])
         trainer.train(resume_from_checkpoint=checkpoint)
         final = save_final(trainer, processor, output, merge=bool(o["lora"] and o["merge_lora"]))
         write_marker(output, "sft", cfg.as_dict(), status="complete", final_model=final,

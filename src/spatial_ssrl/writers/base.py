@@ -38,10 +38,10 @@ def current_umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
+def atomic_write_bytes(path: str, data: bytes, sync: bool = False) -> None:
     """Write ``path`` through a hidden temporary file and a rename, so a reader never sees it
     half-written. The file gets the mode ``open()`` would give it (0666 less the umask), not
-    mkstemp's 0600."""
+    mkstemp's 0600. With ``sync``, the bytes reach the disk before the rename."""
     d = os.path.dirname(path) or "."
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
@@ -49,6 +49,9 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), 0o666 & ~current_umask())
             fh.write(data)
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -56,8 +59,8 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         raise
 
 
-def atomic_write_json(path: str, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+def atomic_write_json(path: str, obj: Any, sync: bool = False) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode(), sync=sync)
 
 
 def image_cells(sample: EncodedSample) -> list[dict]:

@@ -1,0 +1,260 @@
+"""Resume continues from the checkpoint's weights, tensor for tensor; checkpoints count only
+when complete; one training per run folder.
+
+The weight tests perturb a checkpoint and resume with learning rate 0: the next checkpoint
+must hold exactly the perturbed tensors (the run started from the model's own weights, so a
+resume that loads nothing, or loads it under the wrong keys, ends with those instead). They
+cover full fine-tuning and LoRA, SFT and GRPO, Qwen2.5-VL and Qwen3-VL."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from deps import require, run_cli
+
+torch = require("torch")
+require("torchvision")
+require("transformers")
+require("trl")
+require("peft")
+safetensors_torch = require("safetensors.torch")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume")
+    data, cold = root / "data", root / "coldstart"
+    run_cli("generate", "--out", data, "--num", 32, "--seed", 2, "--workers", 1, "-q", "--tasks", "flip,crop")
+    run_cli("split", data, "--test-fraction", 0.2, "--coldstart-fraction", 0.3, "--seed", 0)
+    run_cli("coldstart", "--data", data, "--out", cold, "--num", 6)
+    models = {}
+    for arch in ("qwen2_5_vl", "qwen3_vl"):
+        models[arch] = root / f"tiny-{arch}"
+        run_cli("tiny-model", "--arch", arch, "--out", models[arch])
+    return {"root": root, "data": data, "cold": cold, "models": models}
+
+
+def train(kind: str, inputs, arch: str, out: Path, *extra, ok: bool = True):
+    data = inputs["cold"] if kind == "sft" else inputs["data"]
+    args = ["train", kind, "-c", f"tiny_{kind}", "--model", inputs["models"][arch], "--data", data,
+            "--output", out, "--set", "validation_steps=0", *extra]
+    if kind == "grpo":
+        args.append("--no-coldstart")
+    return run_cli(*args, ok=ok)
+
+
+def weights_file(checkpoint: Path) -> Path:
+    adapter = checkpoint / "adapter_model.safetensors"
+    return adapter if adapter.is_file() else checkpoint / "model.safetensors"
+
+
+def perturb(checkpoint: Path) -> dict:
+    """Add 0.5 to every tensor of the checkpoint's weights and re-mark it complete."""
+    from spatial_ssrl.training.runs import mark_checkpoint
+
+    path = weights_file(checkpoint)
+    state = {k: v + 0.5 for k, v in safetensors_torch.load_file(str(path)).items()}
+    safetensors_torch.save_file(state, str(path), metadata={"format": "pt"})
+    mark_checkpoint(str(checkpoint), int(checkpoint.name.split("-")[1]))
+    return state
+
+
+CASES = [
+    ("grpo", "qwen2_5_vl", False),
+    ("grpo", "qwen3_vl", False),
+    ("grpo", "qwen2_5_vl", True),
+    ("sft", "qwen2_5_vl", True),
+    ("sft", "qwen3_vl", False),
+]
+
+
+@pytest.mark.parametrize(("kind", "arch", "lora"), CASES,
+                         ids=[f"{k}-{a}-{'lora' if lo else 'full'}" for k, a, lo in CASES])
+def test_resume_continues_from_the_checkpoint_weights(inputs, tmp_path, kind, arch, lora):
+    out = tmp_path / "run"
+    settings = ["--set", "learning_rate=0", "--set", f"lora={str(lora).lower()}"]
+    train(kind, inputs, arch, out, "--max-steps", 2, *settings)
+    expected = perturb(out / "checkpoint-2")
+    train(kind, inputs, arch, out, "--max-steps", 3, "--resume", *settings)
+    got = safetensors_torch.load_file(str(weights_file(out / "checkpoint-3")))
+    assert set(got) == set(expected)
+    differ = [k for k in expected if not torch.equal(got[k], expected[k])]
+    assert not differ, f"{len(differ)} of {len(expected)} tensors differ from the checkpoint, e.g. {differ[:3]}"
+    # the optimizer and the scheduler went on from the checkpoint's (3 steps, not 1)
+    optim = torch.load(out / "checkpoint-3" / "optimizer.pt", weights_only=True)
+    assert {int(s["step"]) for s in optim["state"].values()} == {3}
+    sched = torch.load(out / "checkpoint-3" / "scheduler.pt", weights_only=True)
+    assert sched["last_epoch"] == 3
+    # the merged / final model at the top is the resumed one too (LoRA: merged from it)
+    if not lora:
+        final = safetensors_torch.load_file(str(out / "model.safetensors"))
+        assert all(torch.equal(final[k], expected[k]) for k in expected)
+
+
+def test_resume_with_weights_of_another_shape_is_one_line(inputs, tmp_path):
+    out = tmp_path / "run"
+    train("grpo", inputs, "qwen2_5_vl", out, "--max-steps", 1)
+    ck = out / "checkpoint-1"
+    state = safetensors_torch.load_file(str(ck / "model.safetensors"))
+    dropped = sorted(k for k in state if "layers.1." in k)[0]
+    del state[dropped]
+    state["model.extra.weight"] = torch.zeros(2)
+    safetensors_torch.save_file(state, str(ck / "model.safetensors"), metadata={"format": "pt"})
+    from spatial_ssrl.training.runs import mark_checkpoint
+
+    mark_checkpoint(str(ck), 1)
+    result = train("grpo", inputs, "qwen2_5_vl", out, "--max-steps", 2, "--resume", ok=False)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    line = result.output.strip().splitlines()[-1]
+    assert "do not fit the model" in line and "missing model.language_model.layers.1." in line
+    assert "unexpected model.language_model.extra.weight" in line  # named as the model names it
+    marker = json.loads((out / "ssrl_run.json").read_text())
+    assert marker["status"] == "failed"
+
+
+def test_torn_and_truncated_checkpoints_fall_back_in_one_line(inputs, tmp_path):
+    out = tmp_path / "run"
+    train("grpo", inputs, "qwen2_5_vl", out, "--max-steps", 3)
+    # checkpoint-3: killed while trainer_state.json was written (no marker, an empty file);
+    # checkpoint-2: optimizer.pt cut short after the save
+    (out / "checkpoint-3" / "ssrl_checkpoint.json").unlink()
+    (out / "checkpoint-3" / "trainer_state.json").write_bytes(b"")
+    with open(out / "checkpoint-2" / "optimizer.pt", "r+b") as fh:
+        fh.truncate(100)
+    from spatial_ssrl.training.runs import last_checkpoint
+
+    assert last_checkpoint(str(out)).endswith("checkpoint-1")
+    result = subprocess.run([sys.executable, "-m", "spatial_ssrl.cli", "train", "grpo", "-c", "tiny_grpo",
+                             "--model", str(inputs["models"]["qwen2_5_vl"]), "--data", str(inputs["data"]),
+                             "--output", str(out), "--no-coldstart", "--set", "validation_steps=0",
+                             "--max-steps", "4", "--resume"],
+                            capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"}, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    said = [line for line in result.stderr.splitlines() if line.startswith("incomplete checkpoint")]
+    assert len(said) == 1, result.stderr[-3000:]
+    assert "checkpoint-2 (optimizer.pt has 100 of" in said[0] and "checkpoint-3 (its save did not finish)" in said[0]
+    assert said[0].endswith("resuming from checkpoint-1")
+    assert "resumed from checkpoint-1" in result.stdout
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    assert [h["step"] for h in state["log_history"] if "reward" in h] == [1, 2, 3, 4]
+    assert last_checkpoint(str(out)).endswith("checkpoint-4")
+    marker = json.loads((out / "ssrl_run.json").read_text())
+    assert marker["status"] == "complete"
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_sigkill_while_trainer_state_is_written(inputs, tmp_path):
+    """The fault itself: SIGKILL on the first write to checkpoint-2/trainer_state.json."""
+    out = tmp_path / "k2"
+    out.mkdir()
+    cmd = [sys.executable, "-m", "spatial_ssrl.cli", "train", "grpo", "-c", "tiny_grpo",
+           "--model", str(inputs["models"]["qwen2_5_vl"]), "--data", str(inputs["data"]), "--output", str(out),
+           "--no-coldstart", "--set", "validation_steps=0", "--max-steps", "3"]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    target = out / "checkpoint-2" / "trainer_state.json"
+    killed = subprocess.run(["strace", "-f", "-qq", "-o", "/dev/null", "-P", str(target), "-e", "trace=write",
+                             "-e", "inject=write:signal=KILL", *cmd], capture_output=True, text=True, env=env,
+                            timeout=600)
+    if "ptrace" in killed.stderr and "Operation not permitted" in killed.stderr:
+        pytest.skip("ptrace is not permitted here")
+    assert killed.returncode != 0
+    assert target.exists() and target.stat().st_size == 0
+    from spatial_ssrl.training.runs import last_checkpoint
+
+    assert last_checkpoint(str(out)).endswith("checkpoint-1")
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Traceback" not in resumed.stderr
+    assert "incomplete checkpoint removed: checkpoint-2 (its save did not finish); resuming from checkpoint-1" \
+        in resumed.stderr
+    assert json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["global_step"] == 3
+    assert json.loads((out / "ssrl_run.json").read_text())["status"] == "complete"
+
+
+def test_resuming_a_finished_run_is_a_no_op(inputs, tmp_path):
+    out = tmp_path / "run"
+    train("sft", inputs, "qwen2_5_vl", out, "--max-steps", 1)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    again = train("sft", inputs, "qwen2_5_vl", out, "--max-steps", 1, "--resume")
+    assert "already complete (1 steps); nothing to do" in again.output
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_two_trainings_into_one_folder(inputs, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "spatial_ssrl.cli", "train", "grpo", "-c", "tiny_grpo",
+           "--model", str(inputs["models"]["qwen2_5_vl"]), "--data", str(inputs["data"]), "--output", str(out),
+           "--no-coldstart", "--set", "validation_steps=0", "--max-steps"]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    first = subprocess.Popen([*cmd, "400"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "ssrl_run.json").exists():
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        second = subprocess.run([*cmd, "3"], capture_output=True, text=True, env=env, timeout=300)
+        assert first.poll() is None, "the first run ended before the second was refused"
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert second.returncode == 1
+    assert "Traceback" not in second.stderr
+    assert second.stderr.strip().splitlines() == [
+        f"Error: {out} is in use by another ssrl command (PID {first.pid}); wait for it to finish or choose "
+        "another folder"]
+    assert first.returncode == 130, err[-3000:]
+    # one writer: every logged step once, in order
+    steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()
+             if "reward" in json.loads(line)]
+    assert steps == list(range(1, len(steps) + 1))
+    assert json.loads((out / "ssrl_run.json").read_text())["status"] == "interrupted"
+
+
+def test_failed_start_keeps_the_users_empty_folder(inputs, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    broken = tmp_path / "broken-tokenizer"
+    shutil.copytree(inputs["models"]["qwen2_5_vl"], broken)
+    (broken / "tokenizer.json").write_text("{not json")  # fails once the run folder is set up
+    result = train("grpo", {**inputs, "models": {"x": broken}}, "x", out, "--max-steps", 1, ok=False)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert f"cannot load a processor from {broken}" in result.output.strip().splitlines()[-1]
+    assert out.is_dir() and os.listdir(out) == []
+    # a retry is not refused as "files this program did not write"
+    train("sft", inputs, "qwen2_5_vl", out, "--max-steps", 1)
+
+
+def test_model_folder_problems_are_one_line_before_loading(inputs, tmp_path):
+    truncated = tmp_path / "truncated"
+    shutil.copytree(inputs["models"]["qwen2_5_vl"], truncated)
+    weights = truncated / "model.safetensors"
+    size = weights.stat().st_size
+    weights.write_bytes(weights.read_bytes()[: size // 2])
+    no_tokenizer = tmp_path / "no-tokenizer"
+    shutil.copytree(inputs["models"]["qwen2_5_vl"], no_tokenizer)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"):
+        if (no_tokenizer / name).exists():
+            (no_tokenizer / name).unlink()
+    for model, expected in ((truncated, f"model.safetensors is truncated ({size // 2} of {size} bytes)"),
+                            (no_tokenizer, "has no tokenizer files")):
+        out = tmp_path / f"out-{model.name}"
+        result = train("grpo", {**inputs, "models": {"x": model}}, "x", out, "--max-steps", 1, ok=False)
+        assert result.exit_code == 1
+        assert "Traceback" not in result.output and "Loading weights" not in result.output
+        assert expected in result.output.strip().splitlines()[-1]
+        assert not out.exists()
