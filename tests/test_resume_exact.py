@@ -104,7 +104,7 @@ def test_resume_with_weights_of_another_shape_is_one_line(inputs, tmp_path):
     train("grpo", inputs, "qwen2_5_vl", out, "--max-steps", 1)
     ck = out / "checkpoint-1"
     state = safetensors_torch.load_file(str(ck / "model.safetensors"))
-    dropped = sorted(k for k in state if "layers.1." in k)[0]
+    dropped = min(k for k in state if "layers.1." in k)
     del state[dropped]
     state["model.extra.weight"] = torch.zeros(2)
     safetensors_torch.save_file(state, str(ck / "model.safetensors"), metadata={"format": "pt"})
@@ -137,7 +137,7 @@ def test_torn_and_truncated_checkpoints_fall_back_in_one_line(inputs, tmp_path):
                              "--model", str(inputs["models"]["qwen2_5_vl"]), "--data", str(inputs["data"]),
                              "--output", str(out), "--no-coldstart", "--set", "validation_steps=0",
                              "--max-steps", "4", "--resume"],
-                            capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"}, timeout=600)
+                            capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"}, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     said = [line for line in result.stderr.splitlines() if line.startswith("incomplete checkpoint")]
@@ -165,7 +165,7 @@ def test_sigkill_while_trainer_state_is_written(inputs, tmp_path):
     target = out / "checkpoint-2" / "trainer_state.json"
     killed = subprocess.run(["strace", "-f", "-qq", "-o", "/dev/null", "-P", str(target), "-e", "trace=write",
                              "-e", "inject=write:signal=KILL", *cmd], capture_output=True, text=True, env=env,
-                            timeout=600)
+                            timeout=600, check=False)
     if "ptrace" in killed.stderr and "Operation not permitted" in killed.stderr:
         pytest.skip("ptrace is not permitted here")
     assert killed.returncode != 0
@@ -173,7 +173,7 @@ def test_sigkill_while_trainer_state_is_written(inputs, tmp_path):
     from spatial_ssrl.training.runs import last_checkpoint
 
     assert last_checkpoint(str(out)).endswith("checkpoint-1")
-    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=env, timeout=600)
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=env, timeout=600, check=False)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Traceback" not in resumed.stderr
     assert "incomplete checkpoint removed: checkpoint-2 (its save did not finish); resuming from checkpoint-1" \
@@ -204,7 +204,7 @@ def test_two_trainings_into_one_folder(inputs, tmp_path):
             assert first.poll() is None, first.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        second = subprocess.run([*cmd, "3"], capture_output=True, text=True, env=env, timeout=300)
+        second = subprocess.run([*cmd, "3"], capture_output=True, text=True, env=env, timeout=300, check=False)
         assert first.poll() is None, "the first run ended before the second was refused"
         first.send_signal(signal.SIGINT)
         _, err = first.communicate(timeout=60)
@@ -214,8 +214,8 @@ def test_two_trainings_into_one_folder(inputs, tmp_path):
     assert second.returncode == 1
     assert "Traceback" not in second.stderr
     assert second.stderr.strip().splitlines() == [
-        f"Error: {out} is in use by another ssrl command (PID {first.pid}); wait for it to finish or choose "
-        "another folder"]
+        (f"Error: {out} is in use by another ssrl command (PID {first.pid}); wait for it to finish or choose "
+         "another folder")]
     assert first.returncode == 130, err[-3000:]
     # one writer: every logged step once, in order
     steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()

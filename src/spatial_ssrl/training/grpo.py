@@ -36,7 +36,12 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
     from trl import GRPOTrainer
 
     from ..readers import DatasetError, open_dataset
-    from .callbacks import CheckpointMarkerCallback, CurriculumCallback, JsonlLogCallback, ValidationCallback
+    from .callbacks import (
+        CheckpointMarkerCallback,
+        CurriculumCallback,
+        JsonlLogCallback,
+        ValidationCallback,
+    )
     from .data import DataError, grpo_dataset, plan_grpo_rows, validation_records
     from .models import (
         check_model_folder,
