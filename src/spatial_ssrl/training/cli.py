@@ -49,8 +49,8 @@ def split_command(dataset, test_fraction, coldstart_fraction, seed, shard_rows):
         result = split_dataset(dataset, test_fraction, coldstart_fraction, seed=seed, rows_per_shard=shard_rows)
     except SplitError as exc:
         raise click.ClickException(str(exc)) from None
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted; the dataset is as it was", err=True)
+    except KeyboardInterrupt as exc:
+        click.echo("\n" + getattr(exc, "message", "interrupted; the dataset is as it was"), err=True)
         sys.exit(130)
     for name in sorted(result.rows):
         click.echo(f"{name:<10} {result.rows[name]:>7} samples from {result.sources.get(name, 0):>6} source images")

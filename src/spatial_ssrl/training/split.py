@@ -15,6 +15,14 @@ splits), llamafactory's ``train.jsonl`` becomes ``train.jsonl`` + ``test.jsonl``
 names first; the old shards are swapped out only when every new one is complete, and only
 files the manifest lists (or our own shard names) are ever removed. Re-splitting a split
 dataset re-deals all its rows.
+
+Committing is journalled: once every new file is written and synced, a journal
+(``.tmp-split-journal.json``: the moves, the files to drop, the new manifest) is written and
+synced, then carried out; the journal goes last. A split killed before the journal leaves
+the dataset as it was (its temporary files are dropped at the next start); one killed after
+it is finished by the next ``ssrl split`` (or ``ssrl split`` of any settings) before anything
+else. Ctrl-C during the commit waits for it (a few renames). One split per dataset at a time
+(the folder lock that ``ssrl generate`` takes too).
 """
 
 from __future__ import annotations
@@ -22,9 +30,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import signal
+import threading
 from collections import Counter
 from dataclasses import dataclass
 
+from ..locking import FolderBusy, FolderLock
 from ..readers import DatasetError, open_dataset
 from ..readers.dataset import SHARD_NAME
 from ..writers.base import atomic_write_json
@@ -32,6 +44,18 @@ from ..writers.base import atomic_write_json
 SPLIT_NAMES = ("train", "test", "coldstart")
 TMP_DATA = ".tmp-split-data"
 OLD_DATA = ".tmp-old-data"
+JOURNAL = ".tmp-split-journal.json"
+_TMP_JSONL = re.compile(r"^\.tmp-split-[A-Za-z0-9_]+\.jsonl$")
+# atomic_write_json's temporary names for the files a split writes
+_TMP_WRITE = re.compile(r"^\.tmp-[a-z0-9_]{8}(?:manifest\.json|\.tmp-split-journal\.json)$")
+
+
+class SplitInterrupted(KeyboardInterrupt):
+    """Ctrl-C; ``message`` says what state the dataset is in."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
 
 
 class SplitError(ValueError):
@@ -91,12 +115,25 @@ def _row_source(fmt: str, row: dict) -> str | None:
 def split_dataset(dataset_dir: str, test_fraction: float = 0.05, coldstart_fraction: float = 0.0,
                   seed: int = 0, rows_per_shard: int = 1000) -> SplitResult:
     """Split ``dataset_dir`` in place by source image; returns rows and sources per split."""
-    _recover(dataset_dir)
+    if not os.path.isdir(dataset_dir):
+        raise SplitError(f"{dataset_dir} is not a folder")
+    try:
+        with FolderLock(dataset_dir):
+            _recover(dataset_dir)
+            return _split_locked(dataset_dir, test_fraction, coldstart_fraction, seed, rows_per_shard)
+    except FolderBusy as exc:
+        raise SplitError(str(exc)) from None
+    except OSError as exc:  # disk full, a read-only folder: our temporary files are gone by now
+        where = exc.filename or dataset_dir
+        raise SplitError(f"cannot write {where}: {exc.strerror or exc}; the dataset is as it was") from None
+
+
+def _split_locked(dataset_dir, test_fraction, coldstart_fraction, seed, rows_per_shard) -> SplitResult:
     try:
         reader = open_dataset(dataset_dir)
+        index = reader.index()
     except DatasetError as exc:
         raise SplitError(str(exc)) from None
-    index = reader.index()
     if not index:
         raise SplitError(f"{dataset_dir} holds no samples")
     missing = sum(1 for r in index if not r.source)
@@ -106,23 +143,111 @@ def split_dataset(dataset_dir: str, test_fraction: float = 0.05, coldstart_fract
             "before spatial-ssrl 0.1 lack it in the trl/easyr1/verl formats); regenerate the dataset")
     assignment = assign_sources([r.source for r in index], test_fraction, coldstart_fraction, seed)
     if reader.format == "llamafactory":
-        files, rows = _split_jsonl(reader, assignment)
+        files, rows, journal = _split_jsonl(reader, assignment)
     else:
-        files, rows = _split_parquet(reader, assignment, rows_per_shard)
+        files, rows, journal = _split_parquet(reader, assignment, rows_per_shard)
     sources = Counter(assignment.values())
-    _update_manifest(reader, files, rows, dict(sources), test_fraction, coldstart_fraction, seed)
+    journal["manifest"] = _new_manifest(reader, files, rows, dict(sources), test_fraction, coldstart_fraction, seed)
+    _commit(reader.dir, journal)
     return SplitResult(rows=dict(rows), sources=dict(sources), files=files)
 
 
+class _HeldSigint:
+    """SIGINT noted, not raised, while a commit runs; raised as :class:`SplitInterrupted` after."""
+
+    def __enter__(self):
+        self.hit = False
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def _note(self, signum, frame) -> None:
+        self.hit = True
+
+    def __exit__(self, *exc) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+        if self.hit and exc[0] is None:
+            raise SplitInterrupted("interrupted; the split had been committed and is complete")
+
+
+def _commit(dataset_dir: str, journal: dict) -> None:
+    """Write the journal (synced), carry it out, remove it."""
+    with _HeldSigint():
+        atomic_write_json(os.path.join(dataset_dir, JOURNAL), journal, sync=True)
+        _fsync_dir(dataset_dir)
+        _roll_forward(dataset_dir, journal)
+
+
+def _roll_forward(dataset_dir: str, journal: dict) -> None:
+    """Carry out a journal; safe to repeat from any point it was stopped at."""
+    if journal.get("kind") == "parquet":
+        data, old, tmp = (os.path.join(dataset_dir, n) for n in ("data", OLD_DATA, TMP_DATA))
+        if os.path.isdir(tmp):
+            if os.path.isdir(data):
+                if os.path.isdir(old):
+                    _remove_own_tree(old)
+                os.replace(data, old)
+            os.replace(tmp, data)
+        if os.path.isdir(old):
+            _remove_own_tree(old)
+    else:
+        for tmp_name, final in journal.get("moves", []):
+            src = os.path.join(dataset_dir, tmp_name)
+            if os.path.isfile(src):
+                os.replace(src, os.path.join(dataset_dir, final))
+        for name in journal.get("remove", []):
+            path = os.path.join(dataset_dir, name)
+            if os.path.isfile(path):
+                os.unlink(path)
+    _fsync_dir(dataset_dir)
+    atomic_write_json(os.path.join(dataset_dir, "manifest.json"), journal["manifest"], sync=True)
+    os.unlink(os.path.join(dataset_dir, JOURNAL))
+    _fsync_dir(dataset_dir)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _recover(dataset_dir: str) -> None:
-    """Finish or undo a swap that was interrupted between its two renames."""
+    """Finish a split whose journal was written (its new files are complete), or drop the
+    temporary files of one stopped before it (the dataset was never touched)."""
+    journal_path = os.path.join(dataset_dir, JOURNAL)
+    journal = None
+    if os.path.isfile(journal_path):
+        try:
+            with open(journal_path, encoding="utf-8") as fh:
+                journal = json.load(fh)
+        except (OSError, ValueError):
+            journal = None
+        if not isinstance(journal, dict) or "manifest" not in journal:  # never written so (atomic, synced)
+            raise SplitError(f"{journal_path} is unreadable; an interrupted split cannot be finished safely: "
+                             "move the dataset's *.jsonl / data files aside and regenerate it")
+        _roll_forward(dataset_dir, journal)
     data, old, tmp = (os.path.join(dataset_dir, n) for n in ("data", OLD_DATA, TMP_DATA))
-    if os.path.isdir(old) and not os.path.exists(data):
+    if os.path.isdir(old) and not os.path.exists(data):  # a split of an older version, stopped mid-swap
         os.replace(old, data)
     if os.path.isdir(tmp):
         _remove_own_tree(tmp)
     if os.path.isdir(old):
         _remove_own_tree(old)
+    for name in os.listdir(dataset_dir):
+        if _TMP_JSONL.match(name) or _TMP_WRITE.match(name):
+            os.unlink(os.path.join(dataset_dir, name))  # rows of a split stopped before its journal
 
 
 def _own_shard(name: str) -> bool:
@@ -174,6 +299,27 @@ class _ShardSink:
             writer.close()
 
 
+def _read_batches(path: str, root: str):
+    """Tables of 64 rows from a shard; a shard that cannot be read (a corrupt page, say) is a
+    :class:`SplitError` naming it, before anything is replaced."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path, buffer_size=1 << 22)
+        schema = pf.schema_arrow
+        batches = pf.iter_batches(batch_size=64)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            yield pa.Table.from_batches([batch], schema=schema)
+    except (OSError, pa.ArrowException) as exc:
+        why = " ".join(str(exc).split()) or type(exc).__name__
+        raise SplitError(f"cannot read {os.path.relpath(path, root)}: {why}; the dataset is as it was") from None
+
+
 def _verl_split_field(table, split: str):
     """verl rows name their split in ``extra_info.split``: make it the one they now belong to."""
     import pyarrow as pa
@@ -191,7 +337,6 @@ def _verl_split_field(table, split: str):
 
 def _split_parquet(reader, assignment: dict[str, str], rows_per_shard: int):
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     data = os.path.join(reader.dir, "data")
     foreign = [n for n in os.listdir(data) if not _own_shard(n)]
@@ -205,10 +350,8 @@ def _split_parquet(reader, assignment: dict[str, str], rows_per_shard: int):
     src_col = "extra_info" if reader.format == "verl" else "source"
     try:
         for path in reader.files():
-            pf = pq.ParquetFile(path, buffer_size=1 << 22)
-            schema = pf.schema_arrow
-            for batch in pf.iter_batches(batch_size=64):
-                table = pa.Table.from_batches([batch], schema=schema)
+            for table in _read_batches(path, reader.dir):
+                schema = table.schema
                 dest = [assignment[_row_source(reader.format, {src_col: v})]
                         for v in table.column(src_col).to_pylist()]
                 for split in sorted(set(dest)):
@@ -225,16 +368,18 @@ def _split_parquet(reader, assignment: dict[str, str], rows_per_shard: int):
                 name = f"{split}-{i:05d}-of-{len(sink.paths):05d}.parquet"
                 os.replace(p, os.path.join(tmp, name))
                 final.append(os.path.join("data", name))
+        for name in os.listdir(tmp):
+            _fsync_file(os.path.join(tmp, name))
+        _fsync_dir(tmp)
     except BaseException:
         for sink in sinks.values():
-            sink.close()
+            try:
+                sink.close()
+            except OSError:
+                pass  # the disk that failed the write fails the close too; the file goes next
         _remove_own_tree(tmp)
         raise
-    old = os.path.join(reader.dir, OLD_DATA)
-    os.replace(data, old)
-    os.replace(tmp, data)
-    _remove_own_tree(old)
-    return sorted(final), rows
+    return sorted(final), rows, {"kind": "parquet"}
 
 
 def _split_jsonl(reader, assignment: dict[str, str]):
@@ -253,25 +398,23 @@ def _split_jsonl(reader, assignment: dict[str, str]):
     try:
         for split, lines in outs.items():
             tmp = os.path.join(reader.dir, f".tmp-split-{split}.jsonl")
+            tmp_paths[split] = tmp
             with open(tmp, "w", encoding="utf-8") as fh:
                 fh.writelines(lines)
-            tmp_paths[split] = tmp
+                fh.flush()
+                os.fsync(fh.fileno())
     except BaseException:
         for p in tmp_paths.values():
             if os.path.exists(p):
                 os.unlink(p)
         raise
-    # train last: until it is replaced, the old full train.jsonl is what a reader sees
-    for split in sorted(tmp_paths, key=lambda s: s == "train"):
-        os.replace(tmp_paths[split], os.path.join(reader.dir, f"{split}.jsonl"))
-    for split in SPLIT_NAMES:
-        stale = os.path.join(reader.dir, f"{split}.jsonl")
-        if split not in tmp_paths and os.path.isfile(stale) and split != "train":
-            os.unlink(stale)
-    return sorted(f"{s}.jsonl" for s in tmp_paths), rows
+    moves = [[os.path.basename(tmp_paths[s]), f"{s}.jsonl"] for s in sorted(tmp_paths, key=lambda s: s == "train")]
+    stale = [f"{s}.jsonl" for s in SPLIT_NAMES
+             if s not in tmp_paths and os.path.isfile(os.path.join(reader.dir, f"{s}.jsonl"))]
+    return sorted(f"{s}.jsonl" for s in tmp_paths), rows, {"kind": "jsonl", "moves": moves, "remove": stale}
 
 
-def _update_manifest(reader, files, rows, sources, test_fraction, coldstart_fraction, seed) -> None:
+def _new_manifest(reader, files, rows, sources, test_fraction, coldstart_fraction, seed) -> dict:
     manifest = dict(reader.manifest or {})
     kept = [f for f in manifest.get("files", []) if not (f.startswith("data/") or f.endswith(".jsonl"))]
     manifest["files"] = sorted(kept + list(files))
@@ -283,4 +426,4 @@ def _update_manifest(reader, files, rows, sources, test_fraction, coldstart_frac
         "rows": dict(sorted(rows.items())),
         "sources": dict(sorted(sources.items())),
     }
-    atomic_write_json(os.path.join(reader.dir, "manifest.json"), manifest)
+    return manifest
