@@ -24,8 +24,11 @@ from .dataset import (
     DatasetError,
     DatasetReader,
     Record,
+    image_problem,
     open_dataset,
+    record_image_problem,
     split_of,
 )
 
-__all__ = ["FORMATS", "PARQUET_FORMATS", "DatasetError", "DatasetReader", "Record", "open_dataset", "split_of"]
+__all__ = ["FORMATS", "PARQUET_FORMATS", "DatasetError", "DatasetReader", "Record", "image_problem", "open_dataset",
+           "record_image_problem", "split_of"]

@@ -100,6 +100,36 @@ def strip_suffix(text: str | None) -> tuple[str | None, str | None]:
     return text, None
 
 
+def image_problem(data: bytes | None) -> str | None:
+    """Why stored image bytes cannot be used, or None: missing, not an image format Pillow
+    knows, or damaged (``verify`` checks the structure and, for PNG, every chunk's CRC,
+    without decoding the pixels, so it costs about a read of the bytes)."""
+    if data is None:
+        return "no image bytes"
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()
+    except UnidentifiedImageError:
+        return "undecodable image (not an image format)"
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        return f"undecodable image ({type(exc).__name__})"
+    return None
+
+
+def record_image_problem(rec: Record) -> str | None:
+    """The first problem of ``rec``'s images (unreadable file, missing or undecodable bytes)."""
+    for i, data in enumerate(rec.images):
+        err = rec.image_errors[i] if i < len(rec.image_errors) else None
+        problem = err or image_problem(data)
+        if problem:
+            return f"image {i + 1}: {problem}"
+    return None
+
+
 def _image_cells(cells: Any) -> tuple[list[bytes | None], list[str], list[str | None]]:
     images: list[bytes | None] = []
     names: list[str] = []

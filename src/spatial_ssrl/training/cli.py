@@ -80,7 +80,16 @@ def coldstart_command(data, out, num, split_name, seed):
         sys.exit(130)
     if split_name == "train":
         click.echo("note: drawn from a train split; keep these source images out of the GRPO data", err=True)
-    click.echo(f"wrote {manifest['num_written']} cold-start samples to {out}")
+    written, skipped = manifest["num_written"], manifest.get("skipped_undecodable_image") or []
+    click.echo(f"wrote {written} cold-start samples to {out}")
+    if skipped:
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        click.echo(f"skipped {len(skipped)} samples with an undecodable image: {', '.join(skipped[:3])}{more}", err=True)
+    if written < num:
+        why = [f"the {split_name} split has {manifest.get('available', written)} samples"]
+        if skipped:
+            why.append(f"{len(skipped)} had an undecodable image")
+        click.echo(f"note: {num} were asked for and {written} written: {'; '.join(why)}", err=True)
     for task, variants in manifest["counts"].items():
         click.echo(f"  {task:<8} {sum(variants.values()):>5}  (" + ", ".join(f"{v} {n}" for v, n in variants.items()) + ")")
 

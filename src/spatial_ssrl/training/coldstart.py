@@ -25,11 +25,11 @@ import json
 import os
 import random
 import shutil
-import tempfile
 from collections import defaultdict
 
+from ..locking import LOCK_FILE, FolderBusy, FolderLock, is_locked
 from ..prompts import content_parts, with_format_suffix
-from ..readers import DatasetError, Record, open_dataset
+from ..readers import DatasetError, Record, open_dataset, record_image_problem
 from ..writers.base import IMAGE_LIST, STRING, atomic_write_json
 
 DATASET_NAME = "spatial_ssrl_coldstart"
@@ -137,9 +137,10 @@ def response_for(rec: Record) -> str:
 # picking
 
 
-def pick_even(index: list[Record], num: int, seed: int = 0) -> list[int]:
+def pick_even(index: list[Record], num: int, seed: int = 0, ordered: bool = False) -> list[int]:
     """Positions of ``num`` records, round-robin over (task, variant) groups in a seeded
-    order, each group's members in a seeded order (all of them when ``num`` is larger)."""
+    order, each group's members in a seeded order (all of them when ``num`` is larger).
+    Sorted, or in picking order with ``ordered`` (its first ``k`` are the pick for ``k``)."""
     rng = random.Random(seed)
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for pos, rec in enumerate(index):
@@ -155,7 +156,7 @@ def pick_even(index: list[Record], num: int, seed: int = 0) -> list[int]:
             if depth < len(groups[k]) and len(picked) < num:
                 picked.append(groups[k][depth])
         depth += 1
-    return sorted(picked)
+    return picked if ordered else sorted(picked)
 
 
 # ----------------------------------------------------------------------------------------
@@ -186,9 +187,6 @@ def _schema():
 def make_coldstart(data: str, out: str, num: int = 3600, split: str = "coldstart", seed: int = 0,
                    rows_per_shard: int = 1000) -> dict:
     """Write the cold-start set for ``data`` into ``out`` (a new folder); return its manifest."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     if num < 1:
         raise ColdStartError("--num must be at least 1")
     try:
@@ -206,104 +204,170 @@ def make_coldstart(data: str, out: str, num: int = 3600, split: str = "coldstart
         raise ColdStartError(f"{len(missing_answer)} samples of {data} have no answer (e.g. {missing_answer[0]})")
     if not index:
         raise ColdStartError(f"the {split} split of {data} is empty")
-    positions = pick_even(index, num, seed)
+    positions = pick_even(index, len(index), seed, ordered=True)  # the first num, then stand-ins
 
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise ColdStartError(f"--out {out} already exists and is not an empty folder; choose another")
     parent = os.path.dirname(os.path.abspath(out)) or "."
-    os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=".tmp-ssrl-coldstart-", dir=parent)
     try:
-        counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        os.makedirs(os.path.join(work, "data"))
-        lf_dir = os.path.join(work, LLAMAFACTORY_DIR)
-        os.makedirs(os.path.join(lf_dir, "images"))
-        schema = _schema()
-        shard_paths: list[str] = []
-        writer = None
-        in_shard = 0
-        written = 0
-        with open(os.path.join(lf_dir, "train.jsonl"), "w", encoding="utf-8") as lf:
-            for rec in reader.records(split, positions=positions):
-                bad = [e for e in rec.image_errors if e]
-                if bad:
-                    raise ColdStartError(f"sample {rec.id}: {bad[0]}")
-                response = response_for(rec)
-                row = {
-                    "id": rec.id,
-                    "messages": [
-                        {"role": "user", "content": content_parts(rec.problem or "")},
-                        {"role": "assistant", "content": [{"type": "text", "text": response}]},
-                    ],
-                    "images": [{"bytes": b, "path": n} for b, n in zip(rec.images, rec.image_names)],
-                    "task": rec.task, "variant": rec.variant, "answer": rec.answer,
-                    "answer_type": rec.answer_type, "options": rec.options, "source": rec.source,
-                }
-                if writer is None:
-                    path = os.path.join(work, "data", f".tmp-{len(shard_paths):05d}.parquet")
-                    writer = pq.ParquetWriter(path, schema, compression="zstd")
-                    shard_paths.append(path)
-                writer.write_table(pa.Table.from_pylist([row], schema=schema))
-                in_shard += 1
-                if in_shard >= rows_per_shard:
-                    writer.close()
-                    writer, in_shard = None, 0
-                image_paths = []
-                for i, (b, name) in enumerate(zip(rec.images, rec.image_names)):
-                    ext = os.path.splitext(name)[1] or ".png"
-                    rel = f"images/{rec.id}-{i}{ext}"
-                    with open(os.path.join(lf_dir, rel), "wb") as fh:
-                        fh.write(b)
-                    image_paths.append(rel)
-                lf.write(json.dumps({
-                    "messages": [{"role": "user", "content": with_format_suffix(rec.problem or "")},
-                                 {"role": "assistant", "content": response}],
-                    "images": image_paths, "id": rec.id, "task": rec.task, "variant": rec.variant,
-                    "answer": rec.answer, "answer_type": rec.answer_type, "options": rec.options,
-                    "source": rec.source,
-                }, ensure_ascii=False) + "\n")
-                counts[rec.task][rec.variant] += 1
-                written += 1
-        if writer is not None:
-            writer.close()
-        files = []
-        for i, p in enumerate(shard_paths):
-            name = f"train-{i:05d}-of-{len(shard_paths):05d}.parquet"
-            os.replace(p, os.path.join(work, "data", name))
-            files.append(f"data/{name}")
-        atomic_write_json(os.path.join(lf_dir, "dataset_info.json"), {
-            DATASET_NAME: {
-                "file_name": "train.jsonl", "formatting": "sharegpt",
-                "columns": {"messages": "messages", "images": "images"},
-                "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
-                         "assistant_tag": "assistant"},
-            }
-        })
-        manifest = {
-            "format": "sft",
-            "kind": "coldstart",
-            "from_dataset": os.path.abspath(data),
-            "from_split": split,
-            "seed": seed,
-            "num_requested": num,
-            "num_written": written,
-            "counts": {t: dict(sorted(v.items())) for t, v in sorted(counts.items())},
-            "files": sorted(files + [f"{LLAMAFACTORY_DIR}/train.jsonl", f"{LLAMAFACTORY_DIR}/dataset_info.json",
-                                     f"{LLAMAFACTORY_DIR}/images"]),
-        }
-        atomic_write_json(os.path.join(work, "manifest.json"), manifest)
-        for root, dirs, fnames in os.walk(work):
-            for n in dirs:
-                os.chmod(os.path.join(root, n), 0o777 & ~_umask())
-            for n in fnames:
-                os.chmod(os.path.join(root, n), 0o666 & ~_umask())
-        os.chmod(work, 0o777 & ~_umask())
-        if os.path.isdir(out):
-            os.rmdir(out)  # empty, checked above
-        os.replace(work, out)
-    except BaseException:
+        os.makedirs(parent, exist_ok=True)
+        _clear_leftovers(parent)
+        work = os.path.join(parent, WORK_PREFIX + _work_key(out))
+        os.makedirs(work, exist_ok=True)
+        lock = FolderLock(work)
+        lock.acquire()
+    except FolderBusy:
+        raise ColdStartError(f"another ssrl coldstart is writing {out}; wait for it to finish or choose "
+                             "another --out") from None
+    except OSError as exc:
+        raise ColdStartError(f"cannot write in {parent}: {exc.strerror or exc}") from None
+    try:
+        for name in os.listdir(work):  # an earlier try's, killed: ours (we hold its lock now)
+            if name != LOCK_FILE:
+                path = os.path.join(work, name)
+                shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+        manifest = _write(reader, index, positions, split, data, num, seed, rows_per_shard, work, out)
+        lock.release()
+    except OSError as exc:
+        lock.release()
         shutil.rmtree(work, ignore_errors=True)  # our own temporary folder
+        raise ColdStartError(f"cannot write {exc.filename or out}: {exc.strerror or exc}; nothing was written") \
+            from None
+    except BaseException:
+        lock.release()
+        shutil.rmtree(work, ignore_errors=True)
         raise
+    return manifest
+
+
+WORK_PREFIX = ".tmp-ssrl-coldstart-"
+
+
+def _work_key(out: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(os.path.abspath(out).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def _clear_leftovers(parent: str) -> None:
+    """Remove the working folders of coldstart runs that were killed (no process holds their
+    lock any more); a running one's folder is left alone."""
+    for name in os.listdir(parent):
+        path = os.path.join(parent, name)
+        if name.startswith(WORK_PREFIX) and os.path.isdir(path) and not os.path.islink(path) \
+                and not is_locked(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _good_records(reader, split: str, order: list[int], num: int, skipped: list[str]):
+    """Records at the first ``num`` positions of ``order`` (read in storage order); each one
+    whose images do not decode is named in ``skipped`` and replaced by the next in ``order``."""
+    taken = 0
+    while taken < num and order:
+        batch, order = sorted(order[: num - taken]), order[num - taken:]
+        for rec in reader.records(split, positions=batch):
+            if record_image_problem(rec):
+                skipped.append(rec.id)
+                continue
+            taken += 1
+            yield rec
+
+
+def _write(reader, index, positions, split, data, num, seed, rows_per_shard, work, out) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    skipped: list[str] = []
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    os.makedirs(os.path.join(work, "data"))
+    lf_dir = os.path.join(work, LLAMAFACTORY_DIR)
+    os.makedirs(os.path.join(lf_dir, "images"))
+    schema = _schema()
+    shard_paths: list[str] = []
+    writer = None
+    in_shard = 0
+    written = 0
+    with open(os.path.join(lf_dir, "train.jsonl"), "w", encoding="utf-8") as lf:
+        for rec in _good_records(reader, split, positions, num, skipped):
+            response = response_for(rec)
+            row = {
+                "id": rec.id,
+                "messages": [
+                    {"role": "user", "content": content_parts(rec.problem or "")},
+                    {"role": "assistant", "content": [{"type": "text", "text": response}]},
+                ],
+                "images": [{"bytes": b, "path": n} for b, n in zip(rec.images, rec.image_names)],
+                "task": rec.task, "variant": rec.variant, "answer": rec.answer,
+                "answer_type": rec.answer_type, "options": rec.options, "source": rec.source,
+            }
+            if writer is None:
+                path = os.path.join(work, "data", f".tmp-{len(shard_paths):05d}.parquet")
+                writer = pq.ParquetWriter(path, schema, compression="zstd")
+                shard_paths.append(path)
+            writer.write_table(pa.Table.from_pylist([row], schema=schema))
+            in_shard += 1
+            if in_shard >= rows_per_shard:
+                writer.close()
+                writer, in_shard = None, 0
+            image_paths = []
+            for i, (b, name) in enumerate(zip(rec.images, rec.image_names)):
+                ext = os.path.splitext(name)[1] or ".png"
+                rel = f"images/{rec.id}-{i}{ext}"
+                with open(os.path.join(lf_dir, rel), "wb") as fh:
+                    fh.write(b)
+                image_paths.append(rel)
+            lf.write(json.dumps({
+                "messages": [{"role": "user", "content": with_format_suffix(rec.problem or "")},
+                             {"role": "assistant", "content": response}],
+                "images": image_paths, "id": rec.id, "task": rec.task, "variant": rec.variant,
+                "answer": rec.answer, "answer_type": rec.answer_type, "options": rec.options,
+                "source": rec.source,
+            }, ensure_ascii=False) + "\n")
+            counts[rec.task][rec.variant] += 1
+            written += 1
+    if writer is not None:
+        writer.close()
+    files = []
+    for i, p in enumerate(shard_paths):
+        name = f"train-{i:05d}-of-{len(shard_paths):05d}.parquet"
+        os.replace(p, os.path.join(work, "data", name))
+        files.append(f"data/{name}")
+    atomic_write_json(os.path.join(lf_dir, "dataset_info.json"), {
+        DATASET_NAME: {
+            "file_name": "train.jsonl", "formatting": "sharegpt",
+            "columns": {"messages": "messages", "images": "images"},
+            "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                     "assistant_tag": "assistant"},
+        }
+    })
+    manifest = {
+        "format": "sft",
+        "kind": "coldstart",
+        "from_dataset": os.path.abspath(data),
+        "from_split": split,
+        "seed": seed,
+        "num_requested": num,
+        "num_written": written,
+        "available": len(index),
+        "skipped_undecodable_image": skipped,
+        "counts": {t: dict(sorted(v.items())) for t, v in sorted(counts.items())},
+        "files": sorted(files + [f"{LLAMAFACTORY_DIR}/train.jsonl", f"{LLAMAFACTORY_DIR}/dataset_info.json",
+                                 f"{LLAMAFACTORY_DIR}/images"]),
+    }
+    atomic_write_json(os.path.join(work, "manifest.json"), manifest)
+    for root, dirs, fnames in os.walk(work):
+        for n in dirs:
+            os.chmod(os.path.join(root, n), 0o777 & ~_umask())
+        for n in fnames:
+            os.chmod(os.path.join(root, n), 0o666 & ~_umask())
+    os.chmod(work, 0o777 & ~_umask())
+    if written == 0:
+        raise ColdStartError(f"every picked sample of the {split} split of {data} has an undecodable image "
+                             f"(e.g. {skipped[0]}); nothing was written")
+    if os.path.isdir(out):
+        os.rmdir(out)  # empty, checked above
+    os.replace(work, out)
+    os.unlink(os.path.join(out, LOCK_FILE))  # still held through its descriptor until released
     return manifest
 
 

@@ -16,7 +16,13 @@ import random
 from collections import Counter
 
 from ..prompts import IMAGE_TOKEN, content_parts
-from ..readers import DatasetError, Record, open_dataset
+from ..readers import (
+    DatasetError,
+    Record,
+    image_problem,
+    open_dataset,
+    record_image_problem,
+)
 
 
 class DataError(ValueError):
@@ -130,9 +136,8 @@ def _grpo_rows(data: str, split: str, positions: list[int], stamp=None):
     # read each needed row once in storage order, then emit in the requested order
     rows: dict[int, dict] = {}
     for pos, rec in zip(sorted(order), reader.records(split, positions=sorted(order))):
-        bad = [e for e in rec.image_errors if e]
-        if bad:
-            raise DataError(f"sample {rec.id}: {bad[0]}")
+        if record_image_problem(rec):
+            continue  # counted and named by the caller (grpo_dataset)
         n_tokens = (rec.problem or "").count(IMAGE_TOKEN)
         if n_tokens != len(rec.images):
             raise DataError(f"sample {rec.id}: its question has {n_tokens} <image> placeholder(s) but "
@@ -148,7 +153,8 @@ def _grpo_rows(data: str, split: str, positions: list[int], stamp=None):
             "id": rec.id,
         }
     for p in positions:
-        yield rows[p]
+        if p in rows:
+            yield rows[p]
 
 
 def _from_generator(dataset_cls, gen, kwargs, features, cache_dir):
@@ -191,9 +197,28 @@ def grpo_dataset(data: str, split: str = "train", cache_dir: str | None = None, 
     kwargs = {"data": os.path.abspath(data), "split": split, "positions": positions,
               "stamp": _stamp(open_dataset(data), split)}
     ds = _from_generator(Dataset, _grpo_rows, kwargs, features_grpo(), cache_dir)
-    if "per_task" not in stats:
+    _, index = _open(data, split)
+    wanted = {index[p].id for p in positions}
+    skipped = sorted(wanted - set(ds["id"]))
+    if skipped:
+        stats["skipped_undecodable_image"] = skipped
+        stats["rows"] = len(ds)
+        if len(ds) == 0:
+            raise DataError(f"every training row of the {split} split of {data} has an undecodable image")
+    if "per_task" not in stats or skipped:
         stats["per_task"] = dict(sorted(Counter(ds["task"]).items()))
     return ds, stats
+
+
+def say_skipped(stats: dict, what: str) -> None:
+    """One line naming the rows left out for an undecodable image, if any."""
+    import sys
+
+    skipped = stats.get("skipped_undecodable_image") or []
+    if skipped:
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        print(f"skipped {len(skipped)} {what} with an undecodable image: {', '.join(skipped[:3])}{more}",
+              file=sys.stderr, flush=True)
 
 
 def sft_dataset(data: str, split: str = "train", cache_dir: str | None = None, max_rows: int | None = None):
@@ -213,12 +238,21 @@ def sft_dataset(data: str, split: str = "train", cache_dir: str | None = None, m
                 for row in batch.to_pylist():
                     if limit is not None and n >= limit:
                         return
-                    yield row
                     n += 1
+                    if any(image_problem((im or {}).get("bytes")) for im in row.get("images") or []):
+                        continue  # counted and named below
+                    yield row
 
     ds = _from_generator(Dataset, rows, {"files": reader.files(split), "limit": max_rows, "stamp": _stamp(reader, split)}, _features_sft(), cache_dir)
-    counts = Counter(r.task for r in index[: max_rows or len(index)])
-    return ds, {"rows": len(ds), "per_task": dict(sorted(counts.items()))}
+    taken = index[: max_rows or len(index)]
+    kept = set(ds["id"])
+    stats = {"rows": len(ds), "per_task": dict(sorted(Counter(r.task for r in taken if r.id in kept).items()))}
+    skipped = sorted({r.id for r in taken} - kept)
+    if skipped:
+        stats["skipped_undecodable_image"] = skipped
+        if len(ds) == 0:
+            raise DataError(f"every example of the {split} split of {data} has an undecodable image")
+    return ds, stats
 
 
 def validation_records(data: str, split: str, num: int, seed: int = 0) -> list[Record]:
@@ -227,4 +261,4 @@ def validation_records(data: str, split: str, num: int, seed: int = 0) -> list[R
 
     reader, index = _open(data, split)
     positions = pick_even(index, num, seed)
-    return list(reader.records(split, positions=positions))
+    return [r for r in reader.records(split, positions=positions) if not record_image_problem(r)]

@@ -42,7 +42,13 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
         JsonlLogCallback,
         ValidationCallback,
     )
-    from .data import DataError, grpo_dataset, plan_grpo_rows, validation_records
+    from .data import (
+        DataError,
+        grpo_dataset,
+        plan_grpo_rows,
+        say_skipped,
+        validation_records,
+    )
     from .models import (
         check_model_folder,
         freeze_vision_tower,
@@ -114,8 +120,12 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
             feeder.start()  # its processes warm up while the model loads
             train = feeder.dataset()
         else:
-            train, _ = grpo_dataset(o["data"], split, cache_dir=os.path.join(output, "dataset_cache"),
-                                    positions=positions)
+            train, built = grpo_dataset(o["data"], split, cache_dir=os.path.join(output, "dataset_cache"),
+                                        positions=positions)
+            if built.get("skipped_undecodable_image"):
+                stats = {**stats, "rows": built["rows"], "per_task": built["per_task"],
+                         "skipped_undecodable_image": built["skipped_undecodable_image"]}
+                say_skipped(stats, "training rows")
         # left padding, as TRL sets when it loads the processor itself: the trainer pads prompt
         # ids on the left and the processor's per-token image mask must line up with them
         # (right padding crashes any batch of prompts of unequal length in get_rope_index)

@@ -75,7 +75,7 @@ def run_sft(cfg: RunConfig, resume: bool = False) -> RunOutcome:
 
     from ..readers import DatasetError, open_dataset
     from .callbacks import CheckpointMarkerCallback, JsonlLogCallback
-    from .data import DataError, sft_dataset
+    from .data import DataError, say_skipped, sft_dataset
     from .models import (
         check_model_folder,
         freeze_vision_tower,
@@ -106,6 +106,7 @@ def run_sft(cfg: RunConfig, resume: bool = False) -> RunOutcome:
 
     with run_folder(output, "sft", cfg.as_dict(), resume) as checkpoint:
         ds, stats = sft_dataset(o["data"], split, cache_dir=os.path.join(output, "dataset_cache"))
+        say_skipped(stats, "cold-start examples")
         processor = load_processor(o["model"], o["min_pixels"], o["max_pixels"])
         ds, dropped = _drop_overlong(ds, processor, o["max_sequence_tokens"])
         stats["dropped_overlong"] = dropped

@@ -7,7 +7,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from ...readers import DatasetError, open_dataset
+from ...readers import DatasetError, image_problem, open_dataset
 from ...reward.cli import build_report
 from ..base import Benchmark, BenchmarkError, EvalItem, Skipped
 
@@ -33,8 +33,11 @@ class Pretext(Benchmark):
         items, skipped = [], []
         for r in records:
             bad = next((e for e in r.image_errors if e), None)
+            if not bad and images:
+                bad = next((p for p in map(image_problem, r.images) if p), None)
             if bad or not r.answer or r.problem is None:
-                skipped.append(Skipped(r.id, "unreadable_image" if bad else "no_answer"))
+                skipped.append(Skipped(r.id, ("undecodable_image" if bad.startswith("undecodable") else "unreadable_image")
+                                       if bad else "no_answer"))
                 continue
             items.append(EvalItem(id=r.id, question=r.problem, images=list(r.images), answer=r.answer,
                                   options=r.options, category=r.task,
