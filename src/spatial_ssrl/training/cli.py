@@ -127,6 +127,7 @@ def _run(kind: str, config, model, data, output, max_steps, resume, sets, **extr
     from .data import DataError
     from .grpo import ColdStartRequired
     from .models import ModelError
+    from .online import OnlineError
     from .runs import RunFolderError, last_checkpoint
 
     # transformers 5 renames gradient_checkpointing; TRL still sets the old name. Not the user's doing.
@@ -143,7 +144,7 @@ def _run(kind: str, config, model, data, output, max_steps, resume, sets, **extr
             from .grpo import run_grpo
 
             outcome = run_grpo(cfg, resume=resume, no_coldstart=extra.get("no_coldstart", False))
-    except (ConfigError, DataError, ModelError, RunFolderError, ColdStartRequired) as exc:
+    except (ConfigError, DataError, ModelError, RunFolderError, ColdStartRequired, OnlineError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         out = cfg.opts["output"] if "cfg" in locals() else output

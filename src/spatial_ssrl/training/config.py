@@ -160,6 +160,8 @@ def load_yaml(path: str) -> dict[str, Any]:
             data = yaml.safe_load(fh)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config {path} is not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
@@ -231,6 +233,8 @@ def build_config(kind: str, config_file: str | None = None, overrides: dict[str,
     for key in ("model", "output") if opts.get("online") else ("model", "data", "output"):
         if not opts[key]:
             raise ConfigError(f"no {key} given: set '{key}' in the config or pass --{key}")
+    _check_our_types(opts)
+    _check_trl_types(kind, trl)
     _check_values(opts)
     return RunConfig(kind=kind, opts=opts, trl=trl, config_file=config_file)
 
@@ -263,3 +267,102 @@ def _check_values(opts: dict[str, Any]) -> None:
             raise ConfigError(f"{key} must be an integer >= 0, got {v!r}")
     if opts["torch_dtype"] not in ("auto", "bfloat16", "float16", "float32"):
         raise ConfigError(f"torch_dtype must be auto, bfloat16, float16 or float32, got {opts['torch_dtype']!r}")
+
+
+# The type of each of our keys: a tuple of accepted types (None: null allowed), or "number",
+# "int", "bool" for the numeric kinds YAML may spell as text (1e-5 reads as a string in YAML 1.1).
+_PATH = (str, None)
+OUR_TYPES: dict[str, Any] = {
+    "model": (str,), "data": _PATH, "output": (str,), "train_split": _PATH, "eval_split": (str,),
+    "lora": "bool", "lora_r": "int", "lora_alpha": "number", "lora_dropout": "number",
+    "lora_target_modules": (str, list), "merge_lora": "bool", "min_pixels": "int?", "max_pixels": "int?",
+    "task_weights": (dict, None), "tasks": (list, str, None), "max_train_samples": "int?",
+    "freeze_vision_tower": "bool", "torch_dtype": (str,), "attn_implementation": _PATH,
+    "accuracy_weight": "number", "format_weight": "number", "allow_hedging": "bool", "partial_credit": "number",
+    "per_task_rewards": "bool", "validation_steps": "int", "validation_samples": "int",
+    "validation_batch_size": "int", "validation_max_new_tokens": "int?", "validation_temperature": "number",
+    "validation_top_p": "number", "max_sequence_tokens": "int?", "online": "bool",
+    "online_inputs": (str, list, None), "online_tasks": (str, None), "online_workers": "int",
+    "online_plan_size": "int?", "curriculum": (str,), "curriculum_target": "number", "curriculum_band": "number",
+    "curriculum_min_groups": "int", "curriculum_cooldown": "int", "curriculum_schedule_every": "int",
+    "curriculum_start": (dict, None),
+}
+_NAMES = {str: "text", list: "a list", dict: "a mapping", None: "null"}
+
+
+def _as_number(key: str, value: Any, kind: str) -> Any:
+    """``value`` as an int / float for ``kind`` (numbers written as text are read), or a
+    :class:`ConfigError` naming the key."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{key} must be {'an integer' if kind == 'int' else 'a number'}, got {value!r}")
+    if isinstance(value, str):
+        try:
+            value = float(value) if kind == "number" else int(value)
+        except ValueError:
+            raise ConfigError(f"{key} must be {'an integer' if kind == 'int' else 'a number'}, "
+                              f"got {value!r}") from None
+    if kind == "int" and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if kind == "int" and not isinstance(value, int) or kind == "number" and not isinstance(value, (int, float)):
+        raise ConfigError(f"{key} must be {'an integer' if kind == 'int' else 'a number'}, got {value!r}")
+    return value
+
+
+def _check_our_types(opts: dict[str, Any]) -> None:
+    for key, spec in OUR_TYPES.items():
+        value = opts.get(key)
+        if isinstance(spec, str):
+            optional = spec.endswith("?")
+            kind = spec.rstrip("?")
+            if value is None and (optional or OUR_KEYS.get(key) is None):
+                continue
+            if kind == "bool":
+                if not isinstance(value, bool):
+                    raise ConfigError(f"{key} must be true or false, got {value!r}")
+                continue
+            opts[key] = _as_number(key, value, kind)
+            continue
+        ok = any(value is None if t is None else isinstance(value, t) and not isinstance(value, bool)
+                 for t in spec)
+        if not ok:
+            want = " or ".join(_NAMES.get(t, getattr(t, "__name__", str(t))) for t in spec)
+            raise ConfigError(f"{key} must be {want}, got {value!r}")
+
+
+def _check_trl_types(kind: str, trl: dict[str, Any]) -> None:
+    """Each TRL key's value against the type TRL's config dataclass declares for it (simple
+    types only: numbers, booleans, text, lists, mappings; enums take their names as text).
+    Numbers written as text are read; anything else is a :class:`ConfigError` naming the key."""
+    import enum
+    import types
+    import typing
+
+    hints = typing.get_type_hints(trl_config_class(kind))
+    for key, value in list(trl.items()):
+        hint = hints.get(key)
+        if hint is None:
+            continue
+        args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        if value is None:
+            if type(None) in args:
+                continue
+            raise ConfigError(f"{key} must be set (not null)")
+        plain = [typing.get_origin(a) or a for a in args]
+        if any(a is typing.Any or a is object for a in plain):
+            continue
+        if bool in plain and isinstance(value, bool):
+            continue
+        if str in plain and isinstance(value, str) or any(
+                isinstance(a, type) and issubclass(a, enum.Enum) for a in plain) and isinstance(value, str):
+            continue
+        if list in plain and isinstance(value, (list, tuple)) or dict in plain and isinstance(value, dict):
+            continue
+        if float in plain:
+            trl[key] = _as_number(key, value, "number")
+        elif int in plain:
+            trl[key] = _as_number(key, value, "int")
+        elif bool in plain:
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        elif not any(isinstance(a, type) and isinstance(value, a) for a in plain):
+            names = " or ".join(sorted({getattr(a, "__name__", str(a)) for a in plain if a is not type(None)}))
+            raise ConfigError(f"{key} must be {names}, got {value!r}")

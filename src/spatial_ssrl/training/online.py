@@ -293,6 +293,28 @@ class OnlinePlan:
                 self.curriculum.load_state_dict(json.load(fh))
 
 
+def _check_some_usable(refs) -> None:
+    """At least one input image must open (probed in order until one does: usually the
+    first), so a folder of broken files fails here, before any model loads."""
+    from ..readers import image_problem
+    from .config import ConfigError
+
+    probed = []
+    for ref in refs:
+        if ref.kind == "procedural":
+            return
+        try:
+            with open(ref.path, "rb") as fh:
+                problem = image_problem(fh.read())
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+        if problem is None:
+            return
+        probed.append(os.path.basename(ref.path))
+    shown = ", ".join(probed[:3]) + (f" and {len(probed) - 3} more" if len(probed) > 3 else "")
+    raise ConfigError(f"online_inputs: none of the {len(probed)} input image(s) can be read as an image ({shown})")
+
+
 def online_plan(cfg) -> OnlinePlan:
     """Sources, task mix and curriculum of an online run, from its config keys."""
     from ..engine.mix import MixError, parse_mix
@@ -314,6 +336,7 @@ def online_plan(cfg) -> OnlinePlan:
         raise ConfigError(f"online_inputs: {exc}") from None
     if not refs:
         raise ConfigError("online_inputs: no image files found")
+    _check_some_usable(refs)
     with_depth = any(r.kind != "image" for r in refs)
     try:
         mix = parse_mix(o["online_tasks"], with_depth=with_depth)

@@ -205,9 +205,9 @@ def run_folder(output: str, kind: str, config: dict[str, Any], resume: bool):
                 _remove_early_files(output, keep_folder=True)  # an earlier failed start's leftovers
             write_marker(output, kind, config, status="running", resumed_from=checkpoint)
     except BaseException:
+        lock.release()
         if created:
             _rmdir(output)
-        lock.release()
         raise
     try:
         yield checkpoint
@@ -217,7 +217,10 @@ def run_folder(output: str, kind: str, config: dict[str, Any], resume: bool):
                 status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
                 write_marker(output, kind, config, status=status, error=_one_line(exc))
             else:
-                _remove_early_files(output, keep_folder=not created)
+                _remove_early_files(output, keep_folder=True)
+                lock.release()
+                if created:
+                    _rmdir(output)
         raise
     finally:
         lock.release()

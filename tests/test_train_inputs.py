@@ -1,0 +1,97 @@
+"""Bad training input is one line before any model loads: config values of the wrong type
+(ours and TRL's), a config that is not UTF-8, online inputs that are not images; a run
+that fails after setting up its folder leaves nothing behind."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from deps import require, run_cli
+
+require("torch")
+require("torchvision")
+require("transformers")
+require("trl")
+require("peft")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("traininputs")
+    data, tiny = root / "data", root / "tiny"
+    run_cli("generate", "--out", data, "--num", 12, "--seed", 8, "--workers", 1, "-q", "--tasks", "flip")
+    run_cli("split", data, "--test-fraction", 0.25)
+    run_cli("tiny-model", "--arch", "qwen2_5_vl", "--out", tiny)
+    return {"root": root, "data": data, "tiny": tiny}
+
+
+def refused(setup, *args, config: str = "tiny_grpo", model=True) -> str:
+    out = setup["root"] / "never"
+    cli = ["train", "grpo", "-c", config, "--data", setup["data"], "--output", out, "--no-coldstart"]
+    if model:
+        cli += ["--model", setup["tiny"]]
+    result = run_cli(*cli, *args, ok=False)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "Loading weights" not in result.output  # nothing loaded
+    assert not out.exists()
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.mark.parametrize(("setting", "expected"), [
+    ("accuracy_weight=heavy", "accuracy_weight must be a number, got 'heavy'"),
+    ("learning_rate=fast", "learning_rate must be a number, got 'fast'"),
+    ("lora_r=abc", "lora_r must be an integer, got 'abc'"),
+    ("max_steps=ten", "max_steps must be an integer, got 'ten'"),
+    ("tasks=5", "tasks must be a list or text or null, got 5"),
+    ("lora=maybe", "lora must be true or false, got 'maybe'"),
+    ("bf16=sometimes", "bf16 must be true or false, got 'sometimes'"),
+    ("num_generations=2.5", "num_generations must be an integer, got 2.5"),
+    ("seed=true", "seed must be an integer, got True"),
+    ("online_workers=[1]", "online_workers must be an integer, got [1]"),
+])
+def test_wrong_types_are_one_line(setup, setting, expected):
+    assert refused(setup, "--set", setting) == f"Error: {expected}"
+
+
+def test_config_file_problems(setup, tmp_path):
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes(b"learning_rate: 1.0e-5\n# caf\xe9\n")
+    assert refused(setup, config=str(bad)) == f"Error: config {bad} is not UTF-8 text (byte 27)"
+    model5 = tmp_path / "model5.yaml"
+    model5.write_text("model: 5\n")
+    assert refused(setup, config=str(model5), model=False) == "Error: model must be text, got 5"
+
+
+def test_numbers_written_as_yaml_text_are_read(tmp_path):
+    from spatial_ssrl.training.config import build_config
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("learning_rate: 1e-5\nmax_steps: '3'\nlora_alpha: 32\n")  # YAML 1.1 reads 1e-5 as text
+    built = build_config("grpo", str(cfg), {"model": "m", "data": "d", "output": "o"})
+    assert built.trl["learning_rate"] == 1e-5 and built.trl["max_steps"] == 3
+    assert built.opts["lora_alpha"] == 32
+
+
+def test_online_inputs_that_are_not_images(setup, tmp_path):
+    folder = tmp_path / "notimages"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (folder / "b.jpg").write_bytes(b"")
+    line = refused(setup, "--online", "--max-steps", 2, "--set", f"online_inputs=[{folder}]")
+    assert line.startswith("Error: online_inputs: none of the 2 input image(s) can be read as an image (")
+
+
+def test_a_failure_after_setup_removes_the_folder_it_created(setup, tmp_path):
+    broken = tmp_path / "broken-tokenizer"
+    shutil.copytree(setup["tiny"], broken)
+    (broken / "tokenizer.json").write_text("{not json")
+    out = tmp_path / "new-run"
+    result = run_cli("train", "grpo", "-c", "tiny_grpo", "--model", broken, "--data", setup["data"],
+                     "--output", out, "--no-coldstart", ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert not Path(out).exists()
