@@ -213,3 +213,24 @@ def test_llamafactory_checkpoint_comes_after_its_images_are_synced(tmp_path, mon
         named = {os.path.abspath(os.path.join(out, p)) for r in records[:rows] for p in r["images"]}
         assert named and named <= paths, f"checkpoint at {rows} rows: images not synced {sorted(named - paths)[:3]}"
         assert os.path.abspath(out / "images") in paths
+
+
+def test_resuming_a_finished_dataset_is_a_no_op(tmp_path):
+    """A job script that resumes after every preemption: the last resume finds the work done."""
+    out = tmp_path / "done"
+    first = subprocess.run([*RUN, "--out", str(out), "--num", "12", "--workers", "1"], capture_output=True,
+                           text=True, check=False)
+    assert first.returncode == 0, first.stderr
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    again = subprocess.run([*RUN, "--out", str(out), "--num", "12", "--workers", "1", "--resume"],
+                           capture_output=True, text=True, check=False)
+    assert again.returncode == 0, again.stderr
+    assert f"--resume: {out} already holds this finished dataset (12 samples); nothing to do" in again.stdout
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    other = subprocess.run([*RUN, "--out", str(out), "--num", "13", "--workers", "1", "--resume"],
+                           capture_output=True, text=True, check=False)
+    assert other.returncode != 0 and "Traceback" not in other.stderr
+    assert other.stderr.strip().splitlines() == [
+        f"Error: --resume: {out} holds a finished dataset made with --num 12 (now 13); pass --overwrite to "
+        "replace it or choose another --out"]
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before

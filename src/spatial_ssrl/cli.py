@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -117,6 +118,39 @@ def generate(**kwargs):
         sys.exit(130)
 
 
+def _finished_already(out: str, num: int, seed: int, fmt: str, mix) -> bool:
+    """``--resume`` on a dataset that finished: nothing to do when it was made with these
+    settings (said in a line, exit 0: a job script resuming after each preemption must not
+    fail once the work is done); made with others, a one-line error. False when OUT holds an
+    interrupted run (or no dataset), which ``--resume`` goes on with."""
+    from .engine.journal import read_journal
+    from .engine.outdir import RUN_DIR, read_ownership
+
+    if not os.path.isdir(out) or not read_ownership(out).manifest_ours:
+        return False
+    staging = os.path.join(out, RUN_DIR)
+    if os.path.isdir(staging) and read_journal(staging).resumable:
+        return False
+    try:
+        with open(os.path.join(out, "manifest.json"), encoding="utf-8") as fh:
+            manifest = json.load(fh)
+    except (OSError, ValueError):
+        return False
+    planned = [[e.task, e.variant, float(e.weight)] for e in mix]
+    made = [[e.get("task"), e.get("variant"), float(e.get("weight", 0))] for e in manifest.get("mix") or []]
+    diffs = [f"{name} {was} (now {now})" for name, was, now in (
+        ("--num", manifest.get("num_requested"), num), ("--seed", manifest.get("seed"), seed),
+        ("--format", manifest.get("format"), fmt)) if was != now]
+    if made != planned:
+        diffs.append("another --tasks mix")
+    if diffs:
+        raise click.ClickException(f"--resume: {out} holds a finished dataset made with {', '.join(diffs)}; "
+                                   "pass --overwrite to replace it or choose another --out")
+    click.echo(f"--resume: {out} already holds this finished dataset ({manifest.get('num_written')} samples); "
+               "nothing to do")
+    return True
+
+
 def _generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side, max_pixels,
               resize_max_pixels, prompt_set, max_attempts, image_format, jpeg_quality, facing_weights,
               absolute_thresholds, shard_rows, exclude_overlap, overwrite, resume, engine, ray_address,
@@ -156,6 +190,8 @@ def _generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side
             f"{', '.join(needs_depth)} need RGB-D inputs (an image with a depth file); none were found",
             param_hint="--tasks",
         )
+    if resume and not overwrite and _finished_already(out, num, seed, fmt, mix):
+        return
     staging = _prepare_out_dir(out, overwrite, fmt, resume)
     kept_old = "; the dataset already in --out is unchanged" if staging.replaces else ""
 
@@ -364,10 +400,10 @@ def preview(dataset, out, num, seed, max_side):
 def _register_commands() -> None:
     from .eval.cli import eval_command, infer_command
     from .eval.overlap_cli import overlap_command
-    from .validate.cli import validate_command
     from .reward.cli import score_command
     from .tiny.cli import tiny_model_command
     from .training.cli import coldstart_command, split_command, train_group
+    from .validate.cli import validate_command
 
     main.add_command(score_command, name="score")
     main.add_command(eval_command, name="eval")
