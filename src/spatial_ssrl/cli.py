@@ -9,6 +9,7 @@ import sys
 import click
 
 from . import __version__
+from .interrupt import exit_interrupted
 
 OUTPUT_ENTRIES = (
     "data", "images", "manifest.json", "train.jsonl", "dataset_info.json", "format_prompt.jinja",
@@ -115,7 +116,7 @@ def generate(**kwargs):
             _generate(**kwargs)
     except KeyboardInterrupt:  # before the run started (discovery, imports) or after it
         click.echo("\ninterrupted; no dataset was written", err=True)
-        sys.exit(130)
+        exit_interrupted()
 
 
 def _finished_already(out: str, num: int, seed: int, fmt: str, mix) -> bool:
@@ -266,7 +267,7 @@ def _generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side
         raise click.ClickException(f"cannot resume: {exc}") from None
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted; no dataset was written{kept_old}{keep_note()}", err=True)
-        sys.exit(130)
+        exit_interrupted()
     except OSError as exc:
         raise click.ClickException(
             f"could not write the dataset to {out}: {_os_error_text(exc)}; no dataset was written{kept_old}"
@@ -419,5 +420,13 @@ def _register_commands() -> None:
 _register_commands()
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The ``ssrl`` program."""
+    from . import interrupt
+
+    interrupt.AS_PROGRAM = True
     main()
+
+
+if __name__ == "__main__":
+    entry()

@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from ..interrupt import exit_interrupted
+
 EVAL_EXTRA_HINT = "running a model needs the train extra: pip install 'spatial-ssrl[train]'"
 
 
@@ -251,7 +253,7 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted; the predictions so far are in {os.path.join(out, 'predictions.jsonl')} "
                    "(run the same command again to continue)", err=True)
-        sys.exit(130)
+        exit_interrupted()
     acc = res.get("accuracy")
     click.echo(f"{benchmark.name}: accuracy {acc:.2f}% over {res.get('n')} items" if acc is not None
                else f"{benchmark.name}: no item scored")
@@ -297,7 +299,7 @@ def _run_lmms(model, tasks, include_path, out, batch_size, limit, max_new_tokens
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         click.echo("\ninterrupted", err=True)
-        sys.exit(130)
+        exit_interrupted()
     for res in results:
         acc = res.get("accuracy")
         click.echo(f"{res['benchmark']}: {'-' if acc is None else f'{acc:.2f}'} ({res.get('metric')})")
@@ -342,7 +344,7 @@ def infer_command(model, images, question, no_format_prompt, max_new_tokens, max
         generate([Item(text, pics)], lambda i, t, e: got.__setitem__(0, t))
     except KeyboardInterrupt:
         click.echo("\ninterrupted", err=True)
-        sys.exit(130)
+        exit_interrupted()
     response = got[0] or ""
     parsed = parse_response(response)
     click.echo(response)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import click
+
+from ..interrupt import exit_interrupted
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 TRAIN_EXTRA_HINT = "training needs the train extra: pip install 'spatial-ssrl[train]'"
@@ -51,7 +52,7 @@ def split_command(dataset, test_fraction, coldstart_fraction, seed, shard_rows):
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt as exc:
         click.echo("\n" + getattr(exc, "message", "interrupted; the dataset is as it was"), err=True)
-        sys.exit(130)
+        exit_interrupted()
     for name in sorted(result.rows):
         click.echo(f"{name:<10} {result.rows[name]:>7} samples from {result.sources.get(name, 0):>6} source images")
 
@@ -77,7 +78,7 @@ def coldstart_command(data, out, num, split_name, seed):
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         click.echo("\ninterrupted; nothing was written", err=True)
-        sys.exit(130)
+        exit_interrupted()
     if split_name == "train":
         click.echo("note: drawn from a train split; keep these source images out of the GRPO data", err=True)
     written, skipped = manifest["num_written"], manifest.get("skipped_undecodable_image") or []
@@ -146,17 +147,38 @@ def _run(kind: str, config, model, data, output, max_steps, resume, sets, **extr
             outcome = run_grpo(cfg, resume=resume, no_coldstart=extra.get("no_coldstart", False))
     except (ConfigError, DataError, ModelError, RunFolderError, ColdStartRequired, OnlineError) as exc:
         raise click.ClickException(str(exc)) from None
+    except (OSError, RuntimeError) as exc:  # disk full or a read-only folder while saving
+        out = cfg.opts["output"] if "cfg" in locals() else output
+        why = _write_failure(exc, out)
+        if why is None:
+            raise
+        last = last_checkpoint(out) if out and os.path.isdir(out) else None
+        kept = f"; last complete checkpoint: {last} (continue with --resume)" if last else ""
+        raise click.ClickException(f"{why}{kept}") from None
     except KeyboardInterrupt:
         out = cfg.opts["output"] if "cfg" in locals() else output
         last = last_checkpoint(out) if out else None
         where = f"last complete checkpoint: {last} (continue with --resume)" if last else "no checkpoint was completed"
         click.echo(f"\ninterrupted; {where}", err=True)
-        sys.exit(130)
+        exit_interrupted()
     if outcome.already_complete:
         click.echo(f"{kind}: the run in {outcome.output} is already complete ({outcome.steps} steps); nothing to do")
         return
     resumed = f", resumed from {os.path.basename(outcome.resumed_from)}" if outcome.resumed_from else ""
     click.echo(f"{kind}: {outcome.steps} steps{resumed}; final model in {outcome.final_model}")
+
+
+def _write_failure(exc: BaseException, out: str | None) -> str | None:
+    """A one-line reason when ``exc`` is a failed write (an OSError, or torch.save's
+    RuntimeError from its zip writer), else None (a bug: the traceback is worth having)."""
+    if isinstance(exc, OSError):
+        return f"cannot write {exc.filename or out}: {exc.strerror or exc}"
+    text = str(exc)
+    if "PytorchStreamWriter" not in text and "inline_container" not in text:
+        return None
+    free = getattr(exc, "ssrl_free_bytes", None)
+    reason = "No space left on device" if free is not None and free < (1 << 20) else "torch.save failed"
+    return f"cannot write a checkpoint in {out}: {reason}"
 
 
 @train_group.command("sft")

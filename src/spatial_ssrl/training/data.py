@@ -167,6 +167,8 @@ def _from_generator(dataset_cls, gen, kwargs, features, cache_dir):
         while cause is not None:
             if isinstance(cause, (DataError, DatasetError)):
                 raise DataError(str(cause)) from None
+            if isinstance(cause, OSError):  # the cache's disk is full or read-only
+                raise cause from None
             cause = cause.__cause__ or cause.__context__
         raise
 

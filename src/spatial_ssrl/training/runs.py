@@ -213,8 +213,11 @@ def run_folder(output: str, kind: str, config: dict[str, Any], resume: bool):
         yield checkpoint
     except BaseException as exc:
         if main:
+            _note_free_space(exc, output)
             if complete_checkpoints(output) or not created and resume:
                 status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                for path, _problem in incomplete_after(output, last_checkpoint(output)):
+                    shutil.rmtree(path, ignore_errors=True)  # a save cut short: never resumed from
                 write_marker(output, kind, config, status=status, error=_one_line(exc))
             else:
                 _remove_early_files(output, keep_folder=True)
@@ -224,6 +227,16 @@ def run_folder(output: str, kind: str, config: dict[str, Any], resume: bool):
         raise
     finally:
         lock.release()
+
+
+def _note_free_space(exc: BaseException, output: str) -> None:
+    """Remember on ``exc`` the bytes free where the run writes, as they were when it failed
+    (before the partial checkpoint is removed), so the message can say the disk was full."""
+    try:
+        st = os.statvfs(output)
+        exc.ssrl_free_bytes = st.f_bavail * st.f_frsize
+    except (OSError, AttributeError, TypeError):
+        pass
 
 
 def _one_line(exc: BaseException) -> str | None:
