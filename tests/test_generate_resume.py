@@ -231,6 +231,6 @@ def test_resuming_a_finished_dataset_is_a_no_op(tmp_path):
                            capture_output=True, text=True, check=False)
     assert other.returncode != 0 and "Traceback" not in other.stderr
     assert other.stderr.strip().splitlines() == [
-        f"Error: --resume: {out} holds a finished dataset made with --num 12 (now 13); pass --overwrite to "
-        "replace it or choose another --out"]
+        (f"Error: --resume: {out} holds a finished dataset made with --num 12 (now 13); pass --overwrite to "
+         "replace it or choose another --out")]
     assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
