@@ -211,7 +211,7 @@ def test_disk_full_leaves_nothing_and_keeps_the_old_dataset(tmp_path, monkeypatc
     before = _snapshot(out)
     real = base.atomic_write_bytes
 
-    def full(path, data):
+    def full(path, data, sync=False):
         if os.path.basename(path) == fails_on:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
         real(path, data)

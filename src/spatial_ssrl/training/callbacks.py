@@ -118,9 +118,14 @@ class CurriculumCallback(TrainerCallback):
         self.trainer = None
 
     def on_step_end(self, args, state, control, **kwargs):
+        from .curriculum import groups_of
+
         metrics = {}
         if self.curriculum is not None:
-            metrics.update(self.curriculum.update(self.recorder.drain(), step=state.global_step))
+            # every process moves its curriculum on the whole step, so they stay identical and
+            # their online feeders keep drawing one and the same stream
+            rows = all_gather(self.recorder.drain_rows())
+            metrics.update(self.curriculum.update(groups_of(rows), step=state.global_step))
         if self.feeder is not None:
             metrics.update(self.feeder.stats())
         if metrics and self.trainer is not None:
@@ -134,6 +139,63 @@ class CurriculumCallback(TrainerCallback):
             from ..writers.base import atomic_write_json
 
             atomic_write_json(os.path.join(folder, "curriculum_state.json"), self.curriculum.state_dict())
+
+
+def _world() -> int:
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover
+        return 1
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def all_gather(items: list) -> list:
+    """``items`` of every process, concatenated in rank order (on every process)."""
+    if _world() <= 1:
+        return list(items)
+    import torch.distributed as dist
+
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, list(items))
+    return [x for part in parts for x in part]
+
+
+class PromptLog:
+    """The prompt ids this process's reward functions scored since the last step (each
+    completion's ``id``, in order): filled by the reward wrapper, read by
+    :class:`SampleLogCallback`."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def wrap(self, func):
+        def logged(completions, **kwargs):
+            ids = kwargs.get("id")
+            if ids is not None:
+                self.ids.extend(str(i) for i in ids)
+            return func(completions, **kwargs)
+
+        logged.__name__ = func.__name__
+        logged.__qualname__ = getattr(func, "__qualname__", func.__name__)
+        logged.__doc__ = func.__doc__
+        return logged
+
+
+class SampleLogCallback(TrainerCallback):
+    """After each optimizer step, the prompt ids every process trained on (one entry per
+    completion, in the order each process scored them), gathered and written by the main
+    process to ``train_samples.jsonl``: which rows each step saw, on which rank."""
+
+    def __init__(self, log: PromptLog, output_dir: str):
+        self.log = log
+        self.path = os.path.join(output_dir, "train_samples.jsonl")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        mine, self.log.ids = self.log.ids, []
+        by_rank = all_gather([mine])
+        if state.is_world_process_zero:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"step": state.global_step, "ids_by_rank": by_rank}) + "\n")
 
 
 def _barrier() -> None:

@@ -246,7 +246,8 @@ class GroupRecorder:
     ``record(task, ids, levels, values)`` is called by each ``accuracy_<task>`` function
     with the rows it scored; :meth:`drain` returns the groups seen since the last drain
     (rows of one prompt id make one group). With several processes each sees its own part
-    of a group; the statistics are then per process."""
+    of the step; the trainer's callback gathers every process's rows (:meth:`drain_rows`)
+    so that each curriculum moves on the same, whole step."""
 
     def __init__(self) -> None:
         self._rows: dict[tuple[str, str, str], list[float]] = {}
@@ -260,6 +261,20 @@ class GroupRecorder:
                 self._rows.setdefault((task, str(level), str(pid)), []).append(float(v))
 
     def drain(self) -> list[Group]:
+        return groups_of(self.drain_rows())
+
+    def drain_rows(self) -> list[tuple[str, str, str, list[float]]]:
+        """(task, level, prompt id, accuracies) seen since the last drain: what each process
+        sends the others, so every process's curriculum sees the whole step."""
         with self._lock:
             rows, self._rows = self._rows, {}
-        return [Group(task, level, vals) for (task, level, _pid), vals in rows.items()]
+        return [(task, level, pid, vals) for (task, level, pid), vals in rows.items()]
+
+
+def groups_of(rows) -> list[Group]:
+    """Groups from the rows of one or more processes (one prompt's rollouts may be split
+    across processes: their accuracies are joined)."""
+    merged: dict[tuple[str, str, str], list[float]] = {}
+    for task, level, pid, vals in rows:
+        merged.setdefault((task, level, pid), []).extend(vals)
+    return [Group(task, level, vals) for (task, level, _pid), vals in merged.items()]

@@ -40,6 +40,8 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
         CheckpointMarkerCallback,
         CurriculumCallback,
         JsonlLogCallback,
+        PromptLog,
+        SampleLogCallback,
         ValidationCallback,
     )
     from .data import (
@@ -110,6 +112,8 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
     funcs, weights = make_rewards(sorted(stats["per_task"]), per_task=bool(o["per_task_rewards"]) or online,
                                   accuracy_weight=float(o["accuracy_weight"]),
                                   format_weight=float(o["format_weight"]), recorder=recorder, **score_settings)
+    prompt_log = PromptLog()  # which prompt ids each step trained on, every process
+    funcs = [prompt_log.wrap(funcs[0]), *funcs[1:]]
     extra = {"shuffle_dataset": False} if online and "shuffle_dataset" not in cfg.trl else {}
     args = trl_args(cfg, output, reward_weights=weights, **extra)  # TRL checks its settings here, before any loading
 
@@ -141,7 +145,7 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
         if o["freeze_vision_tower"]:
             freeze_vision_tower(model)
         peft_config = lora_config(o)
-        callbacks = [JsonlLogCallback(output)]
+        callbacks = [JsonlLogCallback(output), SampleLogCallback(prompt_log, output)]
         curriculum_cb = None
         if online:
             curriculum_cb = CurriculumCallback(plan.curriculum, plan.recorder, feeder, output)

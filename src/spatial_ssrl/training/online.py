@@ -280,11 +280,12 @@ class OnlinePlan:
             rounds = -(-int(args.max_steps) // int(args.steps_per_generation))
             size = max(1, rounds * int(args.generation_batch_size) // int(args.num_generations))
         from ..engine.run import GenerateConfig
+        from .runs import is_main_process
 
         wcfg = GenerateConfig(seed=self.seed, mix=self.mix).worker_config()
         return OnlineFeeder(self.refs, self.mix, seed=self.seed, curriculum=self.curriculum, plan_size=size,
                             workers=self.workers, worker_config=wcfg,
-                            record=os.path.join(output, "online_samples.jsonl"))
+                            record=os.path.join(output, "online_samples.jsonl") if is_main_process() else None)
 
     def restore(self, checkpoint: str) -> None:
         path = os.path.join(checkpoint, "curriculum_state.json")

@@ -119,6 +119,8 @@ def _entries(output: str) -> list[str]:
 def check_run_folder(output: str, kind: str, resume: bool, holding_lock: bool = False) -> str | None:
     """Refuse a run folder that cannot be used as asked, writing nothing; return the
     checkpoint to resume from, if any."""
+    if not is_main_process():  # the main process checks, locks and writes; the others follow it
+        return last_checkpoint(output) if resume else None
     if os.path.lexists(output) and not os.path.isdir(output):
         raise RunFolderError(f"--output {output} exists and is not a folder")
     if not holding_lock and is_locked(output):
@@ -167,7 +169,7 @@ def _say(text: str) -> None:
 
 
 # What a run writes at its top level before its first checkpoint (removed again if it fails then).
-EARLY_FILES = (RUN_MARKER, "train_log.jsonl", "validation.jsonl", "online_samples.jsonl")
+EARLY_FILES = (RUN_MARKER, "train_log.jsonl", "validation.jsonl", "online_samples.jsonl", "train_samples.jsonl")
 EARLY_DIRS = ("dataset_cache", "model_view")
 
 

@@ -1,0 +1,138 @@
+"""GRPO with two training processes on the CPU (torchrun, gloo), as the paper's 8-GPU runs:
+the ranks draw distinct prompts that together cover the plan; only the main process writes
+logs, markers and the online record; the online curriculum moves once for the run (every
+rank sees the whole step, so the ranks' feeders keep drawing one stream); resume restores
+the weights and the data position on every rank.
+
+``train_samples.jsonl`` (which prompt ids each rank trained on at each step) is the oracle."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from deps import require, run_cli
+
+torch = require("torch")
+require("torchvision")
+require("transformers")
+require("trl")
+require("peft")
+safetensors_torch = require("safetensors.torch")
+pq = require("pyarrow.parquet")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(*args) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), "-m", "spatial_ssrl.cli", *map(str, args)]
+    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("multiproc")
+    data, tiny = root / "data", root / "tiny"
+    run_cli("generate", "--out", data, "--num", 15, "--seed", 11, "--workers", 1, "-q", "--tasks", "flip,crop")
+    run_cli("split", data, "--test-fraction", 0.2)
+    run_cli("tiny-model", "--arch", "qwen2_5_vl", "--out", tiny)
+    train_ids = [i for f in sorted((data / "data").glob("train-*.parquet"))
+                 for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()]
+    return {"root": root, "data": data, "tiny": tiny, "train_ids": train_ids}
+
+
+def grpo(setup, out: Path, *extra):
+    return torchrun("train", "grpo", "-c", "tiny_grpo", "--model", setup["tiny"], "--data", setup["data"],
+                    "--output", out, "--no-coldstart", *extra)
+
+
+def steps_of(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "train_samples.jsonl").read_text().splitlines()]
+
+
+def log_steps(out: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()
+            if "reward" in json.loads(line)]
+
+
+def test_two_processes_offline_and_resume(setup):
+    n = len(setup["train_ids"])
+    steps = n // 4  # 2 prompts per rank per step: every train row once (x2 rollouts), the last partial step left out
+    full = setup["root"] / "full"
+    grpo(setup, full, "--max-steps", steps, "--set", "validation_steps=1", "--set", "learning_rate=0")
+    got = steps_of(full)
+    assert [s["step"] for s in got] == list(range(1, steps + 1))
+    seen: Counter = Counter()
+    for s in got:
+        rank0, rank1 = (set(r) for r in s["ids_by_rank"])
+        assert rank0 and rank1 and not rank0 & rank1, s  # distinct prompts on the two ranks
+        for r in s["ids_by_rank"]:
+            seen.update(r)
+    assert set(seen) <= set(setup["train_ids"]) and len(seen) == 4 * steps
+    assert set(seen.values()) == {2}  # each prompt's 2 rollouts, on one rank
+    # one writer: every log line, validation and checkpoint once; both ranks' RNG states saved
+    assert log_steps(full) == list(range(1, steps + 1))
+    val = [json.loads(line)["step"] for line in (full / "validation.jsonl").read_text().splitlines()]
+    assert val == list(range(1, steps + 1))
+    assert {p.name for p in (full / f"checkpoint-{steps}").glob("rng_state_*.pth")} == {"rng_state_0.pth",
+                                                                                        "rng_state_1.pth"}
+
+    # resume on two processes: the checkpoint's weights (perturbed) and the data position
+    from spatial_ssrl.training.runs import mark_checkpoint
+
+    part = setup["root"] / "part"
+    grpo(setup, part, "--max-steps", steps - 1, "--set", "validation_steps=0", "--set", "learning_rate=0")
+    ck = part / f"checkpoint-{steps - 1}"
+    perturbed = {k: v + 0.5 for k, v in safetensors_torch.load_file(str(ck / "model.safetensors")).items()}
+    safetensors_torch.save_file(perturbed, str(ck / "model.safetensors"), metadata={"format": "pt"})
+    mark_checkpoint(str(ck), steps - 1)
+    done = grpo(setup, part, "--max-steps", steps, "--set", "validation_steps=0", "--set", "learning_rate=0",
+                "--resume")
+    assert f"resumed from checkpoint-{steps - 1}" in done.stdout
+    final = safetensors_torch.load_file(str(part / f"checkpoint-{steps}" / "model.safetensors"))
+    assert all(torch.equal(final[k], perturbed[k]) for k in perturbed)
+    # the resumed step trained on the rows the uninterrupted run's last step did, rank by rank
+    assert steps_of(part)[-1] == got[-1]
+    assert log_steps(part) == list(range(1, steps + 1))
+
+
+def test_two_processes_online_draw_one_stream(setup):
+    out = setup["root"] / "online"
+    grpo(setup, out, "--max-steps", 4, "--online", "--curriculum", "adaptive", "--set", "validation_steps=0",
+         "--set", "curriculum_min_groups=1", "--set", "curriculum_cooldown=0", "--set", "curriculum_band=0")
+    record = [json.loads(line) for line in (out / "online_samples.jsonl").read_text().splitlines()]
+    assert [r["i"] for r in record] == list(range(len(record)))  # one writer: each position once
+    got = steps_of(out)
+    trained = [i for s in got for r in s["ids_by_rank"] for i in r]
+    assert len(trained) == 4 * 8
+    for s in got:
+        rank0, rank1 = (set(r) for r in s["ids_by_rank"])
+        assert not rank0 & rank1, s
+    # the prompts the two ranks trained on are exactly the first positions of the main
+    # process's stream: rank 1's feeder drew the same stream, its curriculum moved as rank 0's
+    first = [r["id"] for r in record[:16]]
+    assert sorted(set(trained)) == sorted(first)
+    assert log_steps(out) == [1, 2, 3, 4]
+    # the curriculum moved on the whole step: the tasks it saw are those of both ranks' prompts
+    logs = {json.loads(line)["step"]: json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()
+            if "reward" in json.loads(line)}
+    for s in got:
+        tasks = {i.split("-")[0] for r in s["ids_by_rank"] for i in r}
+        seen = {k.split("/")[1] for k in logs[s["step"]] if k.endswith("/zero_variance_share")}
+        assert seen == tasks, (s["step"], seen, tasks)
+    moves = json.loads((out / "checkpoint-4" / "curriculum_state.json").read_text())
+    assert moves["step"] == 4
