@@ -173,7 +173,7 @@ def test_one_run_at_a_time_per_folder(tmp_path):
         second = subprocess.run([*RUN, "-n", "4", "-w", "1", "-t", "shuffle", "--out", str(out), "--overwrite"],
                                 check=False, capture_output=True, text=True, timeout=120)
         assert second.returncode == 2
-        assert "another ssrl generate is writing" in second.stderr
+        assert f"{out} is in use by another ssrl command (PID {first.pid})" in second.stderr
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)

@@ -36,7 +36,7 @@ MANIFEST = "manifest.json"
 TMP_PREFIX = ".tmp-"
 STAGING_PREFIX = ".tmp-ssrl-"
 RUN_DIR = STAGING_PREFIX + "run"
-LOCK_FILE = STAGING_PREFIX + "lock"
+LOCK_FILE = STAGING_PREFIX + "lock"  # the same file spatial_ssrl.locking.FolderLock takes
 IMAGE_DIR = "images"
 _IMAGE_NAME = re.compile(r"^(?P<id>.+)-(?P<i>\d+)\.(?:png|jpe?g|webp)$", re.IGNORECASE)
 
@@ -320,7 +320,7 @@ class Staging:
         self.fmt = fmt
         self.overwrite = overwrite
         self.resumable_rows = 0
-        self._lock_fd = None
+        self._folder_lock = None
         try:
             self._lock()
             restore_interrupted_swap(out)  # before anything reads or clears OUT
@@ -359,27 +359,20 @@ class Staging:
             raise OutDirError(f"cannot write in --out {out}: {exc.strerror or exc}") from None
 
     def _lock(self) -> None:
-        import fcntl
+        from ..locking import FolderBusy, FolderLock
 
-        path = os.path.join(self.out, LOCK_FILE)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        lock = FolderLock(self.out)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise OutDirError(f"another ssrl generate is writing to {self.out}; wait for it or choose "
-                              "another --out") from None
-        self._lock_fd = fd
+            lock.acquire()
+        except FolderBusy as exc:
+            raise OutDirError(str(exc)) from None
+        self._folder_lock = lock
 
     def _unlock(self) -> None:
-        if self._lock_fd is None:
+        if self._folder_lock is None:
             return
-        try:
-            os.unlink(os.path.join(self.out, LOCK_FILE))
-        except OSError:
-            pass
-        os.close(self._lock_fd)
-        self._lock_fd = None
+        self._folder_lock.release()
+        self._folder_lock = None
 
     def keep(self) -> None:
         """Leave the staged run in place for ``--resume`` and let other runs in."""
