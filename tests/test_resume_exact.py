@@ -258,3 +258,23 @@ def test_model_folder_problems_are_one_line_before_loading(inputs, tmp_path):
         assert "Traceback" not in result.output and "Loading weights" not in result.output
         assert expected in result.output.strip().splitlines()[-1]
         assert not out.exists()
+
+
+def test_online_resume_continues_the_stream(inputs, tmp_path):
+    """An online run resumed from checkpoint-2 trains step 3 on the prompts the uninterrupted
+    run's step 3 had (the fixed plan: the data position and the stream are restored)."""
+    ref = tmp_path / "ref"
+    train("grpo", inputs, "qwen2_5_vl", ref, "--online", "--max-steps", 3)
+    cut = tmp_path / "cut"
+    shutil.copytree(ref, cut)
+    shutil.rmtree(cut / "checkpoint-3")  # as if killed during step 3
+    marker = json.loads((cut / "ssrl_run.json").read_text())
+    marker["status"] = "running"
+    (cut / "ssrl_run.json").write_text(json.dumps(marker))
+    samples = (cut / "train_samples.jsonl").read_text().splitlines()
+    (cut / "train_samples.jsonl").write_text("\n".join(samples[:2]) + "\n")
+    result = train("grpo", inputs, "qwen2_5_vl", cut, "--online", "--max-steps", 3, "--resume")
+    assert "resumed from checkpoint-2" in result.output
+    got = [json.loads(line) for line in (cut / "train_samples.jsonl").read_text().splitlines()]
+    want = [json.loads(line) for line in (ref / "train_samples.jsonl").read_text().splitlines()]
+    assert got == want

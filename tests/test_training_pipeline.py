@@ -216,7 +216,7 @@ def test_ctrl_c_during_training_leaves_a_usable_checkpoint(pipeline, tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, stderr[-2000:]
-    assert elapsed < 5, elapsed
+    assert elapsed < 2, elapsed  # the promise: about 2 s
     assert "Traceback" not in stderr
     assert "interrupted; last complete checkpoint" in stderr
     from spatial_ssrl.training.runs import last_checkpoint
