@@ -38,6 +38,13 @@ def _first(keys, n: int = 3) -> str:
     return ", ".join(keys[:n]) + more
 
 
+def _keys(missing: list, unexpected: list) -> str:
+    parts = [f"missing {_first(missing)}"] if missing else []
+    if unexpected:
+        parts.append(f"unexpected {_first(unexpected)}")
+    return "; ".join(parts)
+
+
 def _why(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
@@ -127,12 +134,7 @@ def load_full_weights(model, checkpoint: str) -> int:
         loaded_ptrs = {target[k].data_ptr() for k in state if k in target}
         missing = [k for k in missing if target[k].data_ptr() not in loaded_ptrs]
     if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {_first(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {_first(unexpected)}")
-        raise ResumeError(f"the weights in {checkpoint} do not fit the model ({'; '.join(parts)}); "
+        raise ResumeError(f"the weights in {checkpoint} do not fit the model ({_keys(missing, unexpected)}); "
                           "resume with the --model the run started from")
     try:
         model.load_state_dict(state, strict=False)
@@ -162,12 +164,8 @@ def load_adapter_weights(model, checkpoint: str) -> int:
     missing = [k for k in result.missing_keys if f".{adapter}." in k]
     unexpected = list(result.unexpected_keys)
     if missing or unexpected or not own:
-        parts = []
-        if missing:
-            parts.append(f"missing {_first(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {_first(unexpected)}")
-        raise ResumeError(f"the adapter in {checkpoint} does not fit the model ({'; '.join(parts) or 'no adapter'}); "
+        raise ResumeError(f"the adapter in {checkpoint} does not fit the model "
+                          f"({_keys(missing, unexpected) or 'no adapter'}); "
                           "resume with the same LoRA settings the run started with")
     return len(state)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import __version__
 from ..locking import LOCK_FILE, FolderBusy, FolderLock, busy_message, is_locked
-from ..writers.base import atomic_write_json
+from ..writers.base import atomic_write_json, fsync_path
 from .models import RUN_MARKER, has_weights, read_marker
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -57,14 +57,6 @@ def checkpoint_problem(path: str) -> str | None:
     return None
 
 
-def _fsync_path(path: str, directory: bool = False) -> None:
-    fd = os.open(path, (os.O_RDONLY | os.O_DIRECTORY) if directory else os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def mark_checkpoint(folder: str, step: int) -> None:
     """Make ``folder`` count as complete: sync every file in it, then write the marker that
     lists them with their sizes (synced too). A save cut short anywhere before the marker's
@@ -76,11 +68,11 @@ def mark_checkpoint(folder: str, step: int) -> None:
             path = os.path.join(root, name)
             if name == CHECKPOINT_MARKER or name.startswith(".tmp-") or os.path.islink(path):
                 continue
-            _fsync_path(path)
+            fsync_path(path)
             files[os.path.relpath(path, folder)] = os.path.getsize(path)
-        _fsync_path(root, directory=True)
+        fsync_path(root, directory=True)
     atomic_write_json(os.path.join(folder, CHECKPOINT_MARKER), {"step": step, "files": files}, sync=True)
-    _fsync_path(folder, directory=True)
+    fsync_path(folder, directory=True)
 
 
 def scan_checkpoints(output: str) -> list[tuple[int, str, str | None]]:

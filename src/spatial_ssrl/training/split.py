@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from ..locking import FolderBusy, FolderLock
 from ..readers import DatasetError, open_dataset
 from ..readers.dataset import SHARD_NAME
-from ..writers.base import atomic_write_json
+from ..writers.base import atomic_write_json, fsync_path
 
 SPLIT_NAMES = ("train", "test", "coldstart")
 TMP_DATA = ".tmp-split-data"
@@ -176,7 +176,7 @@ def _commit(dataset_dir: str, journal: dict) -> None:
     """Write the journal (synced), carry it out, remove it."""
     with _HeldSigint():
         atomic_write_json(os.path.join(dataset_dir, JOURNAL), journal, sync=True)
-        _fsync_dir(dataset_dir)
+        fsync_path(dataset_dir, directory=True)
         _roll_forward(dataset_dir, journal)
 
 
@@ -201,26 +201,10 @@ def _roll_forward(dataset_dir: str, journal: dict) -> None:
             path = os.path.join(dataset_dir, name)
             if os.path.isfile(path):
                 os.unlink(path)
-    _fsync_dir(dataset_dir)
+    fsync_path(dataset_dir, directory=True)
     atomic_write_json(os.path.join(dataset_dir, "manifest.json"), journal["manifest"], sync=True)
     os.unlink(os.path.join(dataset_dir, JOURNAL))
-    _fsync_dir(dataset_dir)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(dataset_dir, directory=True)
 
 
 def _recover(dataset_dir: str) -> None:
@@ -369,8 +353,8 @@ def _split_parquet(reader, assignment: dict[str, str], rows_per_shard: int):
                 os.replace(p, os.path.join(tmp, name))
                 final.append(os.path.join("data", name))
         for name in os.listdir(tmp):
-            _fsync_file(os.path.join(tmp, name))
-        _fsync_dir(tmp)
+            fsync_path(os.path.join(tmp, name))
+        fsync_path(tmp, directory=True)
     except BaseException:
         for sink in sinks.values():
             try:

@@ -124,8 +124,9 @@ def parquet_writer_options(schema: pa.Schema) -> dict:
             "use_dictionary": rest, "write_statistics": rest}
 
 
-def fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def fsync_path(path: str, directory: bool = False) -> None:
+    """Sync a file (or, with ``directory``, a folder's entries) to the disk."""
+    fd = os.open(path, (os.O_RDONLY | os.O_DIRECTORY) if directory else os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -311,7 +312,7 @@ class ParquetShardWriter(DatasetWriter):
             path = os.path.join(self.data_dir, os.path.basename(str(name)))
             try:
                 found = pq.ParquetFile(path).metadata.num_rows
-            except Exception as exc:
+            except (OSError, pa.ArrowException) as exc:  # missing, cut short, a corrupt footer
                 raise ValueError(f"{path}: a finished shard of the interrupted run is unreadable ({exc})") from None
             if found != int(n):
                 raise ValueError(f"{path}: the interrupted run recorded {n} rows, the file holds {found}")
