@@ -182,6 +182,34 @@ def test_sigkill_while_trainer_state_is_written(inputs, tmp_path):
     assert json.loads((out / "ssrl_run.json").read_text())["status"] == "complete"
 
 
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_rotation_never_leaves_no_complete_checkpoint(inputs, tmp_path):
+    """save_total_limit=1: killed as checkpoint-2 is being marked, checkpoint-1
+    (the only complete one) is still there; rotation waits for the new one to be complete."""
+    out = tmp_path / "rot"
+    out.mkdir()
+    cmd = [sys.executable, "-m", "spatial_ssrl.cli", "train", "grpo", "-c", "tiny_grpo",
+           "--model", str(inputs["models"]["qwen2_5_vl"]), "--data", str(inputs["data"]), "--output", str(out),
+           "--no-coldstart", "--set", "validation_steps=0", "--set", "save_total_limit=1", "--max-steps", "3"]
+    # the second opening of the checkpoint-2 folder is our marking walk, after the trainer has
+    # saved every file (the first is the weights writer's listing)
+    folder = out / "checkpoint-2"
+    killed = subprocess.run(["strace", "-f", "-qq", "-o", "/dev/null", "-P", str(folder), "-e", "trace=openat",
+                             "-e", "inject=openat:signal=KILL:when=2", *cmd], capture_output=True, text=True,
+                            env={**os.environ, "TQDM_DISABLE": "1"}, timeout=600, check=False)
+    if "Operation not permitted" in killed.stderr:
+        pytest.skip("ptrace is not permitted here")
+    assert killed.returncode != 0
+    from spatial_ssrl.training.runs import complete_checkpoints
+
+    assert [Path(p).name for p in complete_checkpoints(str(out))] == ["checkpoint-1"]
+    assert (folder / "trainer_state.json").is_file() and not (folder / "ssrl_checkpoint.json").exists()
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True,
+                          env={**os.environ, "TQDM_DISABLE": "1"}, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [Path(p).name for p in complete_checkpoints(str(out))] == ["checkpoint-3"]  # rotated, one kept
+
+
 def test_resuming_a_finished_run_is_a_no_op(inputs, tmp_path):
     out = tmp_path / "run"
     train("sft", inputs, "qwen2_5_vl", out, "--max-steps", 1)

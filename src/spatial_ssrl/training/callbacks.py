@@ -210,13 +210,25 @@ def _barrier() -> None:
 class CheckpointMarkerCallback(TrainerCallback):
     """Put last among the callbacks: once a checkpoint is saved (every rank's part, and the
     extra state other callbacks add in their ``on_save``), sync it and write the marker that
-    makes it count as complete (:func:`~spatial_ssrl.training.runs.mark_checkpoint`)."""
+    makes it count as complete (:func:`~spatial_ssrl.training.runs.mark_checkpoint`); then,
+    with ``keep`` (the config's ``save_total_limit``), remove the oldest complete checkpoints
+    beyond that many (the best one, when the trainer tracks it, stays)."""
+
+    def __init__(self, keep: int | None = None):
+        self.keep = keep if isinstance(keep, int) and keep > 0 else None
 
     def on_save(self, args, state, control, **kwargs):
-        from .runs import mark_checkpoint
+        from .runs import complete_checkpoints, mark_checkpoint
 
         folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
         _barrier()
         if state.is_world_process_zero and os.path.isdir(folder):
             mark_checkpoint(folder, state.global_step)
+            if self.keep:
+                import shutil
+
+                best = os.path.abspath(state.best_model_checkpoint) if state.best_model_checkpoint else None
+                done = [p for p in complete_checkpoints(args.output_dir) if os.path.abspath(p) != best]
+                for old in done[: max(0, len(done) - self.keep)]:
+                    shutil.rmtree(old)  # a complete checkpoint of ours, older than the newest `keep`
         _barrier()

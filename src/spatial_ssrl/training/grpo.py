@@ -163,7 +163,7 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
                 score_settings={"format_weight": float(o["format_weight"]), **score_settings},
             )
             callbacks.append(validation)
-        callbacks.append(CheckpointMarkerCallback())  # last: after every other on_save
+        callbacks.append(CheckpointMarkerCallback(cfg.trl.get("save_total_limit")))  # last: after every other on_save
         trainer = exact_resume(GRPOTrainer)(model=model, reward_funcs=funcs, args=args, train_dataset=train,
                               processing_class=processor, peft_config=peft_config, callbacks=callbacks)
         if validation is not None:

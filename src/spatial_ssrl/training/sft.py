@@ -36,6 +36,9 @@ def trl_args(cfg: RunConfig, output: str, **extra):
 
     values = dict(extra)
     values["output_dir"] = output
+    # checkpoints are rotated by CheckpointMarkerCallback once the new one is complete, never
+    # before (transformers would delete the previous one while the new one is unmarked)
+    values["save_total_limit"] = None
     if "bf16" not in cfg.trl and "fp16" not in cfg.trl:
         values["bf16"] = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     if not torch.cuda.is_available() and "use_cpu" not in cfg.trl:
@@ -116,7 +119,8 @@ def run_sft(cfg: RunConfig, resume: bool = False) -> RunOutcome:
         if o["freeze_vision_tower"]:
             freeze_vision_tower(model)
         trainer = exact_resume(SFTTrainer)(model=model, args=args, train_dataset=ds, processing_class=processor,
-                             peft_config=lora_config(o), callbacks=[JsonlLogCallback(output), CheckpointMarkerCallback()])
+                             peft_config=lora_config(o), callbacks=[JsonlLogCallback(output),
+                                        CheckpointMarkerCallback(cfg.trl.get("save_total_limit"))])
         trainer.train(resume_from_checkpoint=checkpoint)
         final = save_final(trainer, processor, output, merge=bool(o["lora"] and o["merge_lora"]))
         write_marker(output, "sft", cfg.as_dict(), status="complete", final_model=final,
