@@ -306,3 +306,26 @@ def test_online_resume_continues_the_stream(inputs, tmp_path):
     got = [json.loads(line) for line in (cut / "train_samples.jsonl").read_text().splitlines()]
     want = [json.loads(line) for line in (ref / "train_samples.jsonl").read_text().splitlines()]
     assert got == want
+
+
+def test_online_resume_restores_the_curriculum_state(inputs, tmp_path):
+    """The adaptive curriculum's state comes back from the checkpoint: a level changed in
+    checkpoint-2's curriculum_state.json is the level the resumed step 3 runs at."""
+    from spatial_ssrl.training.runs import mark_checkpoint
+
+    out = tmp_path / "cur"
+    settings = ["--online", "--curriculum", "adaptive", "--set", "curriculum_min_groups=100000"]  # no moves
+    train("grpo", inputs, "qwen2_5_vl", out, "--max-steps", 2, *settings)
+    path = out / "checkpoint-2" / "curriculum_state.json"
+    state = json.loads(path.read_text())
+    task = "flip"
+    before = state["tasks"][task]["level"]
+    state["tasks"][task]["level"] = new = 1 if before != 1 else 0
+    path.write_text(json.dumps(state))
+    mark_checkpoint(str(out / "checkpoint-2"), 2)
+    train("grpo", inputs, "qwen2_5_vl", out, "--max-steps", 3, "--resume", *settings)
+    logs = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    step3 = [row for row in logs if row["step"] == 3 and f"curriculum/{task}/level" in row]
+    assert step3 and step3[-1][f"curriculum/{task}/level"] == new
+    after = json.loads((out / "checkpoint-3" / "curriculum_state.json").read_text())
+    assert after["step"] == 3 and after["tasks"][task]["level"] == new
