@@ -306,6 +306,9 @@ def test_online_resume_continues_the_stream(inputs, tmp_path):
     got = [json.loads(line) for line in (cut / "train_samples.jsonl").read_text().splitlines()]
     want = [json.loads(line) for line in (ref / "train_samples.jsonl").read_text().splitlines()]
     assert got == want
+    # the record holds each position once, though the resumed run drew the stream again
+    positions = [json.loads(line)["i"] for line in (cut / "online_samples.jsonl").read_text().splitlines()]
+    assert positions == list(range(len(positions)))
 
 
 def test_online_resume_restores_the_curriculum_state(inputs, tmp_path):

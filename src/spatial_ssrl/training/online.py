@@ -98,6 +98,7 @@ class OnlineFeeder:
         self._pool: WorkerPool | None = None
         self._pool_fresh = False
         self._record = None
+        self._recorded_upto = -1
         self._position = 0
 
     # -- the plan ------------------------------------------------------------------------
@@ -134,14 +135,34 @@ class OnlineFeeder:
 
     # -- running -------------------------------------------------------------------------
     def _note(self, rec: dict) -> None:
-        if self._record is not None:
+        if self._record is not None and rec["i"] > self._recorded_upto:
             self._record.write(json.dumps(rec, ensure_ascii=False) + "\n")
             self._record.flush()
+
+    def _open_record(self) -> None:
+        """Append to the record; positions it already holds (a resumed run draws the stream
+        again from its start to reach its data position) are not written twice."""
+        self._recorded_upto = -1
+        try:
+            with open(self.record_path, encoding="utf-8") as fh:
+                for line in fh:
+                    try:
+                        self._recorded_upto = max(self._recorded_upto, int(json.loads(line)["i"]))
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a line cut short by a kill
+        except FileNotFoundError:
+            pass
+        self._record = open(self.record_path, "a", encoding="utf-8")  # noqa: SIM115 (open for the stream)
+        if self._record.tell() > 0:
+            with open(self.record_path, "rb") as fh:
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    self._record.write("\n")  # end a line a kill cut short; it is skipped when read
 
     def rows(self) -> Iterator[dict]:
         """GRPO rows (:data:`ROW_COLUMNS`, images as PNG/JPEG bytes), forever."""
         if self.record_path and self._record is None:
-            self._record = open(self.record_path, "a", encoding="utf-8")  # noqa: SIM115 (open for the stream)
+            self._open_record()
         if self._pool is not None and not self._pool_fresh:
             # a stream read anew (a new epoch, say): results of the old one may still be in
             # flight, so its workers go and fresh ones start
