@@ -127,3 +127,18 @@ def test_coldstart_cleans_killed_runs_and_refuses_a_second_writer(setup, tmp_pat
         assert not killed.exists()  # the killed run's folder, no longer locked, is gone
         assert running.is_dir()  # the running one's stays
     assert sorted(os.listdir(tmp_path / "other")) == ["data", "llamafactory", "manifest.json"]
+
+
+def test_one_evaluation_per_output_folder(setup, tmp_path):
+    from spatial_ssrl.locking import FolderLock
+
+    out = tmp_path / "ev"
+    out.mkdir()
+    with FolderLock(str(out)):
+        result = run_cli("eval", "--model", setup["tiny"], "--data", setup["data"], "--out", out,
+                         "--max-new-tokens", 4, "-q", ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: {out} is in use by another ssrl command (PID {os.getpid()}); wait for it to finish or choose "
+        "another folder")
+    assert not (out / "predictions.jsonl").exists()

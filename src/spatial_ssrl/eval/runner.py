@@ -106,10 +106,24 @@ def check_out_dir(out: str, run_info: dict[str, Any]) -> None:
 def run_generation(items: list[EvalItem], generate: GenerateFn, out: str, decoding: Decoding,
                    run_info: dict[str, Any], chunk: int = 64, progress=None) -> dict[str, dict]:
     """Generate responses for the items without one in ``out``; returns id -> prediction."""
-    from ..backends.transformers_backend import Item
+    from ..locking import FolderBusy, FolderLock
 
     check_out_dir(out, run_info)
     os.makedirs(out, exist_ok=True)
+    lock = FolderLock(out)
+    try:
+        lock.acquire()  # one evaluation writes its predictions here at a time
+    except FolderBusy as exc:
+        raise EvalError(str(exc)) from None
+    try:
+        return _generate_into(items, generate, out, decoding, run_info, chunk, progress)
+    finally:
+        lock.release()
+
+
+def _generate_into(items, generate, out, decoding, run_info, chunk, progress) -> dict[str, dict]:
+    from ..backends.transformers_backend import Item
+
     atomic_write_json(os.path.join(out, RUN_FILE), run_info)
     path = os.path.join(out, PREDICTIONS)
     done, _bad = read_predictions(path)
