@@ -67,13 +67,8 @@ def perturb(checkpoint: Path) -> dict:
     return state
 
 
-CASES = [
-    ("grpo", "qwen2_5_vl", False),
-    ("grpo", "qwen3_vl", False),
-    ("grpo", "qwen2_5_vl", True),
-    ("sft", "qwen2_5_vl", True),
-    ("sft", "qwen3_vl", False),
-]
+CASES = [(kind, arch, lora) for kind in ("grpo", "sft") for arch in ("qwen2_5_vl", "qwen3_vl")
+         for lora in (False, True)]
 
 
 @pytest.mark.parametrize(("kind", "arch", "lora"), CASES,
@@ -290,22 +285,35 @@ def test_model_folder_problems_are_one_line_before_loading(inputs, tmp_path):
 
 def test_online_resume_continues_the_stream(inputs, tmp_path):
     """An online run resumed from checkpoint-2 trains step 3 on the prompts the uninterrupted
-    run's step 3 had (the fixed plan: the data position and the stream are restored)."""
+    run's step 3 had (the fixed plan: the data position and the stream are restored) and
+    samples the same completions (the RNG state is restored)."""
     ref = tmp_path / "ref"
-    train("grpo", inputs, "qwen2_5_vl", ref, "--online", "--max-steps", 3)
+    hot = ("--set", "temperature=8")  # near-flat sampling: the completions depend on the RNG state
+    train("grpo", inputs, "qwen2_5_vl", ref, "--online", "--max-steps", 3, *hot)
     cut = tmp_path / "cut"
     shutil.copytree(ref, cut)
     shutil.rmtree(cut / "checkpoint-3")  # as if killed during step 3
     marker = json.loads((cut / "ssrl_run.json").read_text())
     marker["status"] = "running"
     (cut / "ssrl_run.json").write_text(json.dumps(marker))
-    samples = (cut / "train_samples.jsonl").read_text().splitlines()
-    (cut / "train_samples.jsonl").write_text("\n".join(samples[:2]) + "\n")
-    result = train("grpo", inputs, "qwen2_5_vl", cut, "--online", "--max-steps", 3, "--resume")
+    for log in ("train_samples.jsonl", "train_log.jsonl"):  # what a run killed in step 3 had written
+        lines = [line for line in (cut / log).read_text().splitlines() if json.loads(line)["step"] <= 2]
+        (cut / log).write_text("\n".join(lines) + "\n")
+    result = train("grpo", inputs, "qwen2_5_vl", cut, "--online", "--max-steps", 3, "--resume", *hot)
     assert "resumed from checkpoint-2" in result.output
     got = [json.loads(line) for line in (cut / "train_samples.jsonl").read_text().splitlines()]
     want = [json.loads(line) for line in (ref / "train_samples.jsonl").read_text().splitlines()]
     assert got == want
+    # the same weights, prompts and restored RNG state sample the same completions: step 3's
+    # entropy and KL are the uninterrupted run's, to the bit
+    keys = ("entropy", "kl", "reward", "completions/mean_length")
+
+    def step3(run):
+        rows = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+        row = next(r for r in rows if r["step"] == 3 and "entropy" in r)
+        return {k: row[k] for k in keys}
+
+    assert step3(cut) == step3(ref)
     # the record holds each position once, though the resumed run drew the stream again
     positions = [json.loads(line)["i"] for line in (cut / "online_samples.jsonl").read_text().splitlines()]
     assert positions == list(range(len(positions)))

@@ -71,9 +71,11 @@ def test_numbers_written_as_yaml_text_are_read(tmp_path):
     from spatial_ssrl.training.config import build_config
 
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("learning_rate: 1e-5\nmax_steps: '3'\nlora_alpha: 32\n")  # YAML 1.1 reads 1e-5 as text
+    # YAML 1.1 reads 1e-5 as text; `temperature: 1` is an int, which generation refuses
+    cfg.write_text("learning_rate: 1e-5\nmax_steps: '3'\nlora_alpha: 32\ntemperature: 1\n")
     built = build_config("grpo", str(cfg), {"model": "m", "data": "d", "output": "o"})
     assert built.trl["learning_rate"] == 1e-5 and built.trl["max_steps"] == 3
+    assert type(built.trl["temperature"]) is float and type(built.trl["max_steps"]) is int
     assert built.opts["lora_alpha"] == 32
 
 

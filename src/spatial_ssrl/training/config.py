@@ -358,7 +358,9 @@ def _check_trl_types(kind: str, trl: dict[str, Any]) -> None:
         if list in plain and isinstance(value, (list, tuple)) or dict in plain and isinstance(value, dict):
             continue
         if float in plain:
-            trl[key] = _as_number(key, value, "number")
+            number = _as_number(key, value, "number")
+            # a float field gets a float (`temperature: 1` reads as an int; generation refuses it)
+            trl[key] = float(number) if int not in plain else number
         elif int in plain:
             trl[key] = _as_number(key, value, "int")
         elif bool in plain:
