@@ -136,3 +136,26 @@ def test_two_processes_online_draw_one_stream(setup):
         assert seen == tasks, (s["step"], seen, tasks)
     moves = json.loads((out / "checkpoint-4" / "curriculum_state.json").read_text())
     assert moves["step"] == 4
+
+
+def test_two_processes_sft(setup):
+    """The other ranks wait for the main one to set up the run folder before writing their
+    dataset cache into it (they used to race it, and the main one refused the folder)."""
+    import shutil
+
+    data, cold = setup["root"] / "data-sft", setup["root"] / "cold"
+    shutil.copytree(setup["data"], data)  # the other tests keep their split
+    run_cli("split", data, "--test-fraction", 0.2, "--coldstart-fraction", 0.3)
+    run_cli("coldstart", "--data", data, "--out", cold, "--num", 6)
+    out = setup["root"] / "sft"
+    done = torchrun("train", "sft", "-c", "tiny_sft", "--model", setup["tiny"], "--data", cold, "--output", out,
+                    "--max-steps", 2)
+    assert done.stdout.count("sft: 2 steps") == 2  # both ranks finished
+    assert log_steps_sft(out) == [1, 2]
+    marker = json.loads((out / "ssrl_run.json").read_text())
+    assert marker["status"] == "complete"
+
+
+def log_steps_sft(out: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()
+            if "loss" in json.loads(line)]

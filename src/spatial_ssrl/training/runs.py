@@ -185,6 +185,8 @@ def run_folder(output: str, kind: str, config: dict[str, Any], resume: bool):
             if created:
                 _rmdir(output)
             raise RunFolderError(str(exc)) from None
+    if not main:
+        _barrier()  # wait for the main process to lock, check and clear the folder
     try:
         checkpoint = check_run_folder(output, kind, resume, holding_lock=main)
         if main:
@@ -200,9 +202,11 @@ def run_folder(output: str, kind: str, config: dict[str, Any], resume: bool):
             write_marker(output, kind, config, status="running", resumed_from=checkpoint)
     except BaseException:
         lock.release()
-        if created:
+        if created and main:
             _rmdir(output)
         raise
+    if main:
+        _barrier()  # the folder is ready: the other processes may write their caches now
     try:
         yield checkpoint
     except BaseException as exc:
@@ -221,6 +225,17 @@ def run_folder(output: str, kind: str, config: dict[str, Any], resume: bool):
         raise
     finally:
         lock.release()
+
+
+def _barrier() -> None:
+    """Wait for every process of a launch (nothing without one). The process group is up by
+    now: TRL's config object sets it up when it is built, before the run folder is touched."""
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover - training needs torch
+        return
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
 
 
 def _note_free_space(exc: BaseException, output: str) -> None:
