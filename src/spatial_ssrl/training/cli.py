@@ -161,6 +161,10 @@ def _run(kind: str, config, model, data, output, max_steps, resume, sets, **extr
         where = f"last complete checkpoint: {last} (continue with --resume)" if last else "no checkpoint was completed"
         click.echo(f"\ninterrupted; {where}", err=True)
         exit_interrupted()
+    from .runs import is_main_process
+
+    if not is_main_process():
+        return  # the main process of a launch reports for the run
     if outcome.already_complete:
         click.echo(f"{kind}: the run in {outcome.output} is already complete ({outcome.steps} steps); nothing to do")
         return
