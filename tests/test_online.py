@@ -205,3 +205,29 @@ def test_ssrl_tasks_lists_the_levels():
         at = next(i for i, line in enumerate(lines) if line.startswith(task + " "))
         listed = lines[at + 1].split(":", 1)[1].strip().split(" < ")
         assert listed == [f"[{lv.name}]" if lv.name == PAPER_LEVEL[task] else lv.name for lv in task_levels(task)]
+
+
+def test_fast_forward_reaches_the_stream_position_without_generating(tmp_path):
+    """A resumed run passes the rows its trainer skips without generating them: the feeder
+    replays the draws, takes the outcomes of failed positions from the saved state (here a
+    broken input that condemns its source), and its first real row is the uninterrupted
+    stream's row at that place."""
+    from spatial_ssrl.sources.base import SourceRef
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    refs = [SourceRef(id="broken", path=str(broken)), *default_refs()]
+    mix = parse_mix("flip,shuffle,crop", with_depth=False)
+    with OnlineFeeder(refs, mix, seed=3, plan_size=40, workers=0) as first:
+        rows = list(itertools.islice(first.rows(), 14))
+        state = first.state()
+    assert any(f[1] == "broken" and f[2] for f in state["failures"])  # the broken source failed, was condemned
+    with OnlineFeeder(refs, mix, seed=3, plan_size=40, workers=0) as resumed:
+        resumed.fast_forward(10, json.loads(json.dumps(state)))  # as saved in a checkpoint
+        stream = resumed.rows()
+        skipped = list(itertools.islice(stream, 10))
+        assert resumed.produced == 0  # nothing generated for the skipped rows
+        assert all(r["id"] == "" and r["images"] == [] for r in skipped)
+        rest = list(itertools.islice(stream, 4))
+        assert [r["id"] for r in rest] == [r["id"] for r in rows[10:]]
+        assert resumed.produced == 4

@@ -285,10 +285,13 @@ def test_model_folder_problems_are_one_line_before_loading(inputs, tmp_path):
 
 def test_online_resume_continues_the_stream(inputs, tmp_path):
     """An online run resumed from checkpoint-2 trains step 3 on the prompts the uninterrupted
-    run's step 3 had (the fixed plan: the data position and the stream are restored) and
-    samples the same completions (the RNG state is restored)."""
+    run's step 3 had (the fixed plan: the data position and the stream are restored), samples
+    the same completions (the RNG state is restored) and generates nothing for the rows it
+    skips to get there."""
     ref = tmp_path / "ref"
-    hot = ("--set", "temperature=8")  # near-flat sampling: the completions depend on the RNG state
+    # near-flat sampling: the completions depend on the RNG state; generation in the trainer's
+    # process: the count of samples made is exact
+    hot = ("--set", "temperature=8", "--set", "online_workers=0")
     train("grpo", inputs, "qwen2_5_vl", ref, "--online", "--max-steps", 3, *hot)
     cut = tmp_path / "cut"
     shutil.copytree(ref, cut)
@@ -314,6 +317,13 @@ def test_online_resume_continues_the_stream(inputs, tmp_path):
         return {k: row[k] for k in keys}
 
     assert step3(cut) == step3(ref)
+    # the resumed run generated no sample for the two rounds it skipped: by its first step it
+    # had made as many as the uninterrupted run by its first
+    def made(run, step):
+        rows = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+        return next(r["online/samples"] for r in rows if r["step"] == step and "online/samples" in r)
+
+    assert made(cut, 3) == made(ref, 1)
     # the record holds each position once, though the resumed run drew the stream again
     positions = [json.loads(line)["i"] for line in (cut / "online_samples.jsonl").read_text().splitlines()]
     assert positions == list(range(len(positions)))

@@ -132,13 +132,18 @@ class CurriculumCallback(TrainerCallback):
             self.trainer.log(metrics)
 
     def on_save(self, args, state, control, **kwargs):
-        if self.curriculum is None or not state.is_world_process_zero:
+        if not state.is_world_process_zero:
             return
         folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-        if os.path.isdir(folder):
-            from ..writers.base import atomic_write_json
+        if not os.path.isdir(folder):
+            return
+        from ..writers.base import atomic_write_json
+        from .online import ONLINE_STATE
 
+        if self.curriculum is not None:
             atomic_write_json(os.path.join(folder, "curriculum_state.json"), self.curriculum.state_dict())
+        if self.feeder is not None:
+            atomic_write_json(os.path.join(folder, ONLINE_STATE), self.feeder.state())
 
 
 def _world() -> int:

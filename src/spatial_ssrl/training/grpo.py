@@ -147,10 +147,10 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
         peft_config = lora_config(o)
         callbacks = [JsonlLogCallback(output), SampleLogCallback(prompt_log, output)]
         curriculum_cb = None
+        feeder_state = None
         if online:
             curriculum_cb = CurriculumCallback(plan.curriculum, plan.recorder, feeder, output)
-            if checkpoint:
-                plan.restore(checkpoint)
+            feeder_state = plan.restore(checkpoint) if checkpoint else None
             callbacks.append(curriculum_cb)
         validation = None
         if o["validation_steps"]:
@@ -170,6 +170,8 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
             validation.trainer = trainer
         if curriculum_cb is not None:
             curriculum_cb.trainer = trainer
+        if checkpoint and feeder is not None and feeder_state is not None:
+            trainer.ssrl_feeder, trainer.ssrl_feeder_state = feeder, feeder_state
         try:
             trainer.train(resume_from_checkpoint=checkpoint)
         finally:

@@ -37,6 +37,7 @@ from ..prompts import content_parts
 from ..tasks.levels import level_by_name, paper_level, task_levels
 from .curriculum import Curriculum, CurriculumSettings
 
+ONLINE_STATE = "online_state.json"  # in each checkpoint of an online run: OnlineFeeder.state()
 ROW_COLUMNS = ("prompt", "images", "answer", "answer_type", "options", "task", "variant", "level", "id")
 
 
@@ -100,6 +101,9 @@ class OnlineFeeder:
         self._record = None
         self._recorded_upto = -1
         self._position = 0
+        self._draws_gen: Iterator[_Draw] | None = None
+        self._failures: list[list] = []  # [position, source id, marked bad, marked bad for depth]
+        self._placeholders = 0
 
     # -- the plan ------------------------------------------------------------------------
     def _fixed_slots(self) -> Iterator[tuple[str, str]]:
@@ -132,6 +136,41 @@ class OnlineFeeder:
                 continue
             ref, jobs = units[0]
             yield _Draw(i, task, variant, level, ref, jobs[0])
+
+    def _draw_iter(self) -> Iterator[_Draw]:
+        """The one stream of draws (kept across reads of the stream and a fast-forward)."""
+        if self._draws_gen is None:
+            self._draws_gen = self._draws()
+        return self._draws_gen
+
+    # -- resuming ------------------------------------------------------------------------
+    def state(self) -> dict:
+        """What a resumed run needs to reach its place in the stream without generating:
+        the positions whose generation gave no sample, and which source they condemned."""
+        return {"failures": [list(f) for f in self._failures]}
+
+    def fast_forward(self, rows: int, state: dict | None) -> None:
+        """Pass the first ``rows`` rows of the stream without generating them. The draws are
+        made again (cheap: the plan, the curriculum and the dealer, no pixels), each
+        position's outcome taken from ``state`` (a saved :meth:`state`: every position it
+        does not list as a failure gave a row). The stream then yields ``rows`` placeholder
+        rows, which the resumed trainer skips, before the first real one."""
+        failed = {int(f[0]): f for f in (state or {}).get("failures", [])}
+        draws = self._draw_iter()
+        done = 0
+        while done < rows:
+            d = next(draws)
+            f = failed.get(d.position)
+            if f is None:
+                done += 1
+                continue
+            _pos, source, bad, bad_depth = f
+            if bad:
+                self.dealer.bad.add(source)
+            if bad_depth:
+                self.dealer.bad_depth.add(source)
+            self._failures.append(list(f))
+        self._placeholders = rows
 
     # -- running -------------------------------------------------------------------------
     def _note(self, rec: dict) -> None:
@@ -172,8 +211,12 @@ class OnlineFeeder:
         self._pool_fresh = False
         draws: deque[_Draw] = deque()
 
+        while self._placeholders > 0:  # rows a resumed trainer skips: never generated
+            self._placeholders -= 1
+            yield placeholder_row()
+
         def args() -> Iterator[tuple]:
-            for d in self._draws():
+            for d in self._draw_iter():
                 draws.append(d)
                 yield (d.ref, [d.job], self.wcfg)
 
@@ -193,6 +236,7 @@ class OnlineFeeder:
                     self.dealer.bad.add(d.ref.id)
                 if res.depth_skip_reason:
                     self.dealer.bad_depth.add(d.ref.id)
+                self._failures.append([d.position, d.ref.id, bool(res.skip_reason), bool(res.depth_skip_reason)])
                 self.failed[reason] += 1
                 self._note({"i": d.position, "source": d.ref.id, "task": d.task, "variant": d.variant,
                             "level": d.level, "k": d.job.k, "skipped": reason})
@@ -264,6 +308,13 @@ def _stream(key: str):
     yield from _LIVE[key].rows()
 
 
+def placeholder_row() -> dict:
+    """A row with the GRPO columns and nothing in them: what a resumed run's stream yields
+    for the rows its trainer skips to reach its data position (never trained on)."""
+    return {"prompt": [{"role": "user", "content": [{"type": "text", "text": ""}]}], "images": [], "answer": "",
+            "answer_type": "", "options": [], "task": "", "variant": "", "level": "", "id": ""}
+
+
 def to_row(sample, level: str) -> dict:
     """The GRPO row of an encoded sample (the same columns as the offline GRPO rows)."""
     return {
@@ -308,11 +359,18 @@ class OnlinePlan:
                             workers=self.workers, worker_config=wcfg,
                             record=os.path.join(output, "online_samples.jsonl") if is_main_process() else None)
 
-    def restore(self, checkpoint: str) -> None:
+    def restore(self, checkpoint: str) -> dict | None:
+        """Load the curriculum's state from ``checkpoint``; return the feeder's saved state
+        (for :meth:`OnlineFeeder.fast_forward`), or None."""
         path = os.path.join(checkpoint, "curriculum_state.json")
         if os.path.isfile(path):
             with open(path, encoding="utf-8") as fh:
                 self.curriculum.load_state_dict(json.load(fh))
+        path = os.path.join(checkpoint, ONLINE_STATE)
+        if not os.path.isfile(path):
+            return None
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
 
 
 def _check_some_usable(refs) -> None:

@@ -194,6 +194,25 @@ class ExactResumeMixin:
         return None
 
 
+class OnlineResumeMixin:
+    """With ``ssrl_feeder`` set (an online run resuming), the batches the trainer skips to
+    reach its data position come from placeholder rows instead of generated samples: the
+    feeder passes the source rows of every generation round completed before the checkpoint
+    without generating them (``ssrl_feeder_state``: what it saved there)."""
+
+    ssrl_feeder = None
+    ssrl_feeder_state = None
+
+    def get_resumed_dataloader(self, dataloader, num_batches):
+        if self.ssrl_feeder is not None:
+            args = self.args
+            per_round = args.generation_batch_size // self.num_generations  # prompts a round draws
+            micro_per_round = args.steps_per_generation * getattr(self, "num_iterations", 1)
+            self.ssrl_feeder.fast_forward((num_batches // micro_per_round) * per_round, self.ssrl_feeder_state)
+        return super().get_resumed_dataloader(dataloader, num_batches)
+
+
 def exact_resume(trainer_cls):
-    """``trainer_cls`` with :class:`ExactResumeMixin`."""
-    return type(trainer_cls.__name__, (ExactResumeMixin, trainer_cls), {"__module__": __name__})
+    """``trainer_cls`` with :class:`ExactResumeMixin` and :class:`OnlineResumeMixin` (which does
+    nothing unless an online GRPO run sets its feeder)."""
+    return type(trainer_cls.__name__, (ExactResumeMixin, OnlineResumeMixin, trainer_cls), {"__module__": __name__})
