@@ -103,8 +103,9 @@ def _renamings(model) -> list | None:
 def map_checkpoint_keys(model, state: dict) -> dict:
     """``state`` (a checkpoint's tensors) keyed the way ``model.state_dict()`` is."""
     renamings = _renamings(model)
-    if renamings is None:
-        return _via_from_pretrained(model, state)
+    if renamings is None:  # pragma: no cover - no such model in the tests
+        raise ResumeError(f"{type(model).__name__}: its checkpoints are converted, not only renamed, on load; "
+                          "resume is supported for models whose weights load by renaming (Qwen2.5-VL, Qwen3-VL)")
     if not renamings:
         return state
     from transformers.core_model_loading import rename_source_key
@@ -116,11 +117,6 @@ def map_checkpoint_keys(model, state: dict) -> dict:
         new, _ = rename_source_key(key, renamings, [], prefix, target)
         out[new] = tensor
     return out
-
-
-def _via_from_pretrained(model, state: dict) -> dict:  # pragma: no cover - no such model in the tests
-    raise ResumeError(f"{type(model).__name__}: its checkpoints are converted, not only renamed, on load; "
-                      "resume is supported for models whose weights load by renaming (Qwen2.5-VL, Qwen3-VL)")
 
 
 def load_full_weights(model, checkpoint: str) -> int:
