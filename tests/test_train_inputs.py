@@ -97,3 +97,9 @@ def test_a_failure_after_setup_removes_the_folder_it_created(setup, tmp_path):
                      "--output", out, "--no-coldstart", ok=False)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert not Path(out).exists()
+
+
+def test_every_key_of_ours_has_a_checked_type():
+    from spatial_ssrl.training.config import OUR_KEYS, OUR_TYPES
+
+    assert set(OUR_TYPES) == set(OUR_KEYS)

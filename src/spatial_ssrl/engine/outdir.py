@@ -265,8 +265,9 @@ def clear_leftovers(out: str, fmt: str, own: Ownership) -> None:
 
 
 @contextmanager
-def _no_sigint():
-    """Hold SIGINT while the swap renames, so Ctrl-C cannot split old and new."""
+def sigint_held():
+    """Hold SIGINT while a swap renames, so Ctrl-C cannot split old and new: a Ctrl-C in the
+    block is raised once it ends."""
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask"):
         old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
@@ -399,7 +400,7 @@ class Staging:
         own = inspect(out, self.fmt, self.overwrite)  # again: the folder may have changed meanwhile
         new = sorted(os.listdir(self.path))
         kept: list[str] = []
-        with _no_sigint():
+        with sigint_held():
             trash = tempfile.mkdtemp(prefix=STAGING_PREFIX + "old-", dir=out)
             moved: list[str] = []
             try:

@@ -146,17 +146,11 @@ class CurriculumCallback(TrainerCallback):
             atomic_write_json(os.path.join(folder, ONLINE_STATE), self.feeder.state())
 
 
-def _world() -> int:
-    try:
-        import torch.distributed as dist
-    except ImportError:  # pragma: no cover
-        return 1
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
 def all_gather(items: list) -> list:
     """``items`` of every process, concatenated in rank order (on every process)."""
-    if _world() <= 1:
+    from .runs import world_size
+
+    if world_size() <= 1:
         return list(items)
     import torch.distributed as dist
 
@@ -203,15 +197,6 @@ class SampleLogCallback(TrainerCallback):
                 fh.write(json.dumps({"step": state.global_step, "ids_by_rank": by_rank}) + "\n")
 
 
-def _barrier() -> None:
-    try:
-        import torch.distributed as dist
-    except ImportError:  # pragma: no cover
-        return
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()
-
-
 class CheckpointMarkerCallback(TrainerCallback):
     """Put last among the callbacks: once a checkpoint is saved (every rank's part, and the
     extra state other callbacks add in their ``on_save``), sync it and write the marker that
@@ -223,10 +208,10 @@ class CheckpointMarkerCallback(TrainerCallback):
         self.keep = keep if isinstance(keep, int) and keep > 0 else None
 
     def on_save(self, args, state, control, **kwargs):
-        from .runs import complete_checkpoints, mark_checkpoint
+        from .runs import barrier, complete_checkpoints, mark_checkpoint
 
         folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-        _barrier()
+        barrier()
         if state.is_world_process_zero and os.path.isdir(folder):
             mark_checkpoint(folder, state.global_step)
             if self.keep:
@@ -236,4 +221,4 @@ class CheckpointMarkerCallback(TrainerCallback):
                 done = [p for p in complete_checkpoints(args.output_dir) if os.path.abspath(p) != best]
                 for old in done[: max(0, len(done) - self.keep)]:
                     shutil.rmtree(old)  # a complete checkpoint of ours, older than the newest `keep`
-        _barrier()
+        barrier()

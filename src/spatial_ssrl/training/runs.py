@@ -186,7 +186,7 @@ def run_folder(output: str, kind: str, config: dict[str, Any], resume: bool):
                 _rmdir(output)
             raise RunFolderError(str(exc)) from None
     if not main:
-        _barrier()  # wait for the main process to lock, check and clear the folder
+        barrier()  # wait for the main process to lock, check and clear the folder
     try:
         checkpoint = check_run_folder(output, kind, resume, holding_lock=main)
         if main:
@@ -206,7 +206,7 @@ def run_folder(output: str, kind: str, config: dict[str, Any], resume: bool):
             _rmdir(output)
         raise
     if main:
-        _barrier()  # the folder is ready: the other processes may write their caches now
+        barrier()  # the folder is ready: the other processes may write their caches now
     try:
         yield checkpoint
     except BaseException as exc:
@@ -227,14 +227,21 @@ def run_folder(output: str, kind: str, config: dict[str, Any], resume: bool):
         lock.release()
 
 
-def _barrier() -> None:
-    """Wait for every process of a launch (nothing without one). The process group is up by
-    now: TRL's config object sets it up when it is built, before the run folder is touched."""
+def world_size() -> int:
+    """Processes in the launch (1 without one)."""
     try:
         import torch.distributed as dist
     except ImportError:  # pragma: no cover - training needs torch
-        return
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return 1
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def barrier() -> None:
+    """Wait for every process of a launch (nothing without one). The process group is up by
+    the time a run folder is set up: TRL's config object starts it when it is built."""
+    if world_size() > 1:
+        import torch.distributed as dist
+
         dist.barrier()
 
 

@@ -31,8 +31,6 @@ import hashlib
 import json
 import os
 import re
-import signal
-import threading
 from collections import Counter
 from dataclasses import dataclass
 
@@ -152,32 +150,21 @@ def _split_locked(dataset_dir, test_fraction, coldstart_fraction, seed, rows_per
     return SplitResult(rows=dict(rows), sources=dict(sources), files=files)
 
 
-class _HeldSigint:
-    """SIGINT noted, not raised, while a commit runs; raised as :class:`SplitInterrupted` after."""
-
-    def __enter__(self):
-        self.hit = False
-        self.old = None
-        if threading.current_thread() is threading.main_thread():
-            self.old = signal.signal(signal.SIGINT, self._note)
-        return self
-
-    def _note(self, signum, frame) -> None:
-        self.hit = True
-
-    def __exit__(self, *exc) -> None:
-        if self.old is not None:
-            signal.signal(signal.SIGINT, self.old)
-        if self.hit and exc[0] is None:
-            raise SplitInterrupted("interrupted; the split had been committed and is complete")
-
-
 def _commit(dataset_dir: str, journal: dict) -> None:
-    """Write the journal (synced), carry it out, remove it."""
-    with _HeldSigint():
-        atomic_write_json(os.path.join(dataset_dir, JOURNAL), journal, sync=True)
-        fsync_path(dataset_dir, directory=True)
-        _roll_forward(dataset_dir, journal)
+    """Write the journal (synced), carry it out, remove it; a Ctrl-C waits for the end."""
+    from ..engine.outdir import sigint_held
+
+    committed = False
+    try:
+        with sigint_held():
+            atomic_write_json(os.path.join(dataset_dir, JOURNAL), journal, sync=True)
+            fsync_path(dataset_dir, directory=True)
+            _roll_forward(dataset_dir, journal)
+            committed = True
+    except KeyboardInterrupt:
+        if committed:
+            raise SplitInterrupted("interrupted; the split had been committed and is complete") from None
+        raise
 
 
 def _roll_forward(dataset_dir: str, journal: dict) -> None:
