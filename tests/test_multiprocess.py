@@ -123,7 +123,7 @@ def test_two_processes_online_draw_one_stream(setup):
         rank0, rank1 = (set(r) for r in s["ids_by_rank"])
         assert not rank0 & rank1, s
     # the prompts the two ranks trained on are exactly the first positions of the main
-    # process's stream: rank 1's feeder drew the same stream, its curriculum moved as rank 0's
+    # process's stream (rank 1 generates nothing: it receives the main process's rows)
     first = [r["id"] for r in record[:16]]
     assert sorted(set(trained)) == sorted(first)
     assert log_steps(out) == [1, 2, 3, 4]
@@ -136,6 +136,23 @@ def test_two_processes_online_draw_one_stream(setup):
         assert seen == tasks, (s["step"], seen, tasks)
     moves = json.loads((out / "checkpoint-4" / "curriculum_state.json").read_text())
     assert moves["step"] == 4
+
+
+def test_two_processes_online_resume(setup):
+    """An online run resumed on two processes trains its next step on the prompts the
+    uninterrupted run's step did, rank by rank (the fixed curriculum: the stream does not
+    depend on timing), and the record holds each generated position once."""
+    flags = ("--online", "--set", "validation_steps=0", "--set", "save_steps=1")
+    full, part = setup["root"] / "online-full", setup["root"] / "online-part"
+    # max_steps sizes the fixed plan (2 steps: 8 prompts, 3: 12); a resumed run keeps the plan
+    # of the run it continues, so its third step draws from the next block of the 8-prompt plan
+    grpo(setup, full, "--max-steps", 3, *flags, "--set", "online_plan_size=8")
+    grpo(setup, part, "--max-steps", 2, *flags)
+    done = grpo(setup, part, "--max-steps", 3, *flags, "--resume")
+    assert "resumed from checkpoint-2" in done.stdout
+    assert steps_of(part) == steps_of(full)
+    record = [json.loads(line) for line in (part / "online_samples.jsonl").read_text().splitlines()]
+    assert [r["i"] for r in record] == list(range(len(record)))
 
 
 def test_two_processes_sft(setup):

@@ -222,7 +222,8 @@ def test_fast_forward_reaches_the_stream_position_without_generating(tmp_path):
         rows = list(itertools.islice(first.rows(), 14))
         state = first.state()
     assert any(f[1] == "broken" and f[2] for f in state["failures"])  # the broken source failed, was condemned
-    with OnlineFeeder(refs, mix, seed=3, plan_size=40, workers=0) as resumed:
+    # resumed with another max_steps (which sizes the plan): the checkpoint's plan size holds
+    with OnlineFeeder(refs, mix, seed=3, plan_size=60, workers=0) as resumed:
         resumed.fast_forward(10, json.loads(json.dumps(state)))  # as saved in a checkpoint
         stream = resumed.rows()
         skipped = list(itertools.islice(stream, 10))
@@ -231,3 +232,71 @@ def test_fast_forward_reaches_the_stream_position_without_generating(tmp_path):
         rest = list(itertools.islice(stream, 4))
         assert [r["id"] for r in rest] == [r["id"] for r in rows[10:]]
         assert resumed.produced == 4
+
+
+def _shared_rank(rank: int, port: int, out: str, broken: bool, resume: int) -> None:
+    """One of two gloo processes reading the launch's online stream, as two trainer ranks do."""
+    import os
+
+    import torch.distributed as dist
+
+    from spatial_ssrl.training.online import OnlineError
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        refs = default_refs()
+        if broken:
+            from spatial_ssrl.sources.base import SourceRef
+
+            refs = [SourceRef(id=f"broken{i}", path=os.path.join(out, "not-an-image.png")) for i in range(3)]
+        mix = parse_mix("flip,shuffle", with_depth=False)
+        feeder = OnlineFeeder(refs, mix, seed=5, plan_size=30, workers=0, receive=rank != 0,
+                              max_consecutive_failures=5)
+        if resume:
+            feeder.fast_forward(resume, {"failures": []})
+        got: dict = {"ids": [], "error": None}
+        try:
+            got["ids"] = [r["id"] for r in itertools.islice(feeder.shared_rows(), resume + 6)]
+        except OnlineError as exc:
+            got["error"] = str(exc)
+        got["produced"] = feeder.produced
+        got["pool"] = feeder._pool is not None
+        Path(out, f"rank{rank}.json").write_text(json.dumps(got))
+        feeder.close()
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("case", ["stream", "resume", "failure"])
+def test_two_processes_share_one_online_stream(tmp_path, case):
+    """With two processes only the main one generates: the other receives the same rows in
+    the same order (it makes none and starts no generator process), placeholders of a resumed
+    run are made on both sides, and a stream that fails on the main process fails on the
+    other with its reason instead of leaving it waiting for a row."""
+    require("torch")
+    import socket
+
+    import torch.multiprocessing as mp
+
+    (tmp_path / "not-an-image.png").write_bytes(b"not an image")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    resume = 4 if case == "resume" else 0
+    mp.start_processes(_shared_rank, args=(port, str(tmp_path), case == "failure", resume), nprocs=2,
+                       start_method="spawn")
+    main, other = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    if case == "failure":
+        assert main["ids"] == other["ids"] == []
+        assert main["error"]  # no usable source among the three broken files
+        assert other["error"] == f"the main process's online stream stopped (OnlineError: {main['error']})"
+        return
+    assert main["error"] is None and other["error"] is None
+    assert len(main["ids"]) == resume + 6 and all(main["ids"][resume:])
+    assert other["ids"] == main["ids"]
+    assert main["ids"][:resume] == [""] * resume  # the rows a resumed trainer skips
+    assert main["produced"] == 6 and other["produced"] == 0 and not other["pool"]
+    with OnlineFeeder(default_refs(), parse_mix("flip,shuffle", with_depth=False), seed=5, plan_size=30,
+                      workers=0) as alone:  # the one stream is the stream of a single process
+        assert [r["id"] for r in itertools.islice(alone.rows(), 6 + resume)][resume:] == main["ids"][resume:]

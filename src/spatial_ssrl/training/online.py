@@ -15,6 +15,11 @@ What is drawn at position ``i`` of the stream:
   from the task's current difficulty level (see :mod:`spatial_ssrl.tasks.levels`), both drawn
   with a random stream of (seed, i); the source by the same round-robin dealer.
 
+With several training processes (``torchrun``, ``accelerate launch``) the main process runs
+the one feeder of the run and sends each row it yields to the others
+(:meth:`OnlineFeeder.shared_rows`); they take their own slice of that one stream, so nothing is
+generated twice and the curriculum's moves reach every rank's prompts at the same position.
+
 Every drawn sample is appended to a record file (JSON lines: position, id, source, task,
 variant, level, k and the params), so a run can be audited and its data re-created. A slot
 whose source turns out unusable, or that stays ambiguous, is skipped (and recorded as such).
@@ -77,8 +82,9 @@ class OnlineFeeder:
 
     def __init__(self, refs, mix: list[MixEntry], seed: int = 0, curriculum: Curriculum | None = None,
                  plan_size: int = 1000, workers: int = 2, worker_config: WorkerConfig | None = None,
-                 record: str | None = None, max_consecutive_failures: int = 200):
-        if not refs:
+                 record: str | None = None, max_consecutive_failures: int = 200, receive: bool = False):
+        self.receive = bool(receive)  # another process generates and sends the rows
+        if not refs and not self.receive:
             raise OnlineError("online generation needs at least one source image")
         self.refs = list(refs)
         self.mix = list(mix)
@@ -104,6 +110,7 @@ class OnlineFeeder:
         self._draws_gen: Iterator[_Draw] | None = None
         self._failures: list[list] = []  # [position, source id, marked bad, marked bad for depth]
         self._placeholders = 0
+        self.received = 0  # rows another process sent (``receive``)
 
     # -- the plan ------------------------------------------------------------------------
     def _fixed_slots(self) -> Iterator[tuple[str, str]]:
@@ -146,8 +153,9 @@ class OnlineFeeder:
     # -- resuming ------------------------------------------------------------------------
     def state(self) -> dict:
         """What a resumed run needs to reach its place in the stream without generating:
-        the positions whose generation gave no sample, and which source they condemned."""
-        return {"failures": [list(f) for f in self._failures]}
+        the positions whose generation gave no sample, and which source they condemned, and
+        the size of the fixed plan's blocks (a resume with another ``max_steps`` keeps it)."""
+        return {"failures": [list(f) for f in self._failures], "plan_size": self.plan_size}
 
     def fast_forward(self, rows: int, state: dict | None) -> None:
         """Pass the first ``rows`` rows of the stream without generating them. The draws are
@@ -155,6 +163,11 @@ class OnlineFeeder:
         position's outcome taken from ``state`` (a saved :meth:`state`: every position it
         does not list as a failure gave a row). The stream then yields ``rows`` placeholder
         rows, which the resumed trainer skips, before the first real one."""
+        self._placeholders = rows
+        if self.receive:
+            return  # the main process replays the draws; this one only skips the rows
+        if (state or {}).get("plan_size") and self._draws_gen is None:
+            self.plan_size = int(state["plan_size"])  # the stream the checkpoint's run was drawing
         failed = {int(f[0]): f for f in (state or {}).get("failures", [])}
         draws = self._draw_iter()
         done = 0
@@ -170,7 +183,6 @@ class OnlineFeeder:
             if bad_depth:
                 self.dealer.bad_depth.add(source)
             self._failures.append(list(f))
-        self._placeholders = rows
 
     # -- running -------------------------------------------------------------------------
     def _note(self, rec: dict) -> None:
@@ -251,10 +263,43 @@ class OnlineFeeder:
                         "variant": d.variant, "level": d.level, "k": d.job.k, "params": params})
             yield to_row(sample, d.level)
 
+    def shared_rows(self) -> Iterator[dict]:
+        """:meth:`rows` for the whole launch. Alone, the rows themselves. With several
+        processes, the main one generates and broadcasts each row; the others (``receive``)
+        yield what they get, so every rank reads one stream in the same order and takes its
+        slice of it. A resumed run's placeholder rows are made on every process, not sent."""
+        from .runs import world_size
+
+        if world_size() == 1:
+            yield from self.rows()
+            return
+        import torch.distributed as dist
+
+        while self._placeholders > 0:
+            self._placeholders -= 1
+            yield placeholder_row()
+        if not self.receive:
+            try:
+                for row in self.rows():
+                    dist.broadcast_object_list([row], src=0)
+                    yield row
+            except Exception as exc:  # the others are waiting for a row: tell them why none comes
+                dist.broadcast_object_list([{_FAILED: f"{type(exc).__name__}: {exc}"}], src=0)
+                raise
+            return
+        while True:
+            box = [None]
+            dist.broadcast_object_list(box, src=0)
+            row = box[0]
+            if _FAILED in row:
+                raise OnlineError(f"the main process's online stream stopped ({row[_FAILED]})")
+            self.received += 1
+            yield row
+
     def start(self) -> None:
         """Start the generator processes now (they import and warm up while the trainer
         loads its model); :meth:`rows` otherwise starts them on the first read."""
-        if self.workers and self._pool is None:
+        if self.workers and self._pool is None and not self.receive:
             import multiprocessing
 
             # spawn: the trainer process holds torch's threads, which a fork must not copy
@@ -304,8 +349,11 @@ class OnlineFeeder:
 _LIVE: dict[str, OnlineFeeder] = {}
 
 
+_FAILED = "ssrl_online_failed"  # the key of the message the main process sends when its stream stops
+
+
 def _stream(key: str):
-    yield from _LIVE[key].rows()
+    yield from _LIVE[key].shared_rows()
 
 
 def placeholder_row() -> dict:
@@ -355,9 +403,11 @@ class OnlinePlan:
         from .runs import is_main_process
 
         wcfg = GenerateConfig(seed=self.seed, mix=self.mix).worker_config()
+        main = is_main_process()
         return OnlineFeeder(self.refs, self.mix, seed=self.seed, curriculum=self.curriculum, plan_size=size,
-                            workers=self.workers, worker_config=wcfg,
-                            record=os.path.join(output, "online_samples.jsonl") if is_main_process() else None)
+                            workers=self.workers if main else 0, worker_config=wcfg,
+                            record=os.path.join(output, "online_samples.jsonl") if main else None,
+                            receive=not main)
 
     def restore(self, checkpoint: str) -> dict | None:
         """Load the curriculum's state from ``checkpoint``; return the feeder's saved state
