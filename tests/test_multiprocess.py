@@ -138,21 +138,43 @@ def test_two_processes_online_draw_one_stream(setup):
     assert moves["step"] == 4
 
 
+def _stream_ids(n: int, plan_size: int) -> list[str]:
+    """The first ``n`` prompt ids of the online stream a tiny_grpo run draws, made here in one
+    process (the stream does not depend on the process count: only the main process draws)."""
+    import itertools
+
+    from spatial_ssrl.training.cli import resolve_config
+    from spatial_ssrl.training.config import build_config
+    from spatial_ssrl.training.online import online_plan
+
+    cfg = build_config("grpo", resolve_config("tiny_grpo"), {"model": "m", "output": "o", "online": True,
+                                                              "max_steps": 3})
+    plan = online_plan(cfg)
+    plan.plan_size, plan.workers = plan_size, 0
+    with plan.feeder(".", None) as feeder:
+        feeder.record_path = None
+        return [r["id"] for r in itertools.islice(feeder.rows(), n)]
+
+
 def test_two_processes_online_resume(setup):
     """An online run resumed on two processes trains its next step on the prompts the
-    uninterrupted run's step did, rank by rank (the fixed curriculum: the stream does not
-    depend on timing), and the record holds each generated position once."""
+    uninterrupted stream holds there, rank by rank (the fixed curriculum: the stream does not
+    depend on timing), and keeps the fixed plan of the run it continues when resumed with a
+    larger --max-steps; the record holds each generated position once."""
     flags = ("--online", "--set", "validation_steps=0", "--set", "save_steps=1")
-    full, part = setup["root"] / "online-full", setup["root"] / "online-part"
-    # max_steps sizes the fixed plan (2 steps: 8 prompts, 3: 12); a resumed run keeps the plan
-    # of the run it continues, so its third step draws from the next block of the 8-prompt plan
-    grpo(setup, full, "--max-steps", 3, *flags, "--set", "online_plan_size=8")
-    grpo(setup, part, "--max-steps", 2, *flags)
-    done = grpo(setup, part, "--max-steps", 3, *flags, "--resume")
+    part = setup["root"] / "online-part"
+    grpo(setup, part, "--max-steps", 2, *flags)  # max_steps sizes the fixed plan: 2 steps of 4 prompts, 8
+    done = grpo(setup, part, "--max-steps", 3, *flags, "--resume")  # would be 12 for 3 steps
     assert "resumed from checkpoint-2" in done.stdout
-    assert steps_of(part) == steps_of(full)
+    ids = _stream_ids(12, plan_size=8)
+    # each step: 4 prompts x 2 rollouts, rank 0 the first two prompts, rank 1 the next two
+    expected = [{"step": s + 1, "ids_by_rank": [[i for i in ids[4 * s:4 * s + 2] for _ in range(2)],
+                                                [i for i in ids[4 * s + 2:4 * s + 4] for _ in range(2)]]}
+                for s in range(3)]
+    assert steps_of(part) == expected
     record = [json.loads(line) for line in (part / "online_samples.jsonl").read_text().splitlines()]
     assert [r["i"] for r in record] == list(range(len(record)))
+    assert [r["id"] for r in record if "id" in r][:12] == ids
 
 
 def test_two_processes_sft(setup):
