@@ -6,6 +6,9 @@ reward, hedging is refused: when other boxes of the answer region read as a diff
 answer, the item is a parse failure (``hedged``), never scored as a guess. Every reader
 returns ``(value, reason)``: ``value`` None with a ``reason`` when nothing can be read.
 
+:func:`final_answer` is what the official rules of the benchmarks read (their headline
+``accuracy``); the readers below are our strict rule (``strict`` in a report).
+
 Readers: :func:`read_choice` (a letter, or the option text), :func:`read_quantity` (a number
 with an optional unit, converted to centimetres), :func:`read_number`, :func:`read_text`.
 """
@@ -18,9 +21,24 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..reward.canon import canonical_choice, clean_text
-from ..reward.parsing import parse_response
+from ..reward.parsing import answer_region, parse_response
 
 Reader = Callable[[str], tuple[Any, str | None]]
+
+
+def final_answer(response: str | None) -> str | None:
+    """What a benchmark's official rule reads: the content of the last ``\\boxed{}`` of the
+    answer region when there is one, else the answer region (the response after its think
+    block), else, for a think block that never closes, the whole response. None only for a
+    missing response. So a baseline that never boxes is read as its published numbers were,
+    and a model trained on our format is read from its box, not from its first word."""
+    if response is None:
+        return None
+    parsed = parse_response(response)
+    if parsed.boxes and parsed.box_problem is None:
+        return parsed.boxes[-1]
+    region = answer_region(response)
+    return response if region is None else region
 
 
 def boxed(response: str | None, read: Reader | None = None) -> tuple[Any, str | None]:

@@ -49,7 +49,14 @@ class Benchmark:
     text; missing ids are unanswered) and returns a dict with at least ``accuracy`` (percent,
     the benchmark's official overall figure), ``n`` (items scored), ``parse_failures``
     (responses whose answer could not be read: counted wrong, never guessed),
-    ``per_category`` ({name: {"n", "accuracy"}}) and ``metric`` (what ``accuracy`` means)."""
+    ``per_category`` ({name: {"n", "accuracy"}}) and ``metric`` (what ``accuracy`` means).
+
+    Two rules score every response. ``accuracy`` (the headline) applies the benchmark's
+    official extraction and matching rule, written from its own scoring code (file and commit
+    named in the module's docstring), to :func:`spatial_ssrl.eval.answers.final_answer`;
+    ``parse_failures`` counts the responses that rule reads nothing from. ``strict`` is ours:
+    boxed answers only, read by the reward's parser, hedges refused; ``strict_parse_failures``
+    counts its failures (their reasons in ``metrics["strict_failure_reasons"]``)."""
 
     name = ""
     modality = "image"

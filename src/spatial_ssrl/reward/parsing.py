@@ -175,6 +175,18 @@ def parse_response(
     return ParsedResponse(format_reason is None, format_reason, region_reason, tuple(boxes), box_problem)
 
 
+def answer_region(response: str) -> str | None:
+    """The text after the last closing think tag, cut short at an opening tag after it; the
+    whole response when it has no tag; None when a think block opens and never closes."""
+    if "think" not in response:
+        return response
+    if _CLOSE_TAG.search(response) is None:
+        return None if _OPEN_TAG.search(response) is not None else response
+    start = len(response) - _CLOSE_TAG_REVERSED.search(response[::-1]).start()
+    reopened = _OPEN_TAG.search(response, start)
+    return response[start:] if reopened is None else response[start:reopened.start()]
+
+
 def check_format(response: str) -> bool:
     """True when the response is one think block followed by a complete ``\\boxed{}``."""
     return parse_response(response).format_ok
