@@ -12,11 +12,12 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 TRAIN_EXTRA_HINT = "training needs the train extra: pip install 'spatial-ssrl[train]'"
 
 
-def shipped_configs() -> dict[str, str]:
-    """name -> path of the YAML configs shipped with the package."""
-    if not os.path.isdir(CONFIG_DIR):
+def shipped_configs(folder: str = CONFIG_DIR) -> dict[str, str]:
+    """name -> path of the YAML configs shipped with the package (training configs; with
+    ``folder`` another folder of them, such as the accelerate configs)."""
+    if not os.path.isdir(folder):
         return {}
-    return {n[:-5]: os.path.join(CONFIG_DIR, n) for n in sorted(os.listdir(CONFIG_DIR)) if n.endswith(".yaml")}
+    return {n[:-5]: os.path.join(folder, n) for n in sorted(os.listdir(folder)) if n.endswith(".yaml")}
 
 
 def resolve_config(value: str | None) -> str | None:
@@ -212,6 +213,9 @@ def grpo_command(config, model, data, output, max_steps, resume, sets, no_coldst
 
 @train_group.command("configs")
 def configs_command():
-    """List the shipped configs."""
+    """List the shipped configs: training configs (for -c) and accelerate configs (for
+    `accelerate launch --config_file`)."""
     for name, path in shipped_configs().items():
         click.echo(f"{name:<28} {path}")
+    for name, path in shipped_configs(os.path.join(CONFIG_DIR, "accelerate")).items():
+        click.echo(f"{'accelerate/' + name:<28} {path}")
