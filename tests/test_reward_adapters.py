@@ -155,6 +155,9 @@ def test_completion_text_shapes():
 
 def test_easyr1_batch_call_loaded_by_path():
     mod = _load_by_path(easyr1_module, "custom_reward_fn")
+    # EasyR1 (AutoRewardManager in verl/workers/reward/function.py, b44b311) reads the call style
+    # from the module, batch when absent, and has no config key for it: ours says batch
+    assert getattr(mod, "REWARD_TYPE", "batch") == "batch" and mod.REWARD_TYPE == "batch"
     # EasyR1 wraps the function in functools.partial(**reward_function_kwargs)
     reward_fn = functools.partial(mod.compute_score, format_weight=0.1)
     inputs = [
@@ -168,6 +171,16 @@ def test_easyr1_batch_call_loaded_by_path():
         assert all(isinstance(v, float) for v in s.values())
         assert s["accuracy"] == acc and s["format"] == fmt
         assert s["overall"] == pytest.approx(0.9 * acc + 0.1 * fmt)
+
+
+def test_no_recipe_passes_the_removed_easyr1_reward_type_key():
+    """EasyR1 stops at startup on `worker.reward.reward_type=...` (ConfigKeyError: the key is gone)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    texts = [root / "README.md", *sorted((root / "docs").glob("*.md")), *sorted((root / "src").rglob("*.py"))]
+    offenders = [str(p.relative_to(root)) for p in texts if "worker.reward.reward_type=" in p.read_text()]
+    assert offenders == []
 
 
 def test_easyr1_sequential_call_and_options():

@@ -2,12 +2,13 @@
 
 EasyR1 loads a reward function from a file path::
 
-    worker.reward.reward_type=batch \\
     worker.reward.reward_function=$(python -c "import spatial_ssrl.reward.easyr1 as m; print(m.__file__)"):compute_score
 
-With ``reward_type=batch`` (EasyR1's default) ``compute_score`` receives a list of dicts
-``{"response", "response_length", "ground_truth"}`` and returns one dict per input; with
-``reward_type=sequential`` it receives one dict and returns one dict. Every returned dict
+and reads how to call it from the module's ``REWARD_TYPE`` (``verl/workers/reward/function.py``,
+``AutoRewardManager``, EasyR1 b44b311; there is no ``reward_type`` config key any more). Ours is
+``"batch"``: ``compute_score`` receives a list of dicts ``{"response", "response_length",
+"ground_truth"}`` and returns one dict per input; given one dict (the ``"sequential"`` way) it
+returns one dict. Every returned dict
 holds only floats (``overall``, ``format``, ``accuracy``), which EasyR1 logs as metrics.
 Extra keyword arguments come from ``worker.reward.reward_function_kwargs``: ``format_weight``
 (0.1) and the other options of :func:`spatial_ssrl.reward.score`; unknown ones are ignored.
@@ -25,6 +26,9 @@ from __future__ import annotations
 from typing import Any
 
 from spatial_ssrl.reward.scoring import DEFAULT_FORMAT_WEIGHT, SCORE_OPTIONS, score
+
+REWARD_NAME = "spatial_ssrl"  # what EasyR1 prints when it loads the function
+REWARD_TYPE = "batch"  # EasyR1 passes the whole batch of responses in one call
 
 
 def _score_one(item: dict, settings: dict) -> dict[str, float]:
@@ -45,8 +49,8 @@ def compute_score(
     format_weight: float = DEFAULT_FORMAT_WEIGHT,
     **kwargs: Any,
 ) -> list[dict[str, float]] | dict[str, float]:
-    """Score a batch (list of dicts, EasyR1 ``reward_type=batch``) or one input
-    (a dict, ``reward_type=sequential``)."""
+    """Score a batch (a list of dicts: EasyR1 with ``REWARD_TYPE = "batch"``) or one input
+    (a dict)."""
     settings = {k: v for k, v in kwargs.items() if k in SCORE_OPTIONS and k != "options"}
     settings["format_weight"] = format_weight
     if isinstance(reward_inputs, dict):
@@ -54,4 +58,4 @@ def compute_score(
     return [_score_one(item, settings) for item in reward_inputs]
 
 
-__all__ = ["compute_score"]
+__all__ = ["REWARD_NAME", "REWARD_TYPE", "compute_score"]

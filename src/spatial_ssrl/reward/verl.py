@@ -10,7 +10,9 @@ extra_info=...)`` with keywords (plus ``custom_reward_function.reward_kwargs``, 
 versions further keywords; unknown ones are ignored). The result is a dict whose ``score``
 verl uses as the reward; its other keys (``acc``, ``format``) are numbers that verl collects
 as extra reward information and logs. For ``reward_model.reward_manager=batch`` use
-:func:`compute_score_batched` as the function name.
+:func:`compute_score_batched` as the function name, with ``reward_model.use_reward_loop=false``:
+verl's reward loop registers no batch manager and refuses it ("Unknown reward manager: batch",
+``verl/experimental/reward_loop/reward_manager/registry.py`` at verl b178a3c).
 
 The answer type comes from ``extra_info["answer_type"]`` (the ``ssrl generate --format verl``
 writer puts it there with ``options``), else from the task in ``data_source``
