@@ -102,7 +102,10 @@ def test_3dsrbench_circular_scoring(tmp_path):
     assert m["flip"] == pytest.approx(80.0)
     assert m["flip_circular"] == pytest.approx(100 / 3)
     assert m["n_groups"] == 5 and report["n"] == 18
-    assert report["parse_failures"] == 1 and report["missing"] == 1
+    # The hedge reads as its last box (B, wrong) by the official rule; strict refuses it.
+    assert report["parse_failures"] == 0 and report["missing"] == 1
+    assert report["strict"] == pytest.approx(60.0) and report["strict_parse_failures"] == 1
+    assert m["strict_failure_reasons"] == {"hedged": 1}
     assert report["per_category"] == {
         "height": {"n": 2, "accuracy": 100.0},
         "location": {"n": 2, "accuracy": 50.0},
@@ -133,25 +136,26 @@ def test_3dsrbench_missing_column(tmp_path):
 # ------------------------------------------------------------------------------- Spatial457
 
 SPATIAL457_CASES = [
-    # (category, truth, boxed response or raw response, right?)
-    ("L1_single", "Yes", boxed("3"), True),              # a digit 1-9 counts as Yes
-    ("L1_single", "No", boxed("0"), True),               # 0 counts as No
-    ("L2_objects", "No", boxed("None"), True),           # none reads as no
-    ("L2_objects", "2", boxed("two"), True),             # number word
-    ("L3_2d_spatial", "Red", boxed("\\text{RED}"), True),  # case
-    ("L4_occ", "suv", boxed("sedan"), True),             # same super-category (car)
-    ("L4_pose", "road bike", boxed("Mountain bike"), True),  # bicycle, judged on the first word
-    ("L4_pose", "Yes", boxed("10"), False),              # only 1-9 count as Yes
-    ("L5_6d_spatial", "3", boxed("three objects"), False),
-    ("L5_collision", "jet", boxed("sedan"), False),      # different super-categories
-    ("L5_collision", "Yes", "Yes, there is one.", None),  # no box: parse failure
+    # (category, truth, response, right by strict?, right by the official rule?); the official
+    # rule (VLMEvalKit is_correct, 401916c0/ec096a01) reads the whole answer, nothing cleaned.
+    ("L1_single", "Yes", boxed("3"), True, True),               # a digit 1-9 counts as Yes
+    ("L1_single", "No", boxed("0"), True, True),                # 0 counts as No
+    ("L2_objects", "No", boxed("None"), True, True),            # none reads as no
+    ("L2_objects", "2", boxed("two"), True, True),              # number word
+    ("L3_2d_spatial", "Red", boxed("\\text{RED}"), True, False),  # case; officially the LaTeX stays
+    ("L4_occ", "suv", boxed("sedan"), True, True),              # same super-category (car)
+    ("L4_pose", "road bike", boxed("Mountain bike"), True, True),  # bicycle, judged on the first word
+    ("L4_pose", "Yes", boxed("10"), False, False),              # only 1-9 count as Yes
+    ("L5_6d_spatial", "3", boxed("three objects"), False, False),
+    ("L5_collision", "jet", boxed("sedan"), False, False),      # different super-categories
+    ("L5_collision", "Yes", "Yes, there is one.", None, False),  # no box: strict parse failure; officially wrong
 ]
 
 
 def test_spatial457_lenient_matching(tmp_path):
     img = _b64(_png((10, 200, 10)))
     rows = [{"index": i, "image": img, "question": f"Question {i}?", "answer": truth, "category": cat}
-            for i, (cat, truth, _, _) in enumerate(SPATIAL457_CASES)]
+            for i, (cat, truth, _, _, _) in enumerate(SPATIAL457_CASES)]
     rows.append({"index": 99, "image": "!!!" + BAD_B64, "question": "Q?", "answer": "Yes", "category": "L1_single"})
     _write_tsv(tmp_path / "Spatial457.tsv", rows)
     bench = get_benchmark("spatial457")
@@ -159,14 +163,19 @@ def test_spatial457_lenient_matching(tmp_path):
     assert [(s.id, s.reason) for s in skipped] == [("99", "undecodable_image")]
     assert items[0].question.startswith("<image>Question 0?\n") and "Yes or No" in items[0].question
     assert items[2].answer == "No"  # "No" is not read as NaN
-    responses = {str(i): resp for i, (_, _, resp, _) in enumerate(SPATIAL457_CASES)}
+    responses = {str(i): case[2] for i, case in enumerate(SPATIAL457_CASES)}
     responses.pop("5")  # one unanswered: wrong
     report = bench.score(items, responses)
-    right = [i for i, (_, _, _, ok) in enumerate(SPATIAL457_CASES) if ok and i != 5]
-    assert report["accuracy"] == pytest.approx(100 * len(right) / len(SPATIAL457_CASES))  # 6/11
-    assert report["parse_failures"] == 1 and report["missing"] == 1 and report["n"] == 11
+    strict = [i for i, case in enumerate(SPATIAL457_CASES) if case[3] and i != 5]
+    official = [i for i, case in enumerate(SPATIAL457_CASES) if case[4] and i != 5]
+    assert report["strict"] == pytest.approx(100 * len(strict) / len(SPATIAL457_CASES))  # 6/11
+    assert report["accuracy"] == pytest.approx(100 * len(official) / len(SPATIAL457_CASES))  # 5/11
+    assert report["strict_parse_failures"] == 1 and report["parse_failures"] == 0
+    assert report["missing"] == 1 and report["n"] == 11
+    assert report["metrics"]["format_errors"] == 10  # no JSON 'Answer' field in any response
     pc = report["per_category"]
     assert pc["L1_single"] == {"n": 2, "accuracy": 100.0}
+    assert pc["L3_2d_spatial"] == {"n": 1, "accuracy": 0.0}
     assert pc["L4_occ"] == {"n": 1, "accuracy": 0.0}  # unanswered
     assert pc["L4_pose"] == {"n": 2, "accuracy": 50.0}
     assert pc["L5_collision"] == {"n": 2, "accuracy": 0.0}
@@ -191,17 +200,21 @@ def _se_text(question, options):
 
 
 SE_ROWS = [
-    # id, options, oracle_answer, oracle_option, response, substring right?, letter right?
+    # id, options, oracle_answer, oracle_option, response, strict substring right?, letter right?,
+    # right by the official rule? (evals/evaluation.py at jiayuww/SpatialEval d82ba3828052: the task's
+    # extractor for the question number, then the substring test)
     ("spatialmap.vqa.0.0", ["Northeast", "Northwest", "Southwest", "Southeast"], "Northeast", "A",
-     boxed("A. Northeast"), True, True),
+     boxed("A. Northeast"), True, True, True),
     ("spatialmap.vqa.1.0", ["Northeast", "Northwest", "Southwest", "Southeast"], "Southwest", "C",
-     boxed("C"), False, True),  # a bare letter does not hold the answer text (official rule)
-    ("mazenav.vqa.0.1", ["3", "2", "12", "0"], "2", "B", boxed("12"), True, False),  # "2" in "12": the quirk
-    ("mazenav.vqa.0.2", ["Yes", "No"], "Yes", "A", boxed("A. Yes"), True, True),
-    ("spatialgrid.vqa.0.0", ["5", "3", "1", "0"], "3", "B", boxed("three"), True, False),  # a number word: 3; not a letter
-    ("spatialgrid.vqa.0.1", ["cat", "dog", "rabbit", "giraffe"], "dog", "B", boxed("Cat"), False, False),
-    ("spatialreal.vqa.0.0", ["1", "2", "3", "4"], "4", "D", None, False, False),  # unanswered
-    ("spatialreal.vqa.1.0", ["1", "2", "3", "4"], "2", "B", "I think it is 2", False, False),  # no box
+     boxed("C"), False, True, False),  # a bare letter holds no answer text; q0 extracts no direction
+    ("mazenav.vqa.0.1", ["3", "2", "12", "0"], "2", "B", boxed("12"), True, False, True),  # "2" in "12": the quirk
+    ("mazenav.vqa.0.2", ["Yes", "No"], "Yes", "A", boxed("A. Yes"), True, True, True),
+    ("spatialgrid.vqa.0.0", ["5", "3", "1", "0"], "3", "B", boxed("three"), True, False,
+     True),  # a number word: 3; not a letter
+    ("spatialgrid.vqa.0.1", ["cat", "dog", "rabbit", "giraffe"], "dog", "B", boxed("Cat"), False, False, False),
+    ("spatialreal.vqa.0.0", ["1", "2", "3", "4"], "4", "D", None, False, False, False),  # unanswered
+    # no box: a strict parse failure; officially the whole answer holds "2"
+    ("spatialreal.vqa.1.0", ["1", "2", "3", "4"], "2", "B", "I think it is 2", False, False, True),
 ]
 
 
@@ -239,14 +252,16 @@ def test_spatialeval_substring_rule(tmp_path):
     assert first.category == "spatialmap" and first.meta["oracle_option"] == "A"
     responses = {r[0]: r[4] for r in SE_ROWS if r[4] is not None}
     report = bench.score(items, responses)
-    n_right = sum(r[5] for r in SE_ROWS)  # 4 of 8
-    assert report["accuracy"] == pytest.approx(100 * n_right / len(SE_ROWS))
-    assert report["n"] == 8 and report["missing"] == 1 and report["parse_failures"] == 1
+    assert report["strict"] == pytest.approx(100 * sum(r[5] for r in SE_ROWS) / len(SE_ROWS))  # 4 of 8
+    assert report["accuracy"] == pytest.approx(100 * sum(r[7] for r in SE_ROWS) / len(SE_ROWS))  # 5 of 8
+    assert report["n"] == 8 and report["missing"] == 1
+    assert report["strict_parse_failures"] == 1 and report["metrics"]["strict_failure_reasons"] == {"no_box": 1}
+    assert report["parse_failures"] == 1  # spatialmap q0 "C": no direction extracted
     assert report["per_category"] == {
         "mazenav": {"n": 2, "accuracy": 100.0},
         "spatialgrid": {"n": 2, "accuracy": 50.0},
         "spatialmap": {"n": 2, "accuracy": 50.0},
-        "spatialreal": {"n": 2, "accuracy": 0.0},
+        "spatialreal": {"n": 2, "accuracy": 50.0},
     }
     letters = report["metrics"]["option_letter"]
     assert letters["n"] == 8
@@ -304,19 +319,34 @@ def test_qspatial_factor_two_with_units(tmp_path):
     assert sorted((s.id, s.reason) for s in skipped) == [("5", "unknown_unit"), ("6", "undecodable_image")]
     assert [it.id for it in items] == ["0", "1", "2", "3", "4"]
     assert items[3].answer == pytest.approx(100.0) and items[4].answer == pytest.approx(60.96)
-    assert items[0].question.startswith("<image>How far") and "number and a unit" in items[0].question
+    assert items[0].question.startswith("<image>How far") and "\\scalar{number} \\distance_unit{unit}" in items[0].question
     responses = {str(i): r[3] for i, r in enumerate(QS_ROWS)}
     report = bench.score(items, responses)
+    assert report["strict"] == pytest.approx(60.0)  # 0, 3, 4 of 5
+    assert report["metrics"]["strict_delta_1.5"] == pytest.approx(40.0)  # 0, 4
+    assert report["strict_parse_failures"] == 1 and report["missing"] == 0 and report["n"] == 5
+    assert report["metrics"]["strict_failure_reasons"] == {"no_unit": 1}
+    # The official parser (Q-Spatial-Bench-code examples/evaluate_success_rate.ipynb, ebe8137eae97)
+    # reads \scalar{} and \distance_unit{} only: none of these boxed answers has them.
+    assert report["accuracy"] == 0.0 and report["parse_failures"] == 5
+    # The same answers in the official format (which the question asks for): the same figures
+    # by the official rule; boxed, both rules read them.
+    official = {"0": "\\scalar{1} \\distance_unit{meter}", "1": "\\scalar{3} \\distance_unit{m}", "2": "100",
+                "3": "It is \\scalar{160} \\distance_unit{cm}", "4": "\\scalar{24} \\distance_unit{inches}"}
+    report = bench.score(items, official)
     assert report["accuracy"] == pytest.approx(60.0)  # 0, 3, 4 of 5
     assert report["metrics"]["delta_1.5"] == pytest.approx(40.0)  # 0, 4
-    assert report["parse_failures"] == 1 and report["missing"] == 0 and report["n"] == 5
-    assert report["metrics"]["failure_reasons"] == {"no_unit": 1}
+    assert report["parse_failures"] == 1 and report["strict_parse_failures"] == 5 and report["strict"] == 0.0
     assert report["per_category"] == {"direct": {"n": 3, "accuracy": pytest.approx(100 / 3)},
                                       "indirect": {"n": 2, "accuracy": 100.0}}
     assert report["metrics"]["per_category_delta_1.5"]["indirect"] == {"n": 2, "accuracy": 50.0}
     # unanswered counts as wrong
     r = bench.score(items, {"0": boxed("1 meter")})
+    assert r["strict"] == pytest.approx(20.0) and r["missing"] == 4
+    r = bench.score(items, {"0": official["0"]})
     assert r["accuracy"] == pytest.approx(20.0) and r["missing"] == 4
+    r = bench.score(items, {"0": boxed(official["0"]), "4": boxed(official["4"])})
+    assert r["accuracy"] == r["strict"] == pytest.approx(40.0)
 
 
 def test_qspatial_missing_column(tmp_path):

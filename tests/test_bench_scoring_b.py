@@ -112,14 +112,21 @@ def test_whatsup_score_per_subset(whatsup_dir):
         responses[it.id] = boxed(it.answer)
     responses[b[3].id] = boxed(wrong[b[3].id])
     report = bench.score(items, responses)
-    assert report["per_category"]["controlled_a"] == {"n": 11, "accuracy": pytest.approx(700 / 11)}
-    assert report["per_category"]["controlled_b"] == {"n": 4, "accuracy": pytest.approx(75.0)}
+    # The hedge reads as its last box (a wrong letter) by the official rule and is refused by the
+    # strict one: wrong either way.
+    assert report["per_category"]["controlled_a"] == {"n": 11, "accuracy": pytest.approx(700 / 11),
+                                                      "strict": pytest.approx(700 / 11)}
+    assert report["per_category"]["controlled_b"] == {"n": 4, "accuracy": pytest.approx(75.0), "strict": 75.0}
     assert report["accuracy"] == pytest.approx((700 / 11 + 75.0) / 2)  # macro over subsets
+    assert report["strict"] == pytest.approx((700 / 11 + 75.0) / 2)
     assert report["metrics"]["question_mean"] == pytest.approx(100 * 10 / 15)
-    assert report["n"] == 15 and report["parse_failures"] == 1 and report["missing"] == 2
+    assert report["n"] == 15 and report["parse_failures"] == 0 and report["missing"] == 2
+    assert report["strict_parse_failures"] == 1 and report["metrics"]["strict_failure_reasons"] == {"hedged": 1}
     # set accuracy: the first object pair (rows 0-3) all right; the second has a wrong row; the
     # third lost an image and has two rows unanswered; the clevr pair has one wrong row
     assert report["metrics"]["set_accuracy"] == {"controlled_a": pytest.approx(100 / 3), "controlled_b": 0.0}
+    # pairs: mug/table on+under and left+right, book/chair on+under; clevr left+right
+    assert report["metrics"]["pair_accuracy"] == {"controlled_a": pytest.approx(50.0), "controlled_b": 50.0}
     assert set(report) >= {"accuracy", "n", "parse_failures", "per_category", "metric", "metrics", "missing"}
 
 
@@ -216,23 +223,26 @@ def test_viewspatial_load_and_score(tmp_path):
 
     responses = {
         "0": boxed("A"),                        # right
-        "1": boxed("left"),                     # right, by the option text
-        "2": "\\boxed{A} or \\boxed{B}",        # hedged: a parse failure (official: first letter, A)
+        "1": boxed("left"),                     # strict: right, by the option text; official: no letter
+        "2": "\\boxed{A} or \\boxed{B}",        # strict: hedged, refused; official: the last box, B, right
         # "3" unanswered
     }
+    # Official rule: evaluate.py at ZJU-REAL/ViewSpatial-Bench 2e85a5e41a29 (first A-D of the last line).
     report = bench.score(items, responses)
-    assert report["accuracy"] == pytest.approx(50.0)
+    assert report["accuracy"] == pytest.approx(50.0) and report["strict"] == pytest.approx(50.0)
     assert report["n"] == 4 and report["parse_failures"] == 1 and report["missing"] == 1
+    assert report["strict_parse_failures"] == 1 and report["metrics"]["strict_failure_reasons"] == {"hedged": 1}
     assert report["per_category"] == {
         "Camera perspective - Relative Direction": {"n": 2, "accuracy": 50.0},
-        "Person perspective - Object View Orientation": {"n": 1, "accuracy": 100.0},
-        "Person perspective - Scene Simulation Relative Direction": {"n": 1, "accuracy": 0.0},
+        "Person perspective - Object View Orientation": {"n": 1, "accuracy": 0.0},
+        "Person perspective - Scene Simulation Relative Direction": {"n": 1, "accuracy": 100.0},
     }
     assert report["metrics"]["per_perspective"] == {"Camera": {"n": 2, "accuracy": 50.0},
                                                      "Person": {"n": 2, "accuracy": 50.0}}
-    # a wrong letter, a letter whose text names another option: both wrong / refused
+    # a wrong letter, a letter whose text names another option: both wrong (strict: refused)
     report = bench.score(items, {"0": boxed("B"), "1": boxed("A. left"), "2": boxed("b"), "3": boxed("D. back")})
-    assert report["accuracy"] == pytest.approx(50.0) and report["parse_failures"] == 1
+    assert report["accuracy"] == pytest.approx(50.0) and report["parse_failures"] == 0
+    assert report["strict"] == pytest.approx(50.0) and report["strict_parse_failures"] == 1
 
 
 def test_viewspatial_bad_input(tmp_path):
@@ -297,17 +307,17 @@ def painted_index(jpeg: bytes) -> int:
     return round((float(np.asarray(im).mean()) - 10) / 12)
 
 
-VSI_ROWS = [  # id, question_type, ground truth, options, response
+VSI_ROWS = [  # id, question_type, ground truth, options, response (comments: strict figures)
     (0, "object_counting", "4", None, boxed(4)),                            # MRA 1.0
     (1, "object_abs_distance", "2.0", None, boxed("2.5 meters")),           # e=0.25 -> 0.6
     (2, "object_size_estimation", "10", None, boxed(12)),                   # e=0.2  -> 0.7
     (3, "room_size_estimation", "20", None, boxed(30)),                     # e=0.5  -> 0.1
     (4, "object_rel_direction_easy", "A", ["A. left", "B. right"], boxed("A")),          # 1
     (5, "object_rel_direction_easy", "B", ["A. left", "B. right"], boxed("A")),          # 0
-    (6, "object_rel_direction_medium", "C", ["A. left", "B. right", "C. back"], boxed("back")),  # 1
+    (6, "object_rel_direction_medium", "C", ["A. left", "B. right", "C. back"], boxed("back")),  # strict 1; official 0
     (7, "object_rel_direction_hard", "D", ["A. front-left", "B. front-right", "C. back-left", "D. back-right"],
      None),                                                                  # unanswered: 0
-    (8, "object_rel_distance", "A", ["A. chair", "B. sofa", "C. tv", "D. bed"], boxed("A or B")),  # parse failure
+    (8, "object_rel_distance", "A", ["A. chair", "B. sofa", "C. tv", "D. bed"], boxed("A or B")),  # strict: parse failure; official: A, 1
     (9, "route_planning", "B", ["A. Turn Left", "B. Turn Right"], boxed("B")),            # 1
     (10, "obj_appearance_order", "C", ["A. a, b", "B. b, a", "C. a, c", "D. c, a"], boxed("C")),  # 1
 ]
@@ -355,19 +365,27 @@ def test_vsibench_score(tmp_path):
     responses = {str(i): r for i, _, _, _, r in VSI_ROWS if r is not None}
     report = get_benchmark("vsi-bench").score(items, responses)
     f = Fraction
-    tasks = {"object_counting": f(1), "object_abs_distance": f(6, 10), "object_size_estimation": f(7, 10),
-             "room_size_estimation": f(1, 10), "object_rel_direction": (f(1, 2) + 1 + 0) / 3,
-             "object_rel_distance": f(0), "route_planning": f(1), "obj_appearance_order": f(1)}
+    # strict (the boxed answer by the reward's parser; MRA with the 1e-9 tolerance)
+    strict = {"object_counting": f(1), "object_abs_distance": f(6, 10), "object_size_estimation": f(7, 10),
+              "room_size_estimation": f(1, 10), "object_rel_direction": (f(1, 2) + 1 + 0) / 3,
+              "object_rel_distance": f(0), "route_planning": f(1), "obj_appearance_order": f(1)}
     # (1 + 0.6 + 0.7 + 0.1 + 0.5 + 0 + 1 + 1) / 8 tasks
-    assert report["accuracy"] == pytest.approx(float(100 * sum(tasks.values()) / 8)) == 61.25
+    assert report["strict"] == pytest.approx(float(100 * sum(strict.values()) / 8)) == 61.25
+    # official (thinking-in-space lmms_eval/tasks/vsibench/utils.py, 51e089c3ae69): the first word;
+    # 12 for 10 is 0.6 with the plain <=; "back" is no letter (0, a parse failure); "A or B" reads A (1)
+    tasks = {"object_counting": f(1), "object_abs_distance": f(6, 10), "object_size_estimation": f(6, 10),
+             "room_size_estimation": f(1, 10), "object_rel_direction": (f(1, 2) + 0 + 0) / 3,
+             "object_rel_distance": f(1), "route_planning": f(1), "obj_appearance_order": f(1)}
+    assert report["accuracy"] == pytest.approx(float(100 * sum(tasks.values()) / 8))
     assert report["metrics"]["tasks"] == {k: pytest.approx(float(100 * v)) for k, v in tasks.items()}
-    assert report["metrics"]["item_mean"] == pytest.approx(100 * 6.4 / 11)  # the paper's figure
+    assert report["metrics"]["item_mean"] == pytest.approx(100 * 6.3 / 11)  # the paper's figure
     assert report["per_category"]["object_rel_direction_easy"] == {"n": 2, "accuracy": 50.0, "metric": "accuracy"}
     assert report["per_category"]["object_abs_distance"]["metric"] == "MRA"
     assert report["n"] == 11 and report["parse_failures"] == 1 and report["missing"] == 1
+    assert report["strict_parse_failures"] == 1
     # VSI-Bench-Debiased (pruned ids 1 and 5 left out): no abs-distance task, easy = 1 of 1
-    debiased = {"object_counting": f(1), "object_size_estimation": f(7, 10), "room_size_estimation": f(1, 10),
-                "object_rel_direction": f(2, 3), "object_rel_distance": f(0), "route_planning": f(1),
+    debiased = {"object_counting": f(1), "object_size_estimation": f(6, 10), "room_size_estimation": f(1, 10),
+                "object_rel_direction": f(1, 3), "object_rel_distance": f(1), "route_planning": f(1),
                 "obj_appearance_order": f(1)}
     assert report["metrics"]["debiased"]["n"] == 9
     assert report["metrics"]["debiased"]["accuracy"] == pytest.approx(float(100 * sum(debiased.values()) / 7))

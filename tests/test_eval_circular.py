@@ -45,18 +45,19 @@ def test_circular_through_ssrl_eval(tmp_path):
     root, _ = view_repo(tmp_path)
     items, _ = get_benchmark("viewspatial").load(str(root))
     rotated, _ = expand(items)
-    truth_text = {it.id: it.options["ABCD".index(it.answer)] for it in rotated}
+    truth = {it.id: it.answer for it in rotated}  # the right letter of each rotation
     # right on every rotation of the first two questions, right only unrotated on the others
     wrong_later = {it.id for it in rotated if it.meta.get("base_id") in {items[2].id, items[3].id}}
     preds = tmp_path / "p.jsonl"
     preds.write_text("".join(json.dumps({"id": sid, "response": boxed("Z" if sid in wrong_later else text)}) + "\n"
-                             for sid, text in truth_text.items()))
+                             for sid, text in truth.items()))
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["eval", "--predictions", str(preds), "--bench", "viewspatial",
                                        "--bench-path", str(root), "--out", str(out), "--circular"])
     assert result.exit_code == 0, result.output
     res = json.loads((out / "results.json").read_text())
     assert res["accuracy"] == 100.0 and res["items"] == 4  # the official figure: unrotated rows only
+    assert res["strict"] == 100.0
     assert res["metrics"]["circular"] == 50.0 and res["metrics"]["circular_questions"] == 4
     assert res["letter_audit"]["answer_letters"] == {"A": 25.0, "B": 25.0, "C": 25.0, "D": 25.0}
     assert "circular: 50.00% over 4 questions" in result.output

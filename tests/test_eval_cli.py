@@ -97,7 +97,9 @@ def test_infer_prints_the_response_and_the_parsed_answer(setup, tmp_path):
 
 
 def test_compare_puts_models_beside_the_paper(setup, tmp_path):
-    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    (tmp_path / "base").mkdir()
+    (tmp_path / "ssrl").mkdir()
+    a, b = tmp_path / "base" / "results.json", tmp_path / "ssrl" / "results.json"
     a.write_text(json.dumps({"benchmark": "3dsrbench", "accuracy": 50.0, "model": "/m/base"}))
     b.write_text(json.dumps({"benchmark": "3dsrbench", "accuracy": 52.5, "model": "/m/ssrl"}))
     out = tmp_path / "cmp"
@@ -153,3 +155,18 @@ def test_a_benchmark_end_to_end_on_a_tiny_model(setup, tmp_path):
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(preds) == 18 and len({p["id"] for p in preds}) == 18
     assert all(isinstance(p["response"], str) for p in preds)
+
+
+def test_a_benchmark_with_image_files_on_a_tiny_model(setup, tmp_path):
+    """ViewSpatial-Bench gives its images as file paths (not bytes): the in-process backend
+    opens them (it used to fail on the first item with "'str' object has no attribute 'mode'")."""
+    from test_bench_scoring_b import view_repo
+
+    root, _ = view_repo(tmp_path)
+    out = tmp_path / "out"
+    result = run_cli("eval", "--model", setup["tiny"], "--bench", "viewspatial", "--bench-path", root,
+                     "--out", out, "--max-new-tokens", 4, "-q")
+    res = json.loads((out / "results.json").read_text())
+    assert res["benchmark"] == "viewspatial" and res["items"] >= 1, result.output
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == res["items"] and all(isinstance(p["response"], str) for p in preds)

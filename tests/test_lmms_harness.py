@@ -152,7 +152,7 @@ def test_tiny_task_through_lmms_eval(lmms_setup, monkeypatch):
 
     benches, rows = table([str(path), str(out / "tiny_shades" / "results.json")])
     assert benches == ["lmms:tiny_colours", "lmms:tiny_shades"]
-    assert rows[os.path.basename(model)]["lmms:tiny_colours"] == pytest.approx(res["accuracy"])
+    assert rows[out.name]["lmms:tiny_colours"] == pytest.approx(res["accuracy"])
 
 
 def test_unknown_task_is_one_line(lmms_setup):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,6 +22,9 @@ def _pil(image):
 
     if isinstance(image, (bytes, bytearray)):
         image = Image.open(io.BytesIO(image))
+    elif isinstance(image, (str, os.PathLike)):  # benchmarks that give their images as file paths
+        with Image.open(image) as opened:
+            image = opened.convert("RGB")
     return image.convert("RGB") if image.mode != "RGB" else image
 
 

@@ -6,8 +6,10 @@ reward, hedging is refused: when other boxes of the answer region read as a diff
 answer, the item is a parse failure (``hedged``), never scored as a guess. Every reader
 returns ``(value, reason)``: ``value`` None with a ``reason`` when nothing can be read.
 
-:func:`final_answer` is what the official rules of the benchmarks read (their headline
-``accuracy``); the readers below are our strict rule (``strict`` in a report).
+:func:`final_answer` (stripped: :func:`answer_text`) is what the official rules of the
+benchmarks read (their headline ``accuracy``); the readers below are our strict rule (``strict``
+in a report). :func:`vlmeval_choice` is VLMEvalKit's rule-based option matching, the official
+reading of 3DSRBench (and of What'sUp's caption pick here).
 
 Readers: :func:`read_choice` (a letter, or the option text), :func:`read_quantity` (a number
 with an optional unit, converted to centimetres), :func:`read_number`, :func:`read_text`.
@@ -110,9 +112,13 @@ def _to_float(token: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+_QSPATIAL_MACROS = re.compile(r"\\?(?:scalar|distance_unit)\s{0,8}\{([^{}]{0,200})\}")
+
+
 def _quantity(text: str, default_unit: str | None) -> tuple[Any, str | None]:
     """Every number in ``text`` with the unit written after it, summed in centimetres
     ("1 meter 20 cm" = 120), so "1 meter" is 100 cm, never 0."""
+    text = _QSPATIAL_MACROS.sub(r" \1 ", text)  # Q-Spatial's \scalar{1.5} \distance_unit{meters}
     text = clean_text(text).replace("\\,", "").replace("\\ ", " ").lower()
     total, found = 0.0, 0
     pos = 0
@@ -162,3 +168,62 @@ def read_number(response: str | None) -> tuple[float | None, str | None]:
         return None, "no_number"
 
     return boxed(response, read)
+
+
+# ------------------------------------------------------------------ official rules' helpers
+
+
+def answer_text(response: str | None) -> str | None:
+    """:func:`final_answer` without surrounding whitespace (the newline after a think block is
+    not part of the answer); None for a missing response."""
+    text = final_answer(response)
+    return None if text is None else text.strip()
+
+
+# VLMEvalKit's rule-based option matching (``can_infer`` = ``can_infer_option``, else
+# ``can_infer_text``), vlmeval/utils/matching_util.py at open-compass/VLMEvalKit 2cf2a36c6e79.
+# The LLM judge VLMEvalKit can call when these read nothing is not used: with its default
+# ``exact_matching`` such a row is a miss (option ``Z``), and so it is here.
+_VLMEVAL_PUNCT = str.maketrans({c: " " for c in ".()[],:;!*#{}"})
+_VLMEVAL_VERBOSE = re.compile(r"(?i)(?:correct\s+)?answer\s+is\s+\**([ABCD])\**")
+_VLMEVAL_REFUSALS = ("Sorry, I can't help with images of people yet.", "I can't process this file.",
+                     "I'm sorry, but without the image provided", "Cannot determine the answer")
+
+
+def vlmeval_option(text: str, letters: Sequence[str]) -> str | None:
+    """``can_infer_option``: the one option letter standing alone (case-sensitive) among the
+    words of ``text`` once the punctuation ``.()[],:;!*#{}`` is blanked, and among its last
+    four words; else "answer is X" anywhere. ``Z`` (no option) for a refusal or a lone ``Z``
+    word, None for nothing read."""
+    if any(r in text for r in _VLMEVAL_REFUSALS):
+        return "Z"
+    words = text.translate(_VLMEVAL_PUNCT).split()
+    present = [c for c in letters if c in words]
+    if len(present) == 1 and words.index(present[0]) > len(words) - 5:
+        return present[0]
+    if not present and "Z" in words:
+        return "Z"
+    m = _VLMEVAL_VERBOSE.search(text)
+    if m and m.group(1).upper() in letters:
+        return m.group(1).upper()
+    return None
+
+
+def vlmeval_text(text: str, options: Sequence[str]) -> str | None:
+    """``can_infer_text``: the letter of the one option whose text (lower-cased) occurs in
+    the lower-cased ``text``, which may be at most twice as long as all option texts together."""
+    low = text.lower()
+    if len(low) > 2 * sum(len(str(o)) for o in options):
+        return None
+    hits = [chr(65 + i) for i, o in enumerate(options) if str(o).lower() in low]
+    return hits[0] if len(hits) == 1 else None
+
+
+def vlmeval_choice(text: str | None, options: Sequence[str]) -> str | None:
+    """VLMEvalKit's ``can_infer``: the option letter, else the option text, else None (``Z``,
+    VLMEvalKit's "no option", is None too: a miss either way)."""
+    if text is None or not options:
+        return None
+    letters = [chr(65 + i) for i in range(len(options))]
+    letter = vlmeval_option(text, letters) or vlmeval_text(text, options)
+    return None if letter == "Z" else letter

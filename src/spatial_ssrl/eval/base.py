@@ -59,6 +59,7 @@ class Benchmark:
     counts its failures (their reasons in ``metrics["strict_failure_reasons"]``)."""
 
     name = ""
+    aliases: tuple[str, ...] = ()  # other names users know it by (lmms-eval tasks, VLMEvalKit datasets)
     modality = "image"
     default_path_hint = ""
     native_circular = False  # True: the loader's ``circular`` option does circular evaluation itself
@@ -127,3 +128,13 @@ def mean_report(rows: Iterable[tuple[str | None, float, bool]], metric: str = "a
         "per_category": breakdown(per),
         "metric": metric,
     }
+
+
+def with_strict(report: dict[str, Any], strict: float | None, tally: Tally) -> dict[str, Any]:
+    """``report`` with our strict rule's figures beside the official ones: ``strict`` (percent),
+    ``strict_parse_failures`` and ``metrics["strict_failure_reasons"]`` (by name)."""
+    report["strict"] = strict
+    report["strict_parse_failures"] = tally.parse_failures
+    report.setdefault("metrics", {})["strict_failure_reasons"] = tally.failure_reasons(sort=True)
+    return report
+

@@ -6,7 +6,9 @@ options (``<id>#rot<k>``: option ``i`` moves to position ``(i + k) mod n``, the 
 follows its text). ``score(items, responses)`` then counts a question right only when every
 rotation of it is right: position bias (always answering A, say) cannot score there.
 Benchmarks with a circular design of their own (3DSRBench's rotated rows, What'sUp's option)
-take ``circular`` as a loader option instead.
+take ``circular`` as a loader option instead. Both figures here are ours, not a benchmark's
+official one, so they read every response by our strict rule (the boxed letter or option text,
+hedges refused), whatever the benchmark's official extraction.
 
 ``letter_audit(items, responses)``: the share of items whose right answer is each letter, and
 the share of predictions at each letter, so a skewed key or a biased model shows at a glance.

@@ -9,6 +9,7 @@ import sys
 import click
 
 from ..interrupt import exit_interrupted
+from .suites import SUITES
 
 EVAL_EXTRA_HINT = "running a model needs the train extra: pip install 'spatial-ssrl[train]'"
 
@@ -86,12 +87,19 @@ def _parse_options(pairs: tuple[str, ...]) -> dict:
 @click.option("--model", "-m", default=None, help="Checkpoint to evaluate in-process (transformers, or vLLM with --backend vllm).")
 @click.option("--api-base", default=None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
 @click.option("--api-model", default=None, help="Model name the endpoint serves.")
-@click.option("--predictions", "-p", "predictions_file", default=None, type=click.Path(dir_okay=False),
-              help="Score these predictions (JSON lines id/response) instead of generating.")
+@click.option("--predictions", "-p", "predictions_file", default=None, type=click.Path(),
+              help="Score these predictions (JSON lines id/response) instead of generating; with --suite, a "
+                   "folder of <benchmark>.jsonl (or <benchmark>/predictions.jsonl) files.")
 @click.option("--data", "-d", default=None, help="A dataset of ours: held-out pretext accuracy (split --split).")
 @click.option("--split", "split_name", default="test", show_default=True, help="Split of --data.")
 @click.option("--bench", default=None, help="Benchmark name (ssrl eval --list-benchmarks).")
-@click.option("--bench-path", default=None, help="The benchmark's files, as distributed.")
+@click.option("--bench-path", default=None,
+              help="The benchmark's files, as distributed (default: its official Hugging Face Hub dataset, cached).")
+@click.option("--suite", default=None, type=click.Choice(sorted(SUITES)),
+              help="Run each benchmark of a suite (paper: the Spatial-SSRL paper's seven; easi: the EASI set) "
+                   "into OUT/<benchmark>/ and compare them in OUT/suite.md.")
+@click.option("--bench-root", default=None, type=click.Path(exists=True, file_okay=False),
+              help="With --suite: the folder holding each benchmark's files as <benchmark>/ (default: the Hub).")
 @click.option("--option", "bench_options", multiple=True, metavar="KEY=VALUE",
               help="Benchmark loader option, e.g. --option frames=32, --option circular=true. Repeatable.")
 @click.option("--frames", default=None, type=click.IntRange(1, 128),
@@ -112,8 +120,9 @@ def _parse_options(pairs: tuple[str, ...]) -> dict:
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="Evaluate the first N items only.")
 @click.option("--min-pixels", default=None, type=click.IntRange(min=1), help="Image processor lower bound.")
 @click.option("--max-pixels", default=None, type=click.IntRange(min=1), help="Image processor upper bound.")
-@click.option("--compare", "compare_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="results.json files to show side by side with the paper's numbers (repeatable).")
+@click.option("--compare", "compare_files", multiple=True, type=click.Path(),
+              help="results.json files (or their folders, or a quoted glob) to show side by side with the "
+                   "paper's numbers; several may follow one --compare. Each run is labelled by its folder.")
 @click.option("--harness", type=click.Choice(["native", "lmms-eval"]), default="native", show_default=True,
               help="lmms-eval: run its tasks (--tasks) on --model for general skills (the lmms extra).")
 @click.option("--tasks", "harness_tasks", default=None, help="lmms-eval tasks, comma-separated (with --harness lmms-eval).")
@@ -121,10 +130,11 @@ def _parse_options(pairs: tuple[str, ...]) -> dict:
               help="A folder of lmms-eval task YAMLs of your own (with --harness lmms-eval).")
 @click.option("--list-benchmarks", is_flag=True, help="List the benchmarks and exit.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.argument("more_compare_files", nargs=-1, type=click.Path(), metavar="[RESULTS.json]...")
 def eval_command(model, api_base, api_model, predictions_file, data, split_name, bench, bench_path, bench_options,
                  frames, circular, out, backend, batch_size, in_flight, timeout, retries, max_new_tokens, temperature, top_p,
                  no_format_prompt, limit, min_pixels, max_pixels, compare_files, harness, harness_tasks, include_path,
-                 list_benchmarks, quiet):
+                 list_benchmarks, quiet, more_compare_files, suite=None, bench_root=None):
     """Evaluate a model on held-out pretext tasks or a spatial benchmark, or score predictions.
 
     \b
@@ -133,14 +143,19 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
     ssrl eval --api-base http://localhost:8000/v1 --api-model m --bench viewspatial --bench-path vs/ --out eval/vs
     ssrl eval --predictions preds.jsonl --data data --out eval/scored
     ssrl eval --compare eval/*/results.json --out eval/compare
+    ssrl eval --model runs/grpo --suite paper --out eval/paper
     """
+    if more_compare_files and not compare_files:
+        raise click.UsageError(f"unexpected extra argument {more_compare_files[0]!r} "
+                               "(only --compare takes several files)")
     from .base import BenchmarkError
     from .benchmarks import available, get_benchmark
     from .circular import base_items as circular_bases
     from .runner import (
+        RESULT_FILES,
         Decoding,
         EvalError,
-        read_predictions,
+        check_out_dir,
         results,
         run_generation,
         write_results,
@@ -150,25 +165,48 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
         for name, b in available().items():
             click.echo(f"{name:<14} {b.modality:<6} {b.default_path_hint}")
         return
+    if compare_files and all(os.path.isfile(os.path.join(f, "suite.json")) for f in (*compare_files, *more_compare_files)):
+        from .suites import compare_suites
+
+        try:
+            click.echo(compare_suites([*compare_files, *more_compare_files], out))
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        return
     if compare_files:
         from .compare import compare
 
-        text = compare(list(compare_files), out)
+        text = compare([*compare_files, *more_compare_files], out)
         click.echo(text)
         return
     if out is None:
         raise click.UsageError("--out is required")
+    if timeout <= 0:
+        raise click.ClickException(f"--timeout must be more than 0 seconds (got {timeout:g})")
     if harness == "lmms-eval":
         _run_lmms(model, harness_tasks, include_path, out, batch_size, limit, max_new_tokens, temperature, top_p,
                   min_pixels, max_pixels, quiet, others=(data, bench, predictions_file, api_base))
         return
-    if (data is None) == (bench is None):
-        raise click.UsageError("give either --data DATASET (pretext hold-out) or --bench NAME --bench-path PATH")
+    if suite is None and (data is None) == (bench is None):
+        raise click.UsageError("give either --data DATASET (pretext hold-out), --bench NAME [--bench-path PATH] "
+                               "or --suite NAME")
     sources = [x for x in (model, api_base, predictions_file) if x]
     if len(sources) != 1:
         raise click.UsageError("give exactly one of --model, --api-base (with --api-model) or --predictions")
     if api_base and not api_model:
         raise click.UsageError("--api-base needs --api-model")
+    if suite is not None:
+        _run_suite(suite, bench_root, out, predictions_file, others=(data, bench, bench_path))
+        return
+    if bench_root:
+        raise click.UsageError("--bench-root goes with --suite (for one benchmark, give --bench-path)")
+    read = None
+    if predictions_file:
+        read = _read_predictions_file(predictions_file)
+        try:
+            check_out_dir(out, None, RESULT_FILES)  # before the benchmark loads
+        except EvalError as exc:
+            raise click.ClickException(str(exc)) from None
     options = _parse_options(bench_options)
     if frames is not None:
         options["frames"] = frames
@@ -181,7 +219,10 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
         else:
             benchmark = get_benchmark(bench)
             if not bench_path:
-                raise click.UsageError(f"--bench {bench} needs --bench-path ({benchmark.default_path_hint})")
+                from .hub import fetch
+
+                scores_only = bool(predictions_file) and "images" in inspect.signature(benchmark.load).parameters
+                bench_path = fetch(benchmark, questions_only=scores_only)  # one line when it cannot be had
             path = bench_path
         if not os.path.exists(path):
             raise click.BadParameter(f"{path} does not exist", param_hint="--data" if data else "--bench-path")
@@ -196,6 +237,7 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
         items, skipped = benchmark.load(path, **load_kwargs)
     except (BenchmarkError, TypeError) as exc:
         raise click.ClickException(str(exc).splitlines()[0]) from None
+    loaded_ids = [it.id for it in items]
     if limit:
         items = items[:limit]
     not_rotatable = 0
@@ -207,7 +249,7 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
             raise click.ClickException(f"--circular: no {benchmark.name} item lists its options as 'A. ...' lines "
                                        "with a letter answer, so none can be rotated")
     if not items:
-        raise click.ClickException(f"{path}: no items to evaluate" + (f" ({len(skipped)} skipped)" if skipped else ""))
+        raise click.ClickException(f"{path}: no items to evaluate" + (f"; {_skip_note(skipped)}" if skipped else ""))
     decoding = Decoding(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                         format_prompt=not no_format_prompt)
     run_info = {
@@ -221,7 +263,7 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
     }
     try:
         if predictions_file:
-            predictions, malformed = read_predictions(predictions_file)
+            predictions, reading = _match(read, benchmark.name, items, loaded_ids, skipped, predictions_file)
             run_info["model"] = None
             run_info["predictions_file"] = os.path.abspath(predictions_file)
         else:
@@ -238,13 +280,17 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
                 from tqdm import tqdm
 
                 bar = tqdm(total=len(items), unit="item", desc=benchmark.name, file=sys.stderr, dynamic_ncols=True)
+            reading = {}
             try:
-                predictions = run_generation(items, generate, out, decoding, run_info, progress=bar)
+                predictions = run_generation(items, generate, out, decoding, run_info, progress=bar, reading=reading)
             finally:
                 if bar is not None:
                     bar.close()
-            malformed = 0
-        res = results(benchmark, items, skipped, predictions, run_info, malformed_lines=malformed)
+            if reading.get("predictions_tail_repaired"):
+                click.echo(f"note: cut a torn last line off {os.path.join(out, 'predictions.jsonl')} "
+                           "(a run stopped mid-write) before continuing", err=True)
+            _check_some_answered(items, predictions, out)
+        res = results(benchmark, items, skipped, predictions, run_info, reading=reading)
         if not_rotatable:
             res.setdefault("metrics", {})["circular_not_rotatable"] = not_rotatable
         write_results(out, res)
@@ -255,7 +301,8 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
                    "(run the same command again to continue)", err=True)
         exit_interrupted()
     acc = res.get("accuracy")
-    click.echo(f"{benchmark.name}: accuracy {acc:.2f}% over {res.get('n')} items" if acc is not None
+    strict = "" if res.get("strict") is None else f" (strict {res['strict']:.2f}%)"
+    click.echo(f"{benchmark.name}: accuracy {acc:.2f}%{strict} over {res.get('n')} items" if acc is not None
                else f"{benchmark.name}: no item scored")
     for name, b in (res.get("per_category") or {}).items():
         a = b.get("accuracy")
@@ -268,9 +315,14 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
         click.echo(f"  circular: {res['metrics']['circular']:.2f}% over {res['metrics']['circular_questions']} questions")
     notes = []
     if res.get("parse_failures"):
-        notes.append(f"{res['parse_failures']} answers could not be read")
-    if res["skipped"]["count"]:
-        notes.append(f"{res['skipped']['count']} items skipped ({', '.join(f'{k} {v}' for k, v in res['skipped']['by_reason'].items())})")
+        notes.append(f"{res['parse_failures']} answers could not be read"
+                     + (f" ({res.get('strict_parse_failures', 0)} by the strict rule)" if "strict" in res else ""))
+    if skipped:
+        notes.append(_skip_note(skipped))
+    for key, what in (("malformed_prediction_lines", "malformed prediction lines"),
+                      ("duplicate_prediction_ids", "duplicate prediction ids (first kept)")):
+        if res.get(key):
+            notes.append(f"{res[key]} {what}")
     if res["backend_errors"]["count"]:
         notes.append(f"{res['backend_errors']['count']} backend errors")
     if notes:
@@ -278,11 +330,97 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
     click.echo(f"results in {out}")
 
 
+
+def _read_predictions_file(path: str):
+    """The predictions of ``--predictions`` (the rule ``ssrl score`` shares); a missing,
+    unreadable or prediction-less file is a one-line error."""
+    from ..reward.cli import read_predictions
+
+    if not os.path.isfile(path):
+        raise click.ClickException(f"--predictions {path}: no such file")
+    try:
+        read = read_predictions(path)
+    except OSError as exc:
+        raise click.ClickException(f"--predictions {path}: cannot read ({exc.strerror or exc})") from None
+    if not read.records:
+        where = f"; line {read.malformed[0]} is not one" if read.malformed else " (the file is empty)"
+        raise click.ClickException(f'--predictions {path}: no prediction in it (JSON lines {{"id": ..., '
+                                   f'"response": ...}}){where}')
+    return read
+
+
+def _match(read, bench_name: str, items, loaded_ids, skipped, path: str) -> tuple[dict, dict]:
+    """Predictions by item id (an item found by its id or an alternative one), and what
+    reading them met; none matching is a one-line error, some a warning."""
+    from .runner import ALIAS_KEYS, match_predictions
+
+    matched, unmatched = match_predictions(read.records, items, [*loaded_ids, *(s.id for s in skipped)])
+    if not matched:
+        aliases = sorted({str(it.meta[k]) for it in items for k in ALIAS_KEYS if it.meta.get(k) is not None})
+        also = f" (or its {', '.join(k for k in ALIAS_KEYS if aliases)}, e.g. {aliases[0]!r})" if aliases else ""
+        raise click.ClickException(
+            f"--predictions {path}: no prediction matches a {bench_name} item by its \"id\": the predictions' ids "
+            f"look like {next(iter(read.records))!r}, the benchmark's like {items[0].id!r}{also}")
+    if unmatched:
+        click.echo(f"warning: {len(unmatched)} of {len(read.records)} predictions match no {bench_name} item "
+                   f"(e.g. id {unmatched[0]!r}); they are not scored", err=True)
+    reading = {"malformed_prediction_lines": len(read.malformed), "duplicate_prediction_ids": len(read.duplicates),
+               "unmatched_predictions": len(unmatched)}
+    return matched, reading
+
+
+def _check_some_answered(items, predictions: dict, out: str) -> None:
+    """A run where no item got a response (the server down, a wrong URL) is an error naming
+    the failures by reason, not a score of 0."""
+    from collections import Counter
+
+    if not items or any(isinstance(predictions.get(it.id, {}).get("response"), str) for it in items):
+        return
+    errors = Counter(str(predictions.get(it.id, {}).get("error") or "no response") for it in items)
+    reasons = ", ".join(f"{k} {v}" for k, v in errors.most_common(3)) + (", ..." if len(errors) > 3 else "")
+    raise click.ClickException(f"no item got a response: {len(items)} requests failed ({reasons}); "
+                               f"the same command retries them (failures in {os.path.join(out, 'predictions.jsonl')})")
+
+
+def _skip_note(skipped) -> str:
+    """``N items skipped (reason count, ...)``, with the first missing file when the loader names it."""
+    from collections import Counter
+
+    reasons = Counter(s.reason for s in skipped)
+    note = f"{len(skipped)} items skipped ({', '.join(f'{k} {v}' for k, v in sorted(reasons.items()))})"
+    first = next((s for s in skipped if getattr(s, "detail", None)), None)
+    return note + (f"; first: {first.id} ({first.reason}: {first.detail})" if first is not None else "")
+
+def _run_suite(suite, bench_root, out, predictions, others) -> None:
+    """``--suite``: each benchmark run as ``--bench`` would (this command, invoked again), into
+    OUT/<benchmark>/; see :mod:`spatial_ssrl.eval.suites`."""
+    import json
+
+    from .suites import run_suite
+
+    if any(others):
+        raise click.UsageError("--suite runs its own benchmarks: drop --data, --bench and --bench-path")
+    if predictions and not os.path.isdir(predictions):
+        raise click.BadParameter(f"{predictions}: with --suite, give the folder holding <benchmark>.jsonl files",
+                                 param_hint="--predictions")
+    ctx = click.get_current_context()
+
+    def run_one(name, path, sub, preds):
+        ctx.invoke(eval_command, **{**ctx.params, "suite": None, "bench_root": None, "bench": name,
+                                    "bench_path": path, "out": sub, "predictions_file": preds})
+        with open(os.path.join(sub, "results.json"), encoding="utf-8") as fh:
+            return json.load(fh)
+
+    summary = run_suite(suite, out, run_one, bench_root=bench_root, predictions=predictions, echo=click.echo)
+    click.echo(f"suite {suite}: {len(summary['results'])} benchmarks run, {len(summary['skipped'])} skipped; "
+               f"table in {os.path.join(out, 'suite.md')}")
+
+
 def _run_lmms(model, tasks, include_path, out, batch_size, limit, max_new_tokens, temperature, top_p,
               min_pixels, max_pixels, quiet, others) -> None:
     from .base import BenchmarkError
     from .harness_lmms import run_lmms_eval
-    from .runner import Decoding
+    from .runner import Decoding, EvalError
 
     if not model or not tasks:
         raise click.UsageError("--harness lmms-eval needs --model and --tasks")
@@ -295,7 +433,7 @@ def _run_lmms(model, tasks, include_path, out, batch_size, limit, max_new_tokens
     try:
         results = run_lmms_eval(model, names, out, decoding, include_path=include_path, batch_size=batch_size,
                                 limit=limit, model_args=model_args or None, echo=not quiet)
-    except BenchmarkError as exc:
+    except (BenchmarkError, EvalError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         click.echo("\ninterrupted", err=True)

@@ -1,11 +1,23 @@
-"""``ssrl eval --compare``: models side by side, with the paper's published numbers."""
+"""``ssrl eval --compare``: runs side by side, with the paper's published numbers.
+
+Takes results.json files, their folders or glob patterns (quoted, or expanded by the shell:
+``--compare eval/*/results.json``). A row is a run: the results of one model (its full path,
+or the endpoint's model name; a predictions file scored alone is a run of its own), one per
+benchmark (a second result of the same model on the same benchmark starts another row). A row
+is labelled by its folder (the folder of its results, or the folder holding them all), with
+as many trailing folder names as tell the rows apart. A column per benchmark holds the
+official ``accuracy``; where a run reports our ``strict`` rule (boxed answers only), a
+``<benchmark> strict`` column stands beside it. The average is over the official columns of
+the paper's benchmarks.
+"""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 
-from ..writers.base import atomic_write_bytes
+from .runner import write_file
 
 # SPEC.md, Evaluation: accuracy % of Qwen2.5-VL base and Spatial-SSRL models.
 PAPER = {
@@ -32,47 +44,87 @@ def _load(path: str) -> dict:
     return res
 
 
+def expand(paths: list[str]) -> list[str]:
+    """The results files ``paths`` name: a file, a folder holding ``results.json``, or a glob
+    pattern (sorted matches); each file once. A name matching nothing is a ``ValueError``."""
+    files: list[str] = []
+    for p in paths:
+        found = [p] if os.path.exists(p) or not glob.has_magic(p) else sorted(glob.glob(p))
+        if not found:
+            raise ValueError(f"--compare {p}: no file matches")
+        found = [os.path.join(f, "results.json") if os.path.isdir(f) else f for f in found]
+        files += [f for f in found if os.path.abspath(f) not in map(os.path.abspath, files)]
+    return files
+
+
+def labels(folders: list[str]) -> list[str]:
+    """A label per folder: as many of its trailing names as tell the folders apart (a folder
+    given twice gets ``#2``, ``#3`` ...)."""
+    parts = [os.path.abspath(d).strip(os.sep).split(os.sep) for d in folders]
+    out = ["/".join(x) for x in parts]
+    for depth in range(1, max(len(x) for x in parts) + 1):
+        tails = ["/".join(x[-depth:]) for x in parts]
+        if len(set(tails)) == len(set(out)):
+            out = tails
+            break
+    return [f"{x}#{out[:i].count(x) + 1}" if x in out[:i] else x for i, x in enumerate(out)]
+
+
 def table(files: list[str]) -> tuple[list[str], dict[str, dict[str, float | None]]]:
-    """(benchmark columns, rows: model label -> benchmark -> accuracy)."""
-    rows: dict[str, dict[str, float | None]] = {}
-    for f in files:
+    """(benchmark columns, rows: run label -> column -> value); a benchmark's official
+    accuracy is under its name, our strict rule's under ``<name> strict``."""
+    runs: list[tuple[str, list[str], dict[str, float | None]]] = []  # (model, folders, values)
+    for f in expand(files):
         res = _load(f)
-        label = os.path.basename(str(res.get("model") or res.get("predictions_file") or f).rstrip("/"))
-        rows.setdefault(label, {})[res["benchmark"]] = res.get("accuracy")
-    benches = [b for b in BENCH_ORDER if any(b in r for r in rows.values())]
-    benches += sorted({b for r in rows.values() for b in r} - set(benches))
+        model = str(res.get("model") or "") or os.path.abspath(f)
+        run = next((r for r in runs if r[0] == model and res["benchmark"] not in r[2]), None)
+        if run is None:
+            run = (model, [], {})
+            runs.append(run)
+        run[1].append(os.path.dirname(os.path.abspath(f)))
+        run[2][res["benchmark"]] = res.get("accuracy")
+        if "strict" in res:
+            run[2][f"{res['benchmark']} strict"] = res.get("strict")
+    folders = [d[0] if len(set(d)) == 1 else os.path.commonpath(d) for _, d, _ in runs]
+    rows = {label: values for label, (_, _, values) in zip(labels(folders), runs)}
+    names = {b for r in rows.values() for b in r if not b.endswith(" strict")}
+    benches = [b for b in BENCH_ORDER if b in names] + sorted(names - set(BENCH_ORDER))
     return benches, rows
 
 
 def compare(files: list[str], out: str | None = None) -> str:
     """A markdown table of the results with the paper's rows; with ``out``, also
-    ``compare.md`` and ``compare.png`` there."""
+    ``compare.md`` and ``compare.png`` there (never replacing files of that name we did not
+    write)."""
     import click
 
     try:
         benches, rows = table(files)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    if out:
+        _check_out(out)
     paper_cols = [b for b in benches if b in BENCH_ORDER]
+    strict = [b for b in benches if any(f"{b} strict" in r for r in rows.values())]
+    columns = [c for b in benches for c in ([b, f"{b} strict"] if b in strict else [b])]
 
     def avg(r: dict) -> str:
         vals = [r.get(b) for b in paper_cols]
         return f"{sum(vals) / len(vals):.2f}" if vals and all(v is not None for v in vals) and len(paper_cols) > 1 else ""
 
-    head = "| model | " + " | ".join(benches) + (" | average |" if len(paper_cols) > 1 else " |")
-    lines = [head, "|" + " --- |" * (len(benches) + 1 + (len(paper_cols) > 1))]
+    head = "| model | " + " | ".join(columns) + (" | average |" if len(paper_cols) > 1 else " |")
+    lines = [head, "|" + " --- |" * (len(columns) + 1 + (len(paper_cols) > 1))]
     for label, r in rows.items():
-        cells = ["-" if r.get(b) is None else f"{r[b]:.2f}" for b in benches]
+        cells = ["-" if r.get(b) is None else f"{r[b]:.2f}" for b in columns]
         lines.append(f"| {label} | " + " | ".join(cells) + (f" | {avg(r)} |" if len(paper_cols) > 1 else " |"))
     for label, r in PAPER.items():
         if not paper_cols:
             break
-        cells = [f"{r[b]:.2f}" if b in r else "" for b in benches]
+        cells = [f"{r[b]:.2f}" if b in r else "" for b in columns]
         lines.append(f"| *{label}* | " + " | ".join(cells) + (f" | {avg(r)} |" if len(paper_cols) > 1 else " |"))
     text = "\n".join(lines) + "\n"
     if out:
-        os.makedirs(out, exist_ok=True)
-        atomic_write_bytes(os.path.join(out, "compare.md"), text.encode())
+        write_file(os.path.join(out, "compare.md"), text.encode())
         try:
             _chart(os.path.join(out, "compare.png"), benches, rows)
         except ImportError:
@@ -103,4 +155,22 @@ def _chart(path: str, benches: list[str], rows: dict) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    write_file(path, buf.getvalue())
+
+
+def _check_out(out: str) -> None:
+    """Refuse an ``out`` whose compare.md or compare.png we did not write (compare.md starts
+    with our header; compare.png is ours beside our compare.md)."""
+    import click
+
+    md, png = os.path.join(out, "compare.md"), os.path.join(out, "compare.png")
+    ours = False
+    if os.path.isfile(md):
+        with open(md, encoding="utf-8", errors="replace") as fh:
+            ours = fh.readline().startswith("| model | ")
+    theirs = [p for p in (md, png) if os.path.lexists(p) and not ours]
+    if os.path.lexists(out) and not os.path.isdir(out):
+        theirs = [out]
+    if theirs:
+        raise click.ClickException(f"--out {out}: {os.path.basename(theirs[0])} was not written by ssrl eval "
+                                   "--compare; choose another folder")

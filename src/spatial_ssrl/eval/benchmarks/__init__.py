@@ -1,5 +1,7 @@
 """One module per benchmark; each defines ``BENCHMARK``, an instance of
-:class:`spatial_ssrl.eval.base.Benchmark`. :func:`get_benchmark` finds them by name."""
+:class:`spatial_ssrl.eval.base.Benchmark`. :func:`get_benchmark` finds them by name or by one of
+their ``aliases`` (the names lmms-eval and VLMEvalKit use), case-insensitively and ignoring
+``-``, ``_``, spaces and apostrophes."""
 
 from __future__ import annotations
 
@@ -22,10 +24,14 @@ def available() -> dict[str, Benchmark]:
     return dict(sorted(found.items()))
 
 
+def _key(name: str) -> str:
+    return "".join(c for c in name.lower() if c not in "-_ '’")
+
+
 def get_benchmark(name: str) -> Benchmark:
     benches = available()
-    key = name.lower().replace("_", "-")
+    key = _key(name)
     for bench_name, bench in benches.items():
-        if bench_name.lower() == key:
+        if key in {_key(n) for n in (bench_name, *bench.aliases)}:
             return bench
     raise BenchmarkError(f"unknown benchmark {name!r}; available: {', '.join(benches)}")

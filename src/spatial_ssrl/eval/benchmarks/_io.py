@@ -8,6 +8,8 @@
 - JSON lists: :func:`read_json_list` (What'sUp, ViewSpatial-Bench); their rows: :func:`check_row`
   (What'sUp, ViewSpatial-Bench, VSI-Bench);
 - ``**options`` loaders: :func:`check_options` (What'sUp, ViewSpatial-Bench, VSI-Bench).
+- JSON lines and media still in zip archives: :func:`read_jsonl`, :class:`ZipMembers` (MindCube,
+  SITE).
 """
 
 from __future__ import annotations
@@ -242,3 +244,74 @@ def image_cell(cell: Any, roots: Sequence[Path]) -> tuple[bytes | None, str | No
         return None, "missing_image"
     data = bytes(data)
     return (data, None) if image_ok(data) else (None, "undecodable_image")
+
+
+# ------------------------------------------------------------- JSON lines and zipped media
+
+
+def read_jsonl(file: str | os.PathLike, what: str, data: bytes | None = None) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, one a line (blank lines skipped; ``data``: the
+    file's bytes when it was read from an archive). A line that is not a JSON object is a
+    :class:`BenchmarkError` naming the file and the line."""
+    try:
+        text = data.decode("utf-8") if data is not None else Path(file).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BenchmarkError(f"{file}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise BenchmarkError(f"{file}: not UTF-8 text (expected JSON lines of {what})") from None
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BenchmarkError(f"{file}: line {n} is not JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise BenchmarkError(f"{file}: line {n} is not a JSON object (expected one of {what} a line)")
+        rows.append(row)
+    return rows
+
+
+class ZipMembers:
+    """The files inside the ``*.zip`` archives directly in ``folder`` (a Hub snapshot whose
+    images ship zipped: MindCube's ``data.zip``, SITE's ``data_chunked_NN.zip``), read in place,
+    never extracted. Unreadable archives are left out (``bad`` names them)."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        import zipfile
+
+        self._where: dict[str, Path] = {}
+        self._open: dict[Path, zipfile.ZipFile] = {}
+        self.bad: list[str] = []
+        p = Path(folder)
+        for archive in sorted(p.glob("*.zip")) if p.is_dir() else []:
+            try:
+                with zipfile.ZipFile(archive) as zf:
+                    names = [i.filename for i in zf.infolist() if not i.is_dir()]
+            except (OSError, zipfile.BadZipFile):
+                self.bad.append(archive.name)
+                continue
+            for name in names:
+                self._where.setdefault(name, archive)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def names(self) -> list[str]:
+        return list(self._where)
+
+    def read(self, name: str) -> bytes | None:
+        """The bytes of member ``name`` (None when no archive holds it or it cannot be read)."""
+        import zipfile
+
+        archive = self._where.get(name)
+        if archive is None:
+            return None
+        try:
+            zf = self._open.get(archive)
+            if zf is None:
+                zf = self._open[archive] = zipfile.ZipFile(archive)
+            return zf.read(name)
+        except (OSError, zipfile.BadZipFile, KeyError, RuntimeError):
+            return None

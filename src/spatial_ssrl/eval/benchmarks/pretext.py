@@ -1,5 +1,9 @@
 """Held-out pretext tasks: a dataset folder of ours (any format ``ssrl generate`` writes),
-its ``test`` split by default, scored exactly as ``ssrl score`` and the GRPO reward score."""
+its ``test`` split by default, scored exactly as ``ssrl score`` and the GRPO reward score.
+
+These are our own tasks: their official rule is the strict one (the reward's parser, boxed
+answers only, hedges refused), so ``accuracy`` = ``strict`` and ``parse_failures`` =
+``strict_parse_failures``."""
 
 from __future__ import annotations
 
@@ -62,7 +66,11 @@ class Pretext(Benchmark):
             "per_variant": {k: {"n": v["n"], "accuracy": v["accuracy"]} for k, v in report["per_variant"].items()},
             "failure_reasons": report["failure_reasons"],
             "missing": missing,
-            "metric": "exact answer after canonicalisation (the GRPO reward's accuracy); unanswered items wrong",
+            "metric": "exact answer after canonicalisation (the GRPO reward's accuracy, our own rule: official = "
+                      "strict); unanswered items wrong",
+            "strict": 100.0 * right / total if total else None,
+            "strict_parse_failures": report["parse_failures"],
+            "metrics": {"strict_failure_reasons": dict(sorted(report["failure_reasons"].items()))},
         }
 
 

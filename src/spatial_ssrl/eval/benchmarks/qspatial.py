@@ -8,31 +8,44 @@ item's id is its row number (VLMEvalKit numbers them the same way). ``path`` is 
 or a folder holding it (``data/QSpatial_scannet-*`` there is left alone: its images come from
 ScanNet; ``split=QSpatial_scannet`` with ``image_root=`` reads it).
 
-Scoring (``examples/evaluate_success_rate.ipynb`` of andrewliao11/Q-Spatial-Bench-code, and
-VLMEvalKit ``QSpatial``): prediction and truth in centimetres; an item succeeds when
-``max(p/g, g/p) < 2``; ``accuracy`` is the success rate (``metrics["delta_1.5"]`` the same with
-1.5), per ``question_type`` too. The boxed answer is read with :func:`read_quantity`: a number
-*with* a length unit ("1 meter", "150cm", "3 feet 2 inches"); the question asks for a unit, so
-a bare number is a parse failure (``no_unit``), never given a guessed unit. A range ("1-2 m") is
-a parse failure too (the official regex took the mean of its numbers). The ground truth is
-converted with the same unit table (:data:`spatial_ssrl.eval.answers.UNITS_CM`); a truth with an
-unknown unit is skipped (``unknown_unit``), never scored against a guessed multiplier.
+Scoring, official rule (``accuracy``; ``QSpatialEvaluator`` in
+``examples/evaluate_success_rate.ipynb`` of andrewliao11/Q-Spatial-Bench-code, commit ebe8137eae97):
+the answer is written ``\\scalar{value} \\distance_unit{unit}``, as the authors' system prompt
+(``prompt_templates/system_prompt.txt``) asks; the value is the mean of the numbers
+(``\\d+\\.?\\d*``) in the last ``scalar{...}``, the unit the last ``distance_unit{...}``, converted
+with the notebook's table (m, cm, mm, feet, inches and their spellings; an unknown unit counts as
+centimetres, as there). An item succeeds when ``max(p/g, g/p) < 2`` in centimetres. Read from
+:func:`~spatial_ssrl.eval.answers.answer_text` (the last box's content, else the text after the
+think block), so a response without ``scalar{}`` and ``distance_unit{}`` in its answer reads
+nothing (``parse_failures``; the notebook raises there): our loader's question does not ask for
+that format, so a model answering "1.5 m" is scored by ``strict`` only. VLMEvalKit's ``QSpatial``
+extracts the answer with an LLM judge and is not reproduced. ``metrics["delta_1.5"]`` is the same
+with 1.5.
+
+``strict``: the boxed answer read with :func:`read_quantity`: a number *with* a length unit
+("1 meter", "150cm", "3 feet 2 inches"); a bare number is a parse failure (``no_unit``), never
+given a guessed unit, and so is a range ("1-2 m"). The ground truth is converted with the unit
+table :data:`spatial_ssrl.eval.answers.UNITS_CM`; a truth with an unknown unit is skipped
+(``unknown_unit``), never scored against a guessed multiplier.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..answers import UNITS_CM, read_quantity
-from ..base import Benchmark, EvalItem, Skipped, Tally, breakdown, pct
+from ..answers import UNITS_CM, answer_text, read_quantity
+from ..base import Benchmark, EvalItem, Skipped, Tally, breakdown, pct, with_strict
 from ._io import image_cell, parquet_files, read_parquet
 
 REQUIRED = ("question", "answer_value", "answer_unit", "question_type", "image")
-INSTRUCTION = "Answer with a number and a unit of length (for instance centimeters or meters)."
+# the official parser reads only \scalar{} and \distance_unit{}, so the question asks for them
+INSTRUCTION = ("Give the length as \\scalar{number} \\distance_unit{unit}, "
+               "for instance \\scalar{1.5} \\distance_unit{meters}.")
 THRESHOLDS = (2.0, 1.5)
 
 
@@ -50,6 +63,28 @@ def truth_cm(value: Any, unit: Any) -> tuple[float | None, str | None]:
     return v * factor, None
 
 
+# The notebook's unit table (anything else: a multiplier of 1).
+OFFICIAL_UNITS_CM = {**dict.fromkeys(("meters", "meter", "m", "metre", "metres"), 100.0),
+                     **dict.fromkeys(("centimeters", "centimeter", "cm"), 1.0),
+                     **dict.fromkeys(("feet", "foot", "ft"), 30.48),
+                     **dict.fromkeys(("inch", "inches", "in"), 2.54), "mm": 0.1}
+
+
+def official_cm(response: str | None) -> float | None:
+    """The official parse in centimetres: the mean of the numbers in the last ``scalar{}``
+    times the last ``distance_unit{}``'s multiplier; None when either is missing or the scalar
+    holds no number."""
+    text = answer_text(response)
+    if text is None:
+        return None
+    scalars = re.findall(r"scalar{([^}]*)}", text)
+    units = re.findall(r"distance_unit{([^}]*)}", text)
+    numbers = [float(x) for x in re.findall(r"\d+\.?\d*", scalars[-1])] if scalars else []
+    if not numbers or not units:
+        return None
+    return sum(numbers) / len(numbers) * OFFICIAL_UNITS_CM.get(units[-1].lower(), 1.0)
+
+
 def ratio(pred_cm: float, true_cm: float) -> float:
     """``max(p/g, g/p)``; infinite for a prediction of zero or less."""
     if pred_cm <= 0:
@@ -59,6 +94,8 @@ def ratio(pred_cm: float, true_cm: float) -> float:
 
 class QSpatialPlus(Benchmark):
     name = "qspatial-plus"
+    aliases = ("QSpatial_plus", "QSpatial", "Q-Spatial", "Q-Spatial++", "QSpatial++", "Q-Spatial-Bench")
+    hub_repo = "andrewliao11/Q-Spatial-Bench"
     default_path_hint = "Q-Spatial-Bench folder (data/QSpatial_plus-*.parquet) or the parquet file"
 
     def load(self, path: str, *, split: str = "QSpatial_plus", image_root: str | None = None
@@ -95,35 +132,43 @@ class QSpatialPlus(Benchmark):
     def score(self, items: list[EvalItem], responses: Mapping[str, str]) -> dict[str, Any]:
         hits: dict[float, list[bool]] = {t: [] for t in THRESHOLDS}
         per_type: dict[str, dict[float, list[bool]]] = {}
+        strict: dict[float, list[bool]] = {t: [] for t in THRESHOLDS}
         ratios: list[float] = []
         tally = Tally()
+        failures = missing = 0
         for it in items:
-            pred = tally.read(responses.get(it.id), read_quantity)
-            r = math.inf
+            response = responses.get(it.id)
+            missing += response is None
+            pred = official_cm(response)
+            failures += response is not None and pred is None
+            r = math.inf if pred is None else ratio(pred, float(it.answer))
             if pred is not None:
-                r = ratio(pred, float(it.answer))
                 ratios.append(r)
+            boxed_pred = tally.read(response, read_quantity)
+            strict_r = math.inf if boxed_pred is None else ratio(boxed_pred, float(it.answer))
             bucket = per_type.setdefault(it.category or "unknown", {t: [] for t in THRESHOLDS})
             for t in THRESHOLDS:
                 hits[t].append(r < t)
                 bucket[t].append(r < t)
+                strict[t].append(strict_r < t)
         finite = [x for x in ratios if math.isfinite(x)]
-        return {
+        report = {
             "accuracy": pct(hits[2.0]),
             "n": len(items),
-            "parse_failures": tally.parse_failures,
+            "parse_failures": failures,
             "per_category": breakdown({c: b[2.0] for c, b in per_type.items()}),
-            "metric": ("QSpatial success rate (official): max(pred/true, true/pred) < 2, both in centimetres; "
-                       "a bare number without a unit is a parse failure"),
+            "metric": ("official Q-Spatial success rate (Q-Spatial-Bench-code examples/evaluate_success_rate.ipynb): "
+                       "\\scalar{} and \\distance_unit{} of the answer, max(pred/true, true/pred) < 2 in centimetres"),
             "metrics": {
                 "delta_2": pct(hits[2.0]),
                 "delta_1.5": pct(hits[1.5]),
                 "per_category_delta_1.5": breakdown({c: b[1.5] for c, b in per_type.items()}),
                 "median_ratio": statistics.median(finite) if finite else None,
-                "failure_reasons": tally.failure_reasons(),
+                "strict_delta_1.5": pct(strict[1.5]),
             },
-            "missing": tally.missing,
+            "missing": missing,
         }
+        return with_strict(report, pct(strict[2.0]), tally)
 
 
 BENCHMARK = QSpatialPlus()

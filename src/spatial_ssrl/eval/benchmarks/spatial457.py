@@ -5,22 +5,41 @@ Files: VLMEvalKit's ``Spatial457.tsv`` (``vlmeval/dataset/spatial457.py``): ``in
 ``L1_single``, ``L2_objects``, ``L3_2d_spatial``, ``L4_occ``, ``L4_pose``, ``L5_6d_spatial``,
 ``L5_collision``. ``path`` is the file or a folder holding it.
 
-Scoring (VLMEvalKit ``Spatial457_utils.is_correct``, applied to the boxed answer): compared
-case-insensitively; ``none`` reads as ``no``; ``0`` is right for "No"; a number word
-(``zero``..``ten``) is right for its digits; a digit 1-9 is right for "Yes"; and two shapes of
-the same SuperCLEVR super-category (car, bus, motorbike, aeroplane, bicycle; judged on the first
-word, e.g. "sedan" for "suv", "mountain bike" for "road bike") match. ``accuracy`` is the item
-mean; ``per_category`` the seven subsets; ``metrics["per_level"]`` the five levels (L4 and L5
-pool their two subsets).
+Scoring, official rule (``accuracy``): VLMEvalKit's ``Spatial457.evaluate``
+(``vlmeval/dataset/spatial457.py``, open-compass/VLMEvalKit commit 401916c0) and
+``Spatial457_utils.is_correct`` (``vlmeval/dataset/utils/spatial457.py``, ec096a01), rule-based (no
+judge model). The prediction is the ``Answer`` field of the JSON template the official prompt asks
+for (``'Answer': '...'``, ``"Answer": "..."`` or ``'Answer': <digit>``), else, as with the
+dataset's ``ROBUST = True``, the whole answer
+(:func:`~spatial_ssrl.eval.answers.answer_text`: the last box's content, else the text after the
+think block, stripped). It is right when it equals the answer case-insensitively (``none`` read as
+``no``), or is ``0`` for "No", a number word ``zero``..``ten`` for the answer's digits, a digit 1-9
+for "Yes", or a shape of the same SuperCLEVR super-category (car, bus, motorbike, aeroplane,
+bicycle; judged on the first word, e.g. "sedan" for "suv"). So "Yes." or "The answer is yes" is
+wrong there, as officially. Only an empty answer reads nothing (``parse_failures``);
+``metrics["format_errors"]`` counts answers without the JSON field, as the official report does.
+``strict``: the boxed text (hedges refused) by the same match, lower-cased and without outer
+punctuation. ``accuracy`` is the item mean; ``per_category`` the seven subsets;
+``metrics["per_level"]`` the five levels (L4 and L5 pool their two subsets).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..answers import read_text
-from ..base import Benchmark, EvalItem, Skipped, Tally, breakdown, mean_report
+from ..answers import answer_text, read_text
+from ..base import (
+    Benchmark,
+    EvalItem,
+    Skipped,
+    Tally,
+    breakdown,
+    mean_report,
+    pct,
+    with_strict,
+)
 from ._io import indexed_tsv
 
 SUBSETS = ("L1_single", "L2_objects", "L3_2d_spatial", "L4_occ", "L4_pose", "L5_6d_spatial", "L5_collision")
@@ -48,8 +67,38 @@ INSTRUCTION = (
 REQUIRED = ("index", "question", "answer", "category", "image")
 
 
+_JSON_ANSWER = (re.compile(r"Answer': '(.*?)'"), re.compile(r'Answer": "(.*?)"'), re.compile(r"Answer': (\d)"))
+
+
+def official_prediction(response: str | None) -> tuple[str | None, bool]:
+    """(prediction, read from the JSON template): the template's ``Answer`` field, else the
+    whole answer text."""
+    text = answer_text(response)
+    if text is None:
+        return None, False
+    for pattern in _JSON_ANSWER:
+        m = pattern.search(text)
+        if m:
+            return m.group(1), True
+    return text, False
+
+
+def official_match(answer: str, predicted: str) -> bool:
+    """``is_correct`` as VLMEvalKit has it: case-insensitive equality and the exceptions, with the
+    "0" and digit cases compared as written (case-sensitively), nothing stripped."""
+    pred, gt = str(predicted), str(answer)
+    if pred.lower() == "none":
+        pred = "no"
+    if pred.lower() == gt.lower() or (pred == "0" and gt == "No"):
+        return True
+    if _NUMBER_WORDS.get(pred.lower()) == gt or (gt.lower() == "yes" and pred in tuple("123456789")):
+        return True
+    p_first, g_first = pred.lower().split(" ")[0], gt.lower().split(" ")[0]
+    return p_first in _SUPER and g_first in _SUPER and _SUPER[p_first] == _SUPER[g_first]
+
+
 def lenient_match(answer: str, predicted: str) -> bool:
-    """The official Spatial457 rule (answer and prediction as strings)."""
+    """The Spatial457 rule on cleaned strings (our strict reading: both stripped and lower-cased)."""
     pred = str(predicted).strip().lower()
     gt = str(answer).strip().lower()
     if pred == "none":
@@ -68,6 +117,8 @@ def lenient_match(answer: str, predicted: str) -> bool:
 
 class Spatial457(Benchmark):
     name = "spatial457"
+    aliases = ("Spatial457",)
+    hub_repo = None  # VLMEvalKit's Spatial457.tsv is served from its own site, not the Hub
     default_path_hint = "Spatial457.tsv (VLMEvalKit) or its folder"
 
     def load(self, path: str, *, file: str | None = None) -> tuple[list[EvalItem], list[Skipped]]:
@@ -91,20 +142,27 @@ class Spatial457(Benchmark):
 
     def score(self, items: list[EvalItem], responses: Mapping[str, str]) -> dict[str, Any]:
         rows = []
+        strict: list[bool] = []
         tally = Tally()
         levels: dict[str, list[float]] = {}
+        format_errors = missing = 0
         for it in items:
             response = responses.get(it.id)
-            text = tally.read(response, read_text)
-            hit = text is not None and lenient_match(str(it.answer), text)
-            rows.append((it.category, float(hit), response is None or text is not None))
+            missing += response is None
+            pred, templated = official_prediction(response)
+            format_errors += response is not None and not templated
+            hit = bool(pred) and official_match(str(it.answer), pred)
+            rows.append((it.category, float(hit), response is None or bool(pred)))
             levels.setdefault((it.category or "unknown").split("_")[0], []).append(float(hit))
+            text = tally.read(response, read_text)
+            strict.append(text is not None and lenient_match(str(it.answer), text))
         report = mean_report(rows, metric=(
-            "Spatial457 lenient match (official VLMEvalKit rule: case, number words, none=no, 0=No, "
-            "1-9=Yes, shape super-categories) on the boxed answer; item mean"))
-        report["metrics"] = {"per_level": breakdown(levels), "failure_reasons": tally.failure_reasons()}
-        report["missing"] = tally.missing
-        return report
+            "official Spatial457 rule (VLMEvalKit vlmeval/dataset/spatial457.py, is_correct): the JSON 'Answer' "
+            "field, else the whole answer; case, number words, none=no, 0=No, 1-9=Yes, shape super-categories; "
+            "item mean"))
+        report["metrics"] = {"per_level": breakdown(levels), "format_errors": format_errors}
+        report["missing"] = missing
+        return with_strict(report, pct(strict), tally)
 
 
 BENCHMARK = Spatial457()

@@ -8,14 +8,23 @@ its options after "Available options:"), ``image`` (a Hugging Face image: ``{byt
 ``oracle_answer``, ``oracle_option`` (the letter) and ``oracle_full_answer``. ``path`` is a
 parquet file, a mode folder, or the dataset root (``mode=`` picks the folder, ``vqa`` by default).
 
-Scoring (``evals/evaluation.py`` of jiayuww/SpatialEval): an item is right when the lower-cased
-``oracle_answer`` is a substring of the lower-cased answer; here the answer is the boxed text
-(the official script first pulls an answer out of free text with per-task patterns, which a
-boxed answer makes unnecessary). Number words zero..nine in the box also count as their digits,
-as the official extractor reads them. ``accuracy`` is the item mean over all four tasks (the
-official script has no extractor for spatialreal; the same substring rule is used there);
-``per_category`` is per task. ``metrics["option_letter"]``: exact option-letter accuracy over the
-items whose options could be read from the text.
+Scoring, official rule (``accuracy``; ``evals/evaluation.py`` of jiayuww/SpatialEval, commit
+d82ba3828052): an answer is pulled out of the response by the task's extractor for the question
+number (the last part of the id), with the generic patterns (none of the per-model ones), then
+the item is right when the lower-cased ``oracle_answer`` is a substring of ``str(answer)``
+lower-cased. Here the response is :func:`~spatial_ssrl.eval.answers.answer_text` (the last box's
+content, else the text after the think block, stripped). The extractors: spatialmap q0 the first
+diagonal direction (after a letter "A." if any), q1 the object named before "is located/in the
+<direction>", after a letter "A.", or after "is", q2 the first number word or digits by position;
+mazenav q2 Yes/No by keyword, q0/q1 a number word, a phrase such as "3 right turns", or the first
+digits; spatialgrid q0 the first number, q1/q2 the first animal name. An extractor that finds
+nothing gives ``None``, which the official code compares as the text "none" (so it still matches
+an oracle "no", as there); it is counted in ``parse_failures``. spatialreal has no official
+extractor (the script stops there); the substring rule reads the whole answer for it. ``strict``:
+the substring rule on the boxed text (hedges refused; number words zero..nine also as digits).
+``accuracy`` is the item mean over all four tasks; ``per_category`` is per task.
+``metrics["option_letter"]``: exact boxed option-letter accuracy over the items whose options
+could be read from the text.
 
 The parquet helpers (:func:`parquet_files`, :func:`read_parquet`, :func:`image_cell`) are in :mod:`._io`.
 """
@@ -27,8 +36,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..answers import read_choice, read_text
-from ..base import Benchmark, BenchmarkError, EvalItem, Skipped, Tally, breakdown, pct
+from ..answers import answer_text, read_choice, read_text
+from ..base import (
+    Benchmark,
+    BenchmarkError,
+    EvalItem,
+    Skipped,
+    Tally,
+    breakdown,
+    pct,
+    with_strict,
+)
 from ._io import image_cell, parquet_files, read_parquet
 
 TASKS = ("spatialmap", "mazenav", "spatialgrid", "spatialreal")
@@ -66,6 +84,105 @@ def parse_options(text: str) -> list[str] | None:
     return options if all(options) else None
 
 
+# ------------------------------------------------ the official extractors (evals/evaluation.py)
+
+_DIRS = r"\b(southeast|northeast|northwest|southwest)\b"
+_COUNT_WORDS = {"zero": 0, "no": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+                "eight": 8, "nine": 9}
+_ANIMALS = r"\b(giraffe|cat|dog|elephant|rabbit)\b"
+_TRAILING = re.compile(r"[\.,\?!<]+$")
+_MAZE_PATTERNS = {
+    0: (r"\bThere are\s*(\d+)\s*right turns\b", r"\bThere is\s*(\d+)\s*right turn\b", r"\b(\d+)\s+right turn(s)?",
+        r"answer is\s+(\d+)", r"answer is:\s*\n*\s*(\d+)", r"from S to E is\s+(\d+)", r"Answer:\*\*\s*(\d+)\b"),
+    1: (r"\bThere are\s*(\d+)\s*total turns\b", r"\bThere are\s*(\d+)\s*turns\b", r"There is\s*(\d+)\s*turn\b",
+        r"There is\s*(\d+)\s*total turn\b", r"answer is\s+(\d+)", r"answer is:\s*\n*\s*(\d+)",
+        r"from S to E is\s+(\d+)", r"\btotal of\s+(\d+)\s+turn(s)?", r"Answer:\*\*\s*(\d+)\b",
+        r"(\d+)\s+total turn(s)?", r"\b(\d+)\s+turn(s)?"),
+}
+
+
+def _earliest_number(text: str) -> int | None:
+    """The number written first: count words (``no`` = 0) found in ``text``, digits found in
+    ``text`` less a leading "\\n\\n<n>. " list marker (positions taken in each, as there)."""
+    found = [(m.start(), n) for w, n in _COUNT_WORDS.items() for m in re.finditer(rf"\b{w}\b", text, re.IGNORECASE)]
+    found += [(m.start(), int(m.group())) for m in re.finditer(r"\d+", re.sub(r"^\n\n\d+\.\s", "", text))]
+    return min(found, key=lambda f: f[0])[1] if found else None
+
+
+def _spatialmap(text: str, q: int) -> Any:
+    if q == 0:
+        m = re.search(r"\b[A-D]\.\s*" + _DIRS, text, re.IGNORECASE) or re.search(_DIRS, text, re.IGNORECASE)
+        return m.group(1) if m else None
+    if q == 1:
+        m = re.search(rf"^([\w\s'’]+?)\s+is\s+(?:located\s+|in\s+the\s+|located\s+to\s+the\s+)({_DIRS})", text,
+                      re.IGNORECASE)
+        if m:
+            return m.group(1)
+        m = re.search(r"\b[A-D]\.\s*(.*)", text)
+        if m:
+            return m.group(1).replace("**", "").replace(".", "").split(" is", 1)[0].strip()
+        m = re.search(r"\b([ABCD][.,]|[(][abcdABCD][)])\s*(.*?)(?=\sis\b|\.|,|<|$)", text)
+        if m:
+            return _TRAILING.sub("", m.group(1).strip())
+        m = re.search(rf"Therefore, the object in the {_DIRS} of [\w\s'’]+ is ([\w\s'’]+)", text, re.IGNORECASE)
+        if m:
+            return m.group(2)
+        m = re.search(r"\bis\b\s+(.*?)(?=\.|,|<|$)", text)
+        return _TRAILING.sub("", m.group(1).strip()) if m else None
+    if q == 2:
+        m = re.search(r"\b[A-D]\.\s*(\d+)", text)
+        return int(m.group(1)) if m else _earliest_number(text)
+    return None  # the official script skips the row: counted wrong
+
+
+def _mazenav(text: str, q: int) -> Any:
+    if q == 2:
+        for answer, patterns in (("Yes", (r"\byes\b", r"the answer is yes", r"\"yes\"", r"\'yes\'",
+                                           r"is the shortest path")),
+                                 ("No", (r"\bno\b", r"the answer is no", r"\"no\"", r"\'no\'", r"\bnot\b"))):
+            if any(re.search(p, text, re.IGNORECASE) for p in patterns):
+                return answer
+        return None
+    if q not in _MAZE_PATTERNS:
+        return None
+    for word, n in _COUNT_WORDS.items():  # in this order, wherever they stand
+        if re.search(rf"\b{word}\b", text, re.IGNORECASE):
+            return n
+    for pattern in _MAZE_PATTERNS[q]:
+        m = re.search(pattern, text, re.IGNORECASE)
+        if m:
+            return int(m.group(1))
+    m = re.search(r"\d+", text)
+    return int(m.group()) if m else None
+
+
+def _spatialgrid(text: str, q: int) -> Any:
+    if q >= 1:
+        m = re.search(_ANIMALS, text, re.IGNORECASE)
+        return m.group(1) if m else None
+    return _earliest_number(text)
+
+
+EXTRACTORS = {"spatialmap": _spatialmap, "mazenav": _mazenav, "spatialgrid": _spatialgrid}
+
+
+def official_hit(task: str, question_number: str, oracle: str, response: str | None) -> tuple[bool, bool]:
+    """(right, something read) by the official rule for one response."""
+    text = answer_text(response)
+    if text is None:
+        return False, False
+    extract = EXTRACTORS.get(task)
+    if extract is None:  # spatialreal: no official extractor; the whole answer
+        answer: Any = text or None
+    else:
+        try:
+            q = int(question_number)
+        except ValueError:
+            return False, False
+        answer = extract(text, q)
+    return str(oracle).lower() in str(answer).lower(), answer is not None
+
+
 def substring_hit(oracle: str, boxed_text: str) -> bool:
     """The official rule: the lower-cased oracle answer inside the lower-cased answer (or inside
     it with number words written as digits)."""
@@ -78,6 +195,8 @@ def substring_hit(oracle: str, boxed_text: str) -> bool:
 
 class SpatialEval(Benchmark):
     name = "spatialeval"
+    aliases = ("SpatialEval",)
+    hub_repo, hub_config = "MilaWang/SpatialEval", "vqa"
     default_path_hint = "MilaWang/SpatialEval folder (vqa/test-*.parquet), a mode folder or a parquet file"
 
     def load(self, path: str, *, mode: str = "vqa", tasks: str | Sequence[str] | None = None
@@ -138,27 +257,32 @@ class SpatialEval(Benchmark):
         per_question: dict[str, list[bool]] = {}
         letter_hits: dict[str, list[bool]] = {}
         hits: list[bool] = []
+        strict: list[bool] = []
         tally, letters = Tally(), Tally()
+        failures = missing = 0
         for it in items:
             response = responses.get(it.id)
-            text = tally.read(response, read_text)
-            hit = text is not None and substring_hit(str(it.answer), text)
-            hits.append(hit)
+            missing += response is None
             task = it.category or "unknown"
+            hit, read = official_hit(task, str(it.meta.get("question_number", "")), str(it.answer), response)
+            failures += response is not None and not read
+            hits.append(hit)
             per_task.setdefault(task, []).append(hit)
             per_question.setdefault(f"{task}.q{it.meta.get('question_number', '')}", []).append(hit)
+            text = tally.read(response, read_text)
+            strict.append(text is not None and substring_hit(str(it.answer), text))
             gold = it.meta.get("oracle_option")
             if it.options and gold:
                 letter = letters.read(response, read_choice, it.options, n_letters=len(it.options))
                 letter_hits.setdefault(task, []).append(letter == gold)
         all_letters = [h for v in letter_hits.values() for h in v]
-        return {
+        report = {
             "accuracy": pct(hits),
             "n": len(hits),
-            "parse_failures": tally.parse_failures,
+            "parse_failures": failures,
             "per_category": breakdown(per_task),
-            "metric": ("SpatialEval substring rule (official): lower-cased oracle_answer contained in the boxed "
-                       "answer; item mean over all tasks"),
+            "metric": ("official SpatialEval rule (evals/evaluation.py): the task's answer extractor, then the "
+                       "lower-cased oracle_answer as a substring of its result; item mean over all tasks"),
             "metrics": {
                 "option_letter": {
                     "accuracy": pct(all_letters), "n": len(all_letters), "parse_failures": letters.parse_failures,
@@ -166,9 +290,10 @@ class SpatialEval(Benchmark):
                 },
                 "per_question": breakdown(per_question),
                 "task_mean": (sum(pct(v) for v in per_task.values()) / len(per_task)) if per_task else None,
-                "failure_reasons": tally.failure_reasons(),
             },
-            "missing": tally.missing,
+            "missing": missing,
         }
+        return with_strict(report, pct(strict), tally)
+
 
 BENCHMARK = SpatialEval()

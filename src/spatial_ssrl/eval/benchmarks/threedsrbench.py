@@ -9,9 +9,17 @@ left/right-flipped question and ``<base>-flip-N`` for its rotations. ``path`` ma
 or a folder holding it (the non-circular ``3dsrbench_v1_vlmevalkit.tsv`` and VLMEvalKit's own
 ``3DSRBench.tsv`` are taken when the circular one is absent; ``file=`` names one).
 
-Scoring (``compute_3dsrbench_results_circular.py`` of the authors): a row is right when the
-boxed option letter is the answer; rows are grouped by their qid without a trailing ``-N``
-(so a base and its ``-flip`` are separate groups); a group is right only when every row of it
+Scoring: a row is right when VLMEvalKit's rule-based matching reads its answer letter from
+:func:`~spatial_ssrl.eval.answers.answer_text` (the last box's content, else the text after the
+think block): ``can_infer`` in ``vlmeval/utils/matching_util.py`` (open-compass/VLMEvalKit commit
+2cf2a36c6e79; used by ``_3DSRBench.evaluate`` in ``vlmeval/dataset/image_mcq.py``, 944ee120ae41,
+through ``mcq_vanilla_eval`` in ``vlmeval/dataset/utils/multiple_choice.py``): the one option letter
+standing alone among the last words ("A. right", "The answer is (B) left"; upper case only), else
+"answer is X", else the one option text contained in a short answer ("right"); nothing read is a
+parse failure. VLMEvalKit's LLM judge for unread rows is not used (its default ``exact_matching``
+counts them wrong, as here). ``strict``: the boxed letter read by the reward's parser, hedges
+refused, grouped the same way. Groups (``compute_3dsrbench_results_circular.py`` of the
+authors): rows are grouped by their qid without a trailing ``-N`` (so a base and its ``-flip`` are separate groups); a group is right only when every row of it
 is. ``accuracy`` is the mean over groups, and per type (height, location, orientation,
 multi_object, each a set of the 12 subcategories) likewise. ``metrics`` adds the figures
 VLMEvalKit prints for the same predictions: ``vanilla`` (per row), ``flip`` (each unflipped
@@ -28,8 +36,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..answers import read_choice
-from ..base import Benchmark, EvalItem, Skipped, Tally, breakdown, pct
+from ..answers import answer_text, read_choice, vlmeval_choice
+from ..base import Benchmark, EvalItem, Skipped, Tally, breakdown, pct, with_strict
 from ._io import indexed_tsv
 
 # --------------------------------------------------------------------------- question helpers
@@ -110,6 +118,8 @@ def grouped(rows: Sequence[tuple[str, str, str, bool]], key: Callable[[str], str
 
 class ThreeDSRBench(Benchmark):
     name = "3dsrbench"
+    aliases = ("3DSRBench", "3dsrbench_circular", "3DSR-Bench")
+    hub_repo = "ccvl/3DSRBench"
     native_circular = True  # circular evaluation is the loader's own `circular` option
     default_path_hint = "3dsrbench_v1_vlmevalkit_circular.tsv (ccvl/3DSRBench) or its folder"
 
@@ -144,14 +154,20 @@ class ThreeDSRBench(Benchmark):
 
     def score(self, items: list[EvalItem], responses: Mapping[str, str]) -> dict[str, Any]:
         rows: list[tuple[str, str, str, bool]] = []
+        strict_rows: list[tuple[str, str, str, bool]] = []
         sub_of: dict[str, str] = {}
         tally = Tally()
+        failures = missing = 0
         for it in items:
-            letter = tally.read(responses.get(it.id), read_choice, it.options,
-                                n_letters=len(it.options or ()) or None)
-            hit = letter is not None and letter == it.answer
+            response = responses.get(it.id)
+            missing += response is None
+            letter = vlmeval_choice(answer_text(response), it.options or [])
+            failures += response is not None and letter is None
+            boxed_letter = tally.read(response, read_choice, it.options, n_letters=len(it.options or ()) or None)
             qid = str(it.meta.get("qid", it.id))
-            rows.append((it.id, qid, it.category or "unknown", hit))
+            rows.append((it.id, qid, it.category or "unknown", letter is not None and letter == it.answer))
+            strict_rows.append((it.id, qid, it.category or "unknown", boxed_letter is not None
+                                and boxed_letter == it.answer))
             sub_of[circular_key(qid)] = str(it.meta.get("subcategory", it.category))
 
         settings: dict[str, dict[str, Any]] = {}
@@ -169,12 +185,13 @@ class ThreeDSRBench(Benchmark):
             per_sub.setdefault(sub_of.get(k, "unknown"), []).append(ok)
         rotated = any(_ROTATION.search(qid) for _, qid, _, _ in rows)
         circ = settings["circular"]
-        return {
+        report = {
             "accuracy": circ["accuracy"],
             "n": len(rows),
-            "parse_failures": tally.parse_failures,
+            "parse_failures": failures,
             "per_category": circ["per_type"],
-            "metric": ("circular accuracy (official 3DSRBench): a question counts only when all its option "
+            "metric": ("circular accuracy (official 3DSRBench): rows read by VLMEvalKit's rule-based can_infer "
+                       "(vlmeval/utils/matching_util.py, no LLM judge); a question counts only when all its option "
                        "rotations are right (a flipped question is its own group); mean over groups"
                        + ("" if rotated else "; no rotated rows loaded, so groups are single rows")),
             "metrics": {
@@ -182,10 +199,10 @@ class ThreeDSRBench(Benchmark):
                 "n_groups": circ["n"],
                 "settings": settings,
                 "per_subcategory": breakdown(per_sub),
-                "failure_reasons": tally.failure_reasons(),
             },
-            "missing": tally.missing,
+            "missing": missing,
         }
+        return with_strict(report, pct([ok for _, _, ok in grouped(strict_rows, circular_key)]), tally)
 
 
 BENCHMARK = ThreeDSRBench()

@@ -10,15 +10,16 @@ file or a folder holding it (directly or in ``eval/``); images are looked up und
 and without the leading ``ViewSpatial-Bench/`` (so the repository root and the Hugging Face
 download folder both work). An item with a missing image is skipped (``missing_image``).
 
-Score: the final boxed letter (or the option text), read by the reward's parser, against the
-answer's letter; unparseable = wrong. ``accuracy`` = item mean over all questions (as the
-official script), per ``question_type`` and per perspective (Camera / Person).
-
-The official ``evaluate.py`` instead takes the LAST LINE of the response and its first standalone
-A-D letter, case-insensitively, so a sentence such as "a chair is to the left" reads as A, and a
-line naming two letters reads as the first; the paper's copy takes the last ``\\boxed{}`` and then
-the same first-letter rule. Here a box naming two letters, or boxes that disagree, is a parse
-failure, never a guess.
+Score, official rule (``accuracy``; ``evaluate.py`` at the root of ZJU-REAL/ViewSpatial-Bench,
+commit 2e85a5e41a29): the response's LAST LINE (``split("\\n")[-1]``), its first standalone letter
+A-D (regex ``\\b([A-D])\\b``, case-insensitive) against the answer's letter; read here from
+:func:`~spatial_ssrl.eval.answers.answer_text` (the last box's content, else the text after the
+think block, stripped). So "A. right", "(b) left" and "a chair is to the left" read as a letter, a
+line naming two letters as its first, and a line with no such letter (or the option text alone)
+reads nothing (``parse_failures``, counted wrong). ``accuracy`` = item mean over all questions, as
+the official script prints, per ``question_type`` and per perspective (Camera / Person).
+``strict``: the final boxed letter (or the option text) read by the reward's parser, a box naming
+two letters or boxes that disagree refused (``hedged``).
 """
 
 from __future__ import annotations
@@ -28,8 +29,17 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..answers import read_choice
-from ..base import Benchmark, BenchmarkError, EvalItem, Skipped, Tally, breakdown, pct
+from ..answers import answer_text, read_choice
+from ..base import (
+    Benchmark,
+    BenchmarkError,
+    EvalItem,
+    Skipped,
+    Tally,
+    breakdown,
+    pct,
+    with_strict,
+)
 from ._io import check_options, check_row, read_json_list
 
 JSON_NAME = "ViewSpatial-Bench.json"
@@ -39,6 +49,16 @@ INSTRUCTION = "Answer with the option's letter."
 OPTIONS = ("image_root",)
 _CHOICE_LINE = re.compile(r"^\s*\(?([A-H])\s*[.):]\s*(.*)$")
 _ANSWER_LETTER = re.compile(r"^\s*\(?([A-H])(?![A-Za-z])")
+_OFFICIAL_LETTER = re.compile(r"\b([A-D])\b", re.IGNORECASE)
+
+
+def official_letter(response: str | None) -> str | None:
+    """The official reading: the first standalone A-D letter of the answer's last line, upper-cased."""
+    text = answer_text(response)
+    if text is None:
+        return None
+    m = _OFFICIAL_LETTER.search(text.split("\n")[-1])
+    return m.group(1).upper() if m else None
 
 
 def _find_json(path: str) -> str:
@@ -83,6 +103,8 @@ def _answer_letter(file: str, i: int, raw: Any, options: list[str]) -> str:
 
 class ViewSpatial(Benchmark):
     name = "viewspatial"
+    aliases = ("ViewSpatial-Bench", "ViewSpatialBench")
+    hub_repo = "lidingm/ViewSpatial-Bench"  # the json and the image archives
     default_path_hint = "ViewSpatial-Bench.json, or the repository folder holding eval/ and ViewSpatial-Bench/"
 
     def load(self, path: str, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
@@ -140,26 +162,34 @@ class ViewSpatial(Benchmark):
         per: dict[str, list[bool]] = {}
         per_view: dict[str, list[bool]] = {}
         rows: list[bool] = []
+        strict: list[bool] = []
+        failures = missing = 0
         for it in items:
-            letter = tally.read(responses.get(it.id), read_choice, it.options, n_letters=len(it.options or ()))
+            response = responses.get(it.id)
+            missing += response is None
+            letter = official_letter(response)
+            failures += response is not None and letter is None
             ok = letter is not None and letter == it.answer
             rows.append(ok)
             per.setdefault(it.category or "all", []).append(ok)
             per_view.setdefault(it.meta.get("perspective") or "all", []).append(ok)
+            boxed_letter = tally.read(response, read_choice, it.options, n_letters=len(it.options or ()))
+            strict.append(boxed_letter is not None and boxed_letter == it.answer)
 
-        return {
+        report = {
             "accuracy": pct(rows),
             "n": len(rows),
-            "parse_failures": tally.parse_failures,
-            "missing": tally.missing,
+            "parse_failures": failures,
+            "missing": missing,
             "per_category": breakdown(per),
-            "metric": "option letter from the final boxed answer (hedging refused), item mean over all questions; "
-                      "the official script reads the first standalone A-D letter of the response's last line",
+            "metric": "official ViewSpatial-Bench rule (evaluate.py): first standalone A-D letter of the answer's "
+                      "last line, case-insensitive; item mean over all questions",
             "metrics": {
                 "per_perspective": breakdown(per_view),
                 "macro_mean_over_types": (sum(pct(v) for v in per.values()) / len(per)) if per else None,
-                "failure_reasons": tally.failure_reasons(sort=True),
             },
         }
+        return with_strict(report, pct(strict), tally)
+
 
 BENCHMARK = ViewSpatial()

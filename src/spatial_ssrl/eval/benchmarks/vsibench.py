@@ -14,13 +14,21 @@ and last included (:mod:`spatial_ssrl.eval.video`), become the item's images (JP
 ``<image>`` each, first in the question; option ``max_side`` downscales them. Decoding needs
 PyAV (``pip install 'spatial-ssrl[video]'``). The paper's script used 128 frames.
 
-Score: multiple-choice types by the exact boxed letter; numeric types (counting, absolute
-distance, object and room size) by mean relative accuracy, the mean over theta in 0.50, 0.55,
-..., 0.95 of [|p - g| / g <= 1 - theta], with the boxed number read by the reward's parser;
-unparseable or unanswered = 0. Official overall (``accuracy``): the three relative-direction
-levels averaged into one task, then the unweighted mean over the tasks. ``metrics`` also has the
-item mean (what the Spatial-SSRL paper's ``check_accuracy.py`` printed) and, when the table has
-``pruned``, the same figures on VSI-Bench-Debiased.
+Score, official rule (``accuracy``; ``lmms_eval/tasks/vsibench/utils.py`` of
+vision-x-nyu/thinking-in-space, commit 51e089c3ae69): the answer (:func:`~spatial_ssrl.eval.answers.answer_text`:
+the last box's content, else the text after the think block, stripped) is cut to its first
+space-separated word with trailing dots removed (``fuzzy_matching``). Multiple-choice types: that
+word equal to the answer letter, case-insensitively ("A. right" and "b" read, "(B)" and "The" do
+not: a first word that is no option letter is a parse failure). Numeric types (counting, absolute
+distance, object and room size): that word as a float ("4 meters" reads 4, "about 4" nothing),
+scored by mean relative accuracy, the mean over theta in 0.50, 0.55, ..., 0.95 of
+[|p - g| / g <= 1 - theta] with the official plain ``<=`` (truth 5, prediction 4: 0.6);
+unparseable or unanswered = 0. Official overall: the three relative-direction levels averaged into
+one task, then the unweighted mean over the tasks. ``strict``: the boxed letter or the boxed
+number read by the reward's parser (hedges refused), MRA with a 1e-9 tolerance at the boundaries
+(truth 5, prediction 4: 0.7), aggregated the same way. ``metrics`` also has the item mean (what
+the Spatial-SSRL paper's ``check_accuracy.py`` printed) and, when the table has ``pruned``, the
+same figures on VSI-Bench-Debiased.
 """
 
 from __future__ import annotations
@@ -33,8 +41,16 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..answers import read_choice, read_number
-from ..base import Benchmark, BenchmarkError, EvalItem, Skipped, Tally, breakdown
+from ..answers import answer_text, read_choice, read_number
+from ..base import (
+    Benchmark,
+    BenchmarkError,
+    EvalItem,
+    Skipped,
+    Tally,
+    breakdown,
+    with_strict,
+)
 from ._io import check_options, check_row
 
 NUMERIC_TYPES = frozenset({"object_abs_distance", "object_counting", "object_size_estimation", "room_size_estimation"})
@@ -61,6 +77,28 @@ def mean_relative_accuracy(pred: float, truth: float) -> float:
     else:
         rel = abs(pred - truth) / abs(truth)
     return sum(rel <= (1.0 - t) + 1e-9 for t in MRA_THRESHOLDS) / len(MRA_THRESHOLDS)
+
+
+def official_mra(pred: float, truth: float) -> float:
+    """The official mean relative accuracy: ``np.linspace(.5, .95, 10)`` thresholds and a plain
+    ``<=`` (no tolerance), so float rounding decides the boundaries as it does there (truth 5,
+    prediction 4: 0.6, where :func:`mean_relative_accuracy` gives 0.7). A zero ground truth,
+    which the official code cannot score, counts only an exact zero."""
+    import numpy as np
+
+    if not (math.isfinite(pred) and math.isfinite(truth)):
+        return 0.0
+    if truth == 0:
+        return 1.0 if pred == 0 else 0.0
+    rel = abs(pred - truth) / truth
+    return float((rel <= 1 - np.linspace(0.5, 0.95, 10)).mean())
+
+
+def first_word(response: str | None) -> str | None:
+    """The official ``fuzzy_matching``: the answer's first space-separated word, trailing dots
+    removed, stripped; None for a missing response."""
+    text = answer_text(response)
+    return None if text is None else text.split(" ")[0].rstrip(".").strip()
 
 
 def task_of(question_type: str) -> str:
@@ -126,6 +164,8 @@ def _options(raw: Any) -> list[str]:
 
 class VSIBench(Benchmark):
     name = "vsi-bench"
+    aliases = ("vsibench", "VSI-Bench", "VSI_Bench")
+    hub_repo = "nyu-visionx/VSI-Bench"
     modality = "video"
     default_path_hint = "the VSI-Bench folder: test-*.parquet and <dataset>/<scene_name>.mp4 videos"
 
@@ -207,18 +247,33 @@ class VSIBench(Benchmark):
     def score(self, items: list[EvalItem], responses: Mapping[str, str]) -> dict[str, Any]:
         tally = Tally()
         scored: list[tuple[EvalItem, float]] = []
+        strict: list[tuple[EvalItem, float]] = []
+        failures = missing = 0
         for it in items:
             response = responses.get(it.id)
-            value = 0.0
+            missing += response is None
+            word = first_word(response)
+            value = strict_value = 0.0
             if it.meta.get("kind") == "numeric":
-                pred = tally.read(response, read_number, fallback_reason="no_number")
+                try:
+                    pred = float(word) if word is not None else None
+                except ValueError:
+                    pred = None
                 if pred is not None:
-                    value = mean_relative_accuracy(pred, float(it.answer))
+                    value = official_mra(pred, float(it.answer))
+                boxed_pred = tally.read(response, read_number, fallback_reason="no_number")
+                if boxed_pred is not None:
+                    strict_value = mean_relative_accuracy(boxed_pred, float(it.answer))
             else:
+                letters = LETTERS[:len(it.options or ())].lower()
+                pred = word if word and word.lower() in letters and len(word) == 1 else None
+                value = 1.0 if pred is not None and pred.lower() == str(it.answer).lower() else 0.0
                 letter = tally.read(response, read_choice, it.options, n_letters=len(it.options or ()))
                 if letter is not None:
-                    value = 1.0 if letter == it.answer else 0.0
+                    strict_value = 1.0 if letter == it.answer else 0.0
+            failures += response is not None and pred is None
             scored.append((it, value))
+            strict.append((it, strict_value))
 
         overall, tasks, item_mean = _aggregate(scored)
         per_type: dict[str, list[float]] = {}
@@ -226,24 +281,25 @@ class VSIBench(Benchmark):
         for it, v in scored:
             per_type.setdefault(it.category or "all", []).append(v)
             kinds[it.category or "all"] = "MRA" if it.meta.get("kind") == "numeric" else "accuracy"
-        metrics: dict[str, Any] = {"item_mean": item_mean, "tasks": tasks,
-                                   "failure_reasons": tally.failure_reasons(sort=True)}
+        metrics: dict[str, Any] = {"item_mean": item_mean, "tasks": tasks}
         marked = [(it, v) for it, v in scored if it.meta.get("pruned") is not None]
         if marked:
             kept = [(it, v) for it, v in marked if not it.meta["pruned"]]
             d_overall, d_tasks, d_mean = _aggregate(kept)
             metrics["debiased"] = {"accuracy": d_overall, "n": len(kept), "item_mean": d_mean, "tasks": d_tasks}
-        return {
+        report = {
             "accuracy": overall,
             "n": len(scored),
-            "parse_failures": tally.parse_failures,
-            "missing": tally.missing,
+            "parse_failures": failures,
+            "missing": missing,
             "per_category": {k: {**entry, "metric": kinds[k]} for k, entry in breakdown(per_type).items()},
-            "metric": "multiple choice by the exact boxed letter, numeric by mean relative accuracy "
-                      "(theta 0.50..0.95); overall = unweighted mean over tasks, the three relative-direction "
+            "metric": "official VSI-Bench rule (thinking-in-space lmms_eval/tasks/vsibench/utils.py): first word of "
+                      "the answer; multiple choice by exact letter, numeric by mean relative accuracy (theta "
+                      "0.50..0.95, plain <=); overall = unweighted mean over tasks, the three relative-direction "
                       "levels averaged into one",
             "metrics": metrics,
         }
+        return with_strict(report, _aggregate(strict)[0], tally)
 
 
 def _aggregate(scored: list[tuple[EvalItem, float]]) -> tuple[float | None, dict[str, float], float | None]:

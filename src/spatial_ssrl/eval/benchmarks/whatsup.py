@@ -23,23 +23,36 @@ Options: ``subsets`` (names or aliases, comma-separated or a list; default the t
 sets, ``all`` for all six), ``seed``, ``circular`` (every rotation of the shuffled options is its
 own row; a question counts only when all its rows are right).
 
-Score: the boxed letter (or the exact caption text) against the answer, unparseable = wrong.
-``accuracy`` is the unweighted mean over the loaded subsets (the authors' tables macro-average
-their subsets); the row mean, the per-question mean with circular rows, and the controlled sets'
-"set accuracy" (all four images of an object pair right) are in ``metrics``.
+Score, official rule (``accuracy``). The authors' ``dataset_zoo/aro_datasets.py``
+(amitakamath/whatsup_vlms, commit 7c1f2550eace) scores a contrastive model: the caption it rates
+highest is its pick, so it has no rule for reading text. The pick is read here with VLMEvalKit's
+rule-based option matching (``can_infer``, ``vlmeval/utils/matching_util.py``, open-compass/VLMEvalKit
+2cf2a36c6e79) from :func:`~spatial_ssrl.eval.answers.answer_text` (the last box's content, else the
+text after the think block): the one option letter standing alone among the last words ("A. ...",
+"The answer is (B) ..."), else "answer is X", else the one caption contained in a short answer;
+nothing read is a parse failure. A row is right when the pick is the true caption; per subset the
+authors' "individual accuracy" is the row mean (the per-question mean with circular rows), and
+``accuracy`` is the unweighted mean over the loaded subsets. ``metrics["set_accuracy"]`` and
+``metrics["pair_accuracy"]`` follow ``Controlled_Images.evaluate_scores``: the images of one
+object pair are grouped by FILE NAME, (first ``_`` word, last ``_`` word less ``.jpeg``), the
+preposition being the second word; a set counts when its four prepositions are right, a pair
+when left and right (or on and under, in front and behind) are; divided by the number of object
+pairs (twice that for pairs): the authors divide by a quarter (a half) of the rows, the same
+figure for a complete subset, but one an image skipped here would shrink. ``strict``: the boxed letter (or the exact caption text) read
+by the reward's parser, hedges refused, aggregated the same way. The row mean and the
+per-question mean are in ``metrics``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 from collections.abc import Mapping
 from typing import Any
 
-from ..answers import read_choice
-from ..base import Benchmark, BenchmarkError, EvalItem, Skipped, Tally, pct
+from ..answers import answer_text, read_choice, vlmeval_choice
+from ..base import Benchmark, BenchmarkError, EvalItem, Skipped, Tally, pct, with_strict
 from ._io import check_options, check_row, read_json_list
 
 LETTERS = "ABCDEFGH"
@@ -134,8 +147,29 @@ def _rows(file: str, layout: str, image_dir: str, root: str) -> list[tuple[list[
     return out
 
 
+PAIRS = (("left", "right"), ("on", "under"), ("in-front", "behind"))
+
+
+def set_and_pair_accuracy(rows: list[tuple[str, bool]]) -> tuple[float | None, float | None]:
+    """The authors' set and pair accuracy (percent) from ``(image file name, right)`` per
+    question of a controlled subset: key (first word, last word less its 5-character
+    ``.jpeg``), preposition the second word; a later image of the same key and preposition
+    replaces an earlier one, as in their dictionary. Over the number of keys."""
+    if not rows:
+        return None, None
+    table: dict[tuple[str, str], dict[str, bool]] = {}
+    for name, ok in rows:
+        words = name.split("_")
+        table.setdefault((words[0], words[-1][:-5]), {})[words[1] if len(words) > 1 else ""] = ok
+    sets = sum(sum(preps.values()) == 4 for preps in table.values())
+    pairs = sum(preps.get(a, False) and preps.get(b, False) for preps in table.values() for a, b in PAIRS)
+    return 100.0 * sets / len(table), 100.0 * pairs / (2 * len(table))
+
+
 class WhatsUp(Benchmark):
     name = "whatsup"
+    aliases = ("WhatsUp", "What'sUp", "whatsup_vlms")
+    hub_repo = None  # the authors distribute it from Google Drive
     native_circular = True  # circular evaluation is the loader's own `circular` option
     default_path_hint = ("the folder holding controlled_images_dataset.json, controlled_clevr_dataset.json and "
                          "their image folders (the authors' data/ folder)")
@@ -183,7 +217,8 @@ class WhatsUp(Benchmark):
                         category=subset,
                         meta={"subset": subset, "row": index, "group": base, "permutation": order,
                               "rotation": r if circular else None, "true_caption": captions[0],
-                              "caption_set": sorted(captions), "seed": seed},
+                              "caption_set": sorted(captions), "seed": seed,
+                              "image_name": os.path.basename(candidates[-1])},
                     ))
         return items, skipped
 
@@ -191,47 +226,59 @@ class WhatsUp(Benchmark):
         tally = Tally()
         row_right: dict[str, list[bool]] = {}
         groups: dict[tuple[str, str], list[bool]] = {}
+        strict_groups: dict[tuple[str, str], list[bool]] = {}
+        names: dict[tuple[str, str], str] = {}
+        failures = missing = 0
         for it in items:
-            letter = tally.read(responses.get(it.id), read_choice, it.options, n_letters=len(it.options or ()))
+            response = responses.get(it.id)
+            missing += response is None
+            letter = vlmeval_choice(answer_text(response), it.options or [])
+            failures += response is not None and letter is None
             ok = letter is not None and letter == it.answer
+            boxed_letter = tally.read(response, read_choice, it.options, n_letters=len(it.options or ()))
             subset = it.meta.get("subset") or it.category or "all"
+            key = (subset, it.meta.get("group", it.id))
             row_right.setdefault(subset, []).append(ok)
-            groups.setdefault((subset, it.meta.get("group", it.id)), []).append(ok)
+            groups.setdefault(key, []).append(ok)
+            strict_groups.setdefault(key, []).append(boxed_letter is not None and boxed_letter == it.answer)
+            names[key] = str(it.meta.get("image_name") or "")
 
         circular = any(it.meta.get("rotation") is not None for it in items)
         per_q: dict[str, list[bool]] = {}
-        caption_sets: dict[tuple[str, str], list[bool]] = {}
-        group_caption = {(it.meta.get("subset") or it.category or "all", it.meta.get("group", it.id)):
-                         json.dumps(it.meta.get("caption_set")) for it in items}
+        strict_q: dict[str, list[bool]] = {}
+        by_name: dict[str, list[tuple[str, bool]]] = {}
         for (subset, group), oks in groups.items():
             per_q.setdefault(subset, []).append(all(oks))
-            caption_sets.setdefault((subset, group_caption[(subset, group)]), []).append(all(oks))
+            strict_q.setdefault(subset, []).append(all(strict_groups[(subset, group)]))
+            by_name.setdefault(subset, []).append((names[(subset, group)], all(oks)))
 
         per_category = {}
         for subset in sorted(per_q):
-            entry: dict[str, Any] = {"n": len(per_q[subset]), "accuracy": pct(per_q[subset])}
+            entry: dict[str, Any] = {"n": len(per_q[subset]), "accuracy": pct(per_q[subset]),
+                                     "strict": pct(strict_q[subset])}
             if circular:
                 entry["rows"] = len(row_right[subset])
                 entry["row_accuracy"] = pct(row_right[subset])
             per_category[subset] = entry
-        set_accuracy = {}
+        set_accuracy, pair_accuracy = {}, {}
         for subset in sorted(per_q):
-            if SUBSETS.get(subset, ("", "", ""))[2] != "controlled":
-                continue
-            sets = [all(v) for (s, _), v in caption_sets.items() if s == subset]
-            set_accuracy[subset] = pct(sets)
+            if SUBSETS.get(subset, ("", "", ""))[2] == "controlled":
+                set_accuracy[subset], pair_accuracy[subset] = set_and_pair_accuracy(by_name[subset])
         macro = [v["accuracy"] for v in per_category.values() if v["accuracy"] is not None]
+        strict_macro = [v["strict"] for v in per_category.values() if v["strict"] is not None]
         all_rows = [ok for v in row_right.values() for ok in v]
         all_q = [ok for v in per_q.values() for ok in v]
-        metric = ("caption choice by the boxed letter, options shuffled per item"
+        metric = ("caption choice read by VLMEvalKit's rule-based can_infer (vlmeval/utils/matching_util.py; the "
+                  "authors' dataset_zoo/aro_datasets.py scores contrastively and has no text rule), options shuffled "
+                  "per item"
                   + ("; circular: a question counts only when every rotation of its options is right" if circular
                      else "")
                   + "; accuracy = unweighted mean over subsets")
-        return {
+        report = {
             "accuracy": sum(macro) / len(macro) if macro else None,
             "n": len(all_q),
-            "parse_failures": tally.parse_failures,
-            "missing": tally.missing,
+            "parse_failures": failures,
+            "missing": missing,
             "per_category": per_category,
             "metric": metric,
             "metrics": {
@@ -240,9 +287,10 @@ class WhatsUp(Benchmark):
                 "rows": len(all_rows),
                 "circular": circular,
                 "set_accuracy": set_accuracy,
-                "failure_reasons": tally.failure_reasons(sort=True),
+                "pair_accuracy": pair_accuracy,
             },
         }
+        return with_strict(report, sum(strict_macro) / len(strict_macro) if strict_macro else None, tally)
 
 
 BENCHMARK = WhatsUp()
