@@ -219,3 +219,50 @@ def configs_command():
         click.echo(f"{name:<28} {path}")
     for name, path in shipped_configs(os.path.join(CONFIG_DIR, "accelerate")).items():
         click.echo(f"{'accelerate/' + name:<28} {path}")
+
+
+@click.command("stats", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("dataset", type=click.Path(file_okay=False))
+@click.option("--model", "-m", required=True,
+              help="The model you will train (checkpoint folder or hub id): its processor counts the tokens.")
+@click.option("--split", "split_name", default="train", show_default=True, help="Which split to count.")
+@click.option("--min-pixels", type=click.IntRange(min=1), default=None,
+              help="Smallest image area in pixels, as the framework is set (default: the processor's own; "
+                   "the paper's GRPO runs use 262144).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Largest image area in pixels, as the framework is set (default: the processor's own; "
+                   "the paper's GRPO runs use 4194304).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def stats_command(dataset, model, split_name, min_pixels, max_pixels, as_json):
+    """Prompt token lengths of a dataset (text and images through the model's processor) and
+    the EasyR1, verl and LLaMA-Factory settings that keep every row whole."""
+    import json
+
+    from ..readers import DatasetError, open_dataset
+
+    try:
+        reader = open_dataset(dataset)
+        reader.files(split_name)
+    except DatasetError as exc:
+        raise click.ClickException(str(exc)) from None
+    if min_pixels and max_pixels and min_pixels > max_pixels:
+        raise click.ClickException(f"--min-pixels {min_pixels} is above --max-pixels {max_pixels}")
+    try:
+        from .models import ModelError, check_model_folder, load_processor
+    except ImportError:
+        raise click.ClickException(TRAIN_EXTRA_HINT) from None
+    from .stats import report_lines, token_lengths
+
+    try:
+        check_model_folder(model)
+        processor = load_processor(model, min_pixels, max_pixels)
+        counted = token_lengths(reader, split_name, processor, min_pixels, max_pixels)
+    except ModelError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        exit_interrupted()
+    summary = counted.summary()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo("\n".join(report_lines(summary)))
