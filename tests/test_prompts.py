@@ -1,4 +1,4 @@
-"""The paper prompt set, character for character (SPEC.md, "Prompts")."""
+"""The paper prompt set, character for character (the paper's prompts, docs/tasks.md)."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import json
 import math
 import os
@@ -24,7 +25,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-
 from pixels import read_rows
 
 from spatial_ssrl.cli import main
@@ -74,7 +74,7 @@ def expected_text(facing: str, sx: int, sz: int) -> str:
 
 
 def test_own_facing_table_matches_spec_angles():
-    """The table above against the SPEC's angles (away 0, left 90, toward 180, right 270,
+    """The table above against the paper's angles (away 0, left 90, toward 180, right 270,
     counter-clockwise seen from above): forward = (0, 1) turned by the angle, right =
     forward turned 90 degrees clockwise."""
     for facing, deg in SPEC_DEG.items():
@@ -189,11 +189,11 @@ def read_regions(row, t):
 
 
 def check_depth_row(row, t):
-    p, regs = read_regions(row, t)
+    _p, regs = read_regions(row, t)
     assert row["answer_type"] == "permutation" and row["options"] is None
     assert sorted(regs) == [1, 2, 3]  # the paper's k = 3
     order = sorted(regs, key=lambda lab: float(np.median(regs[lab]["n"])))
-    for near, far in zip(order, order[1:]):  # separated whatever statistic one reads
+    for near, far in itertools.pairwise(order):  # separated whatever statistic one reads
         assert regs[far]["n"].min() - regs[near]["n"].max() > 0.05 - 1e-6
     assert row["answer"] == "-".join(str(lab) for lab in order)
 
@@ -214,7 +214,7 @@ def check_position_row(row, t):
     cam, tgt = p["camera_label"], p["target_label"]
     assert sorted(regs) == [1, 2] and {cam, tgt} == {1, 2}
     assert p["facing"] in CAMERA_AXES and p["facing_deg"] == SPEC_DEG[p["facing"]]
-    h, w = t["depth"].shape
+    _h, w = t["depth"].shape
     mode = "metric" if t["kind"] == "metric" and t["intrinsics"] is not None else "image"
     assert p["mode"] == mode and p["depth_kind"] == t["kind"]
     c, g = regs[cam], regs[tgt]
@@ -391,7 +391,7 @@ def test_metric_position_matches_scene_ground_truth(tmp_path):
 # ---------------------------------------------------------------------------------------
 def test_shared_fixtures_end_to_end(shared_samples, tmp_path):
     pytest.importorskip("h5py")
-    refs, report = discover_rgbd([str(shared_samples)])
+    refs, _report = discover_rgbd([str(shared_samples)])
     by_name = {os.path.basename(r.path): r for r in refs}
     assert set(by_name) == {"RGB-D_img1.jpg", "RGB-D_img2.jpg", "RGB-D_img3.png", "RGB_img.png"}
     assert by_name["RGB_img.png"].kind == "image" and by_name["RGB_img.png"].depth is None

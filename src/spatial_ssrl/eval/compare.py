@@ -19,7 +19,7 @@ import os
 
 from .runner import write_file
 
-# SPEC.md, Evaluation: accuracy % of Qwen2.5-VL base and Spatial-SSRL models.
+# The paper's evaluation table (arXiv 2510.27606): accuracy % of Qwen2.5-VL base and Spatial-SSRL models.
 PAPER = {
     "Qwen2.5-VL-3B (paper)": {"spatial457": 33.70, "3dsrbench": 50.30, "spatialeval": 54.65, "qspatial-plus": 33.66,
                               "whatsup": 85.85, "viewspatial": 35.38, "vsi-bench": 27.84},

@@ -10,7 +10,7 @@ it, a gated repository ...) is skipped, named with its reason; the others still 
 benchmark, the official score with our strict score beside it, a row per run
 (:func:`compare_suites` puts several suite folders side by side, a row per folder).
 
-``paper``: the seven benchmarks of the Spatial-SSRL paper (SPEC.md, Evaluation). ``easi``: the
+``paper``: the seven benchmarks of the Spatial-SSRL paper (arXiv 2510.27606). ``easi``: the
 set of the EASI leaderboard (Holistic Evaluation of Multimodal LLMs on Spatial Intelligence,
 arXiv 2508.13142, github.com/EvolvingLMMs-Lab/EASI; ../shared/BENCHMARKS.md), MindCube in its
 Tiny split.

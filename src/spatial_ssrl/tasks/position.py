@@ -9,8 +9,8 @@ Right-Front, Right-Back, Left-Back} when both do; their order is shuffled.
 
 Geometry on the ground plane. Coordinates are X (to the right in the image) and Z (away
 from the viewer, i.e. depth). The offset of the target from the camera is d = (dX, dZ).
-A camera facing angle t (SPEC convention: away 0 deg, left 90, toward 180, right 270,
-counter-clockwise seen from above with X to the right and Z up) looks along
+A camera facing angle t (the convention of the paper's position task: away 0 deg, left 90,
+toward 180, right 270, counter-clockwise seen from above with X to the right and Z up) looks along
 f = (-sin t, cos t); its right-hand side is r = (cos t, sin t). The target is then
 ``d . r`` to the camera's right and ``d . f`` in front of it:
 
@@ -66,7 +66,7 @@ code did.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -120,8 +120,8 @@ public code's facing weights (``-public``)."""
 def facing_vectors(facing: str) -> tuple[tuple[int, int], tuple[int, int]]:
     """(forward, right) unit vectors of a camera facing ``facing``, on the (X, Z) plane."""
     t = np.deg2rad(FACING_DEG[facing])
-    f = (int(round(-np.sin(t))), int(round(np.cos(t))))
-    r = (int(round(np.cos(t))), int(round(np.sin(t))))
+    f = (int(np.rint(-np.sin(t))), int(np.rint(np.cos(t))))
+    r = (int(np.rint(np.cos(t))), int(np.rint(np.sin(t))))
     return f, r
 
 
@@ -177,7 +177,7 @@ def _classify(lo1, hi1, lo2, hi2, thr):
 class PositionTask(PretextTask):
     name = "position"
     answer_type = "choice"
-    paper_counts = {"auto": 20200}
+    paper_counts: ClassVar[dict[str, int]] = {"auto": 20200}
     requires_depth = True
     lossless_output = False
 

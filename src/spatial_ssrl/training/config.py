@@ -8,7 +8,7 @@ to it unchanged. Command-line overrides (``--set key=value``) are parsed as YAML
 by name, before a model is loaded. Relative paths (``model``, ``data``, ``output``) are
 relative to the working directory, as on the command line.
 
-Defaults follow the paper (SPEC.md, Training) where TRL's defaults differ:
+Defaults follow the paper (Spatial-SSRL, arXiv 2510.27606, training details) where TRL's defaults differ:
 :data:`SFT_DEFAULTS` and :data:`GRPO_DEFAULTS`.
 """
 
@@ -71,7 +71,7 @@ OUR_KEYS: dict[str, Any] = {
     "curriculum_start": None,  # {task: level} to start at (default: each task's paper level)
 }
 
-# Paper settings for the cold start (SPEC.md: LoRA 128 on all linear layers, lr 1e-5,
+# Paper settings for the cold start (the paper: LoRA 128 on all linear layers, lr 1e-5,
 # 5 epochs, cosine, warm-up 0.1, 4 x 8 batch, bf16, images up to 262,144 px).
 SFT_DEFAULTS: dict[str, Any] = {
     "lora": True,
@@ -90,7 +90,7 @@ SFT_DEFAULTS: dict[str, Any] = {
     "remove_unused_columns": False,
 }
 
-# Paper settings for GRPO (SPEC.md): KL 0.01 (k3, TRL's estimator), 5 rollouts at T = 1,
+# Paper settings for GRPO (the paper): KL 0.01 (k3, TRL's estimator), 5 rollouts at T = 1,
 # top-p 1, lr 1e-6, AdamW wd 0.01, no warm-up, clip 1.0, responses up to 2048 tokens, images
 # 262,144 - 4,194,304 px, the original GRPO loss (per-sequence mean), vision tower trained.
 GRPO_DEFAULTS: dict[str, Any] = {
