@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
-from test_bench_scoring_b import view_repo
+from test_bench_scoring_b import VIEW_ROWS, view_repo
 
 from spatial_ssrl.cli import main
 from spatial_ssrl.eval.benchmarks import get_benchmark
@@ -42,7 +42,9 @@ def test_rotations_move_the_answer_with_its_text(tmp_path):
 
 
 def test_circular_through_ssrl_eval(tmp_path):
-    root, _ = view_repo(tmp_path)
+    # the four questions with images (scoring predictions would also score the fifth, its image
+    # missing: a predictions file needs no image)
+    root, _ = view_repo(tmp_path, rows=VIEW_ROWS[:4])
     items, _ = get_benchmark("viewspatial").load(str(root))
     rotated, _ = expand(items)
     truth = {it.id: it.answer for it in rotated}  # the right letter of each rotation

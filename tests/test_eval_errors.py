@@ -177,10 +177,16 @@ def test_skipped_items_say_why(tmp_path):
     rows = [{"question_type": "Camera perspective - Relative Direction", "image_path": [f"ViewSpatial-Bench/x/{i}.jpg"],
              "question": "Where?", "answer": "A. left", "choices": "A. left\nB. right"} for i in range(3)]
     (root / "eval" / "ViewSpatial-Bench.json").write_text(json.dumps(rows))
+    # a run that generates needs the images (no request is made: nothing is left to ask)
+    result = run_cli("eval", "--api-base", "http://127.0.0.1:9/v1", "--api-model", "m", "--bench", "viewspatial",
+                     "--bench-path", root, "--out", tmp_path / "o", ok=False)
+    _one_line_error(result, "no items to evaluate; 3 items skipped (missing_image 3); first: 0 (missing_image: "
+                            "ViewSpatial-Bench/x/0.jpg (looked for in ")
+    # scoring predictions needs none: the three are scored
     preds = _preds(tmp_path / "p.jsonl", [{"id": "0", "response": _box("A")}])
     result = run_cli("eval", "--predictions", preds, "--bench", "viewspatial", "--bench-path", root,
-                     "--out", tmp_path / "o", ok=False)
-    _one_line_error(result, "no items to evaluate; 3 items skipped (missing_image 3)")
+                     "--out", tmp_path / "o2")
+    assert "viewspatial: accuracy 33.33% (strict 33.33%) over 3 items" in result.output
 
 
 def test_compare_takes_several_files_and_globs_labelled_by_folder(tmp_path):

@@ -21,7 +21,12 @@ class EvalItem:
     entries are encoded bytes, PIL images or file paths. ``answer`` is the ground truth in the
     benchmark's own terms (a letter, a number, a text); ``options`` the option texts of a
     multiple-choice question (letter order). ``category`` is what results are broken down
-    by; ``meta`` anything the benchmark's scorer needs (circular group, unit, ...)."""
+    by; ``meta`` anything the benchmark's scorer needs (circular group, unit, ...).
+
+    Loaded with ``images=False`` (scoring a predictions file), ``images`` holds no media:
+    the media's references as the benchmark's files name them (paths, never opened or
+    checked), or nothing where the media are embedded in the table; ``question`` still has
+    one placeholder per medium, and no scorer reads ``images``."""
 
     id: str
     question: str
@@ -35,10 +40,12 @@ class EvalItem:
 @dataclass
 class Skipped:
     """An item that could not be loaded (undecodable image, missing video ...): counted and
-    named in the report, never silently dropped."""
+    named in the report, never silently dropped. ``detail`` names what was missing or could
+    not be decoded: the file looked for, or the table, row and column of an embedded image."""
 
     id: str
     reason: str
+    detail: str | None = None
 
 
 class Benchmark:
@@ -64,7 +71,11 @@ class Benchmark:
     default_path_hint = ""
     native_circular = False  # True: the loader's ``circular`` option does circular evaluation itself
 
-    def load(self, path: str, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+    def load(self, path: str, images: bool = True, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+        """The items of the files at ``path`` and the ones that could not be loaded.
+        ``images=False`` reads the same items (ids, questions, answers, options, categories,
+        in the same order) without opening, decoding or looking for any image or video, so no
+        item is skipped for its media; that is all scoring a predictions file needs."""
         raise NotImplementedError
 
     def score(self, items: list[EvalItem], responses: Mapping[str, str]) -> dict[str, Any]:

@@ -2,9 +2,9 @@
 :func:`spatial_ssrl.eval.benchmarks.available` from taking this module for a benchmark).
 
 - VLMEvalKit TSVs: :func:`indexed_tsv` over :func:`find_file`, :func:`read_tsv` and
-  :func:`tsv_images` (3DSRBench, Spatial457);
-- parquet tables: :func:`parquet_files`, :func:`read_parquet`, :func:`image_cell` (SpatialEval,
-  QSpatial-plus);
+  :class:`TsvImages` (3DSRBench, Spatial457);
+- parquet tables: :func:`parquet_files`, :func:`read_parquet`, :func:`read_cell` / :func:`image_cell`
+  and :func:`cell_detail` (SpatialEval, QSpatial-plus, MMSI-Bench, BLINK, CV-Bench, EmbSpatial);
 - JSON lists: :func:`read_json_list` (What'sUp, ViewSpatial-Bench); their rows: :func:`check_row`
   (What'sUp, ViewSpatial-Bench, VSI-Bench);
 - ``**options`` loaders: :func:`check_options` (What'sUp, ViewSpatial-Bench, VSI-Bench).
@@ -167,11 +167,56 @@ def tsv_images(rows: Sequence[Mapping[str, str]], column: str = "image", index_c
     return decode
 
 
+class TsvImages:
+    """The images of a VLMEvalKit TSV's rows: :meth:`decode` (see :func:`tsv_images`),
+    :meth:`count` (how many images a row's cell holds, read without decoding any) and
+    :meth:`detail` (where a row's image is, for a :class:`~spatial_ssrl.eval.base.Skipped`)."""
+
+    def __init__(self, file: Path, rows: Sequence[Mapping[str, str]], column: str = "image",
+                 index_column: str = "index") -> None:
+        self.file, self.column = file, column
+        self.decode = tsv_images(rows, column, index_column)
+        self._by_index = {str(r.get(index_column, "")): r.get(column, "") for r in rows}
+        self._counts: dict[str, int] = {}
+
+    def _cell(self, row: Mapping[str, str]) -> tuple[str, str | None]:
+        """(the cell holding the row's image, the index it was found at when the row names one)."""
+        cell = str(row.get(self.column, "") or "").strip()
+        if 0 < len(cell) <= 64:
+            return str(self._by_index.get(cell, "") or "").strip(), cell
+        return cell, None
+
+    def count(self, row: Mapping[str, str]) -> int:
+        """The number of images in the row's cell (a Python list of base64 strings holds
+        several, anything else one), read from the text only: nothing is decoded."""
+        cell, _ = self._cell(row)
+        if not (cell.startswith("[") and cell.endswith("]")):
+            return 1
+        if cell not in self._counts:
+            try:
+                value = ast.literal_eval(cell)
+            except (ValueError, SyntaxError):
+                value = None
+            ok = isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+            self._counts[cell] = len(value) if ok else 1
+        return self._counts[cell]
+
+    def detail(self, row: Mapping[str, str], item_id: str) -> str:
+        """Where the row's image is: the file, the row's index and the column (and the index
+        its cell names, for VLMEvalKit's image-by-reference rows)."""
+        _, ref = self._cell(row)
+        where = f"{self.file}: index {item_id}, column '{self.column}'"
+        if ref is None:
+            return where
+        return where + (f" (names index {ref}, which has no image)" if ref not in self._by_index
+                        else f" (the image of index {ref})")
+
+
 def indexed_tsv(path: str | os.PathLike, file: str | None, preferred: Sequence[str], required: Iterable[str],
-                bench: str) -> tuple[list[tuple[str, dict[str, str]]], ImageDecoder]:
+                bench: str) -> tuple[list[tuple[str, dict[str, str]]], TsvImages]:
     """A VLMEvalKit TSV (``path``, or ``file`` inside it; found by :func:`find_file`): ``(index,
-    row)`` per row and the image decoder of :func:`tsv_images`. An empty or repeated ``index``
-    is a :class:`BenchmarkError` naming the file."""
+    row)`` per row and its :class:`TsvImages`. An empty or repeated ``index`` is a
+    :class:`BenchmarkError` naming the file."""
     tsv = find_file(Path(path) / file if file else path, preferred, ".tsv", bench)
     rows = read_tsv(tsv, required)
     indexed: list[tuple[str, dict[str, str]]] = []
@@ -182,7 +227,7 @@ def indexed_tsv(path: str | os.PathLike, file: str | None, preferred: Sequence[s
             raise BenchmarkError(f"{tsv}: index {item_id!r} is empty or repeated")
         seen.add(item_id)
         indexed.append((item_id, row))
-    return indexed, tsv_images(rows)
+    return indexed, TsvImages(tsv, rows)
 
 
 # ----------------------------------------------------------------------------------- parquet
@@ -223,11 +268,14 @@ def read_parquet(file: Path, required: Iterable[str], optional: Iterable[str] = 
         raise BenchmarkError(f"{file}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
 
 
-def image_cell(cell: Any, roots: Sequence[Path]) -> tuple[bytes | None, str | None]:
+def read_cell(cell: Any, roots: Sequence[Path]) -> tuple[bytes | None, str | None, str | None]:
     """The encoded image of a parquet cell: a Hugging Face image (``{bytes, path}``), raw bytes
-    or a path (relative to one of ``roots``). ``(bytes, None)`` or ``(None, reason)``."""
+    or a path (relative to one of ``roots``). ``(bytes, None, None)`` or ``(None, reason,
+    detail)``, ``detail`` the file that is missing or undecodable (None for bytes in the cell
+    itself: the caller names the table, row and column)."""
     data: bytes | None = None
     rel: str | None = None
+    found: Path | None = None
     if isinstance(cell, dict):
         data, rel = cell.get("bytes"), cell.get("path")
     elif isinstance(cell, (bytes, bytearray, memoryview)):
@@ -238,12 +286,28 @@ def image_cell(cell: Any, roots: Sequence[Path]) -> tuple[bytes | None, str | No
         for root in [Path(), *roots]:
             f = root / rel
             if f.is_file():
-                data = f.read_bytes()
+                data, found = f.read_bytes(), f
                 break
     if not data:
-        return None, "missing_image"
+        where = None
+        if rel:
+            where = f"{rel} (looked for in {', '.join(str(r) for r in roots)})" if roots else str(rel)
+        return None, "missing_image", where
     data = bytes(data)
-    return (data, None) if image_ok(data) else (None, "undecodable_image")
+    if image_ok(data):
+        return data, None, None
+    return None, "undecodable_image", None if found is None else str(found)
+
+
+def image_cell(cell: Any, roots: Sequence[Path]) -> tuple[bytes | None, str | None]:
+    """:func:`read_cell` without the detail: ``(bytes, None)`` or ``(None, reason)``."""
+    data, reason, _ = read_cell(cell, roots)
+    return data, reason
+
+
+def cell_detail(file: str | os.PathLike, row: int, column: str, detail: str | None) -> str:
+    """``detail`` of :func:`read_cell` when it names a file, else the table, row and column."""
+    return detail or f"{file}: row {row}, column '{column}'"
 
 
 # ------------------------------------------------------------- JSON lines and zipped media

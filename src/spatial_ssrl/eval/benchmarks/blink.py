@@ -46,7 +46,7 @@ from ..base import (
     pct,
     with_strict,
 )
-from ._io import check_options, image_cell, parquet_files, read_parquet
+from ._io import cell_detail, check_options, parquet_files, read_cell, read_parquet
 
 SPATIAL_TASKS = ("Spatial_Relation", "Relative_Depth", "Multi-view_Reasoning", "Object_Localization")
 ALL_TASKS = ("Art_Style", "Counting", "Forensic_Detection", "Functional_Correspondence", "IQ_Test", "Jigsaw",
@@ -126,7 +126,9 @@ class Blink(Benchmark):
     hub_config = SPATIAL_TASKS  # one Hub config per subtask
     default_path_hint = "BLINK-Benchmark/BLINK folder (<Task>/val-*.parquet), a subtask folder or a parquet file"
 
-    def load(self, path: str, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+    def load(self, path: str, images: bool = True, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+        """The questions of the wanted subtasks. ``images=False`` (scoring predictions) decodes no
+        image: the items are the same, their ``images`` empty (the images are in the table)."""
         check_options(self.name, options, OPTIONS)
         split = options.get("split", "val")
         if split not in SPLITS:
@@ -140,7 +142,7 @@ class Blink(Benchmark):
         skipped: list[Skipped] = []
         seen: set[str] = set()
         for file in _files(path, split, wanted):
-            for row in read_parquet(file, REQUIRED, IMAGE_COLUMNS + ("question",)):
+            for n, row in enumerate(read_parquet(file, REQUIRED, IMAGE_COLUMNS + ("question",))):
                 item_id = str(row["idx"] or "").strip()
                 if not item_id or item_id in seen:
                     raise BenchmarkError(f"{file}: idx {item_id!r} is empty or repeated")
@@ -156,22 +158,27 @@ class Blink(Benchmark):
                 if len(choices) < 2 or len(letter) != 1 or not 0 <= ord(letter) - 65 < len(choices):
                     skipped.append(Skipped(item_id, "answer_not_an_option"))
                     continue
-                images: list[bytes] = []
+                columns = [col for col in IMAGE_COLUMNS if not (
+                    row.get(col) is None
+                    or (isinstance(row[col], dict) and not row[col].get("bytes") and not row[col].get("path")))]
+                decoded: list[bytes] = []
                 reason = None
-                for col in IMAGE_COLUMNS:
-                    cell = row.get(col)
-                    if cell is None or (isinstance(cell, dict) and not cell.get("bytes") and not cell.get("path")):
-                        continue
-                    data, reason = image_cell(cell, [file.parent, file.parent.parent])
+                for col in columns if images else ():
+                    data, reason, detail = read_cell(row[col], [file.parent, file.parent.parent])
                     if data is None:
+                        skipped.append(Skipped(item_id, reason or "undecodable_image",
+                                               cell_detail(file, n, col, detail)))
                         break
-                    images.append(data)
-                if reason is not None or not images:
-                    skipped.append(Skipped(item_id, reason or "missing_image"))
+                    decoded.append(data)
+                if images and reason is not None:
+                    continue
+                if images and not columns:
+                    skipped.append(Skipped(item_id, "missing_image", f"{file}: row {n}, no image in "
+                                                                     f"{', '.join(IMAGE_COLUMNS)}"))
                     continue
                 prompt = str(row["prompt"] or "").replace("<image>", "").strip()
                 items.append(EvalItem(
-                    id=item_id, question="<image>" * len(images) + prompt, images=images, answer=letter,
+                    id=item_id, question="<image>" * len(columns) + prompt, images=decoded, answer=letter,
                     options=choices, category=task, meta={"question": row.get("question")},
                 ))
         return items, skipped

@@ -41,7 +41,7 @@ from ..base import (
     pct,
     with_strict,
 )
-from ._io import check_options, image_cell, parquet_files, read_parquet
+from ._io import cell_detail, check_options, parquet_files, read_cell, read_parquet
 
 REQUIRED = ("idx", "type", "task", "image", "choices", "answer", "prompt", "source")
 SPLITS = ("2D", "3D")
@@ -94,7 +94,9 @@ class CVBench(Benchmark):
     hub_repo = "nyu-visionx/CV-Bench"
     default_path_hint = "nyu-visionx/CV-Bench folder (test_2d.parquet, test_3d.parquet) or a parquet file"
 
-    def load(self, path: str, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+    def load(self, path: str, images: bool = True, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+        """The questions of the parquet files. ``images=False`` (scoring predictions) decodes no
+        image: the items are the same, their ``images`` empty (the images are in the table)."""
         check_options(self.name, options, OPTIONS)
         split = options.get("split")
         if split is not None:
@@ -105,7 +107,7 @@ class CVBench(Benchmark):
         skipped: list[Skipped] = []
         seen: set[str] = set()
         for file in _files(path, split):
-            for row in read_parquet(file, REQUIRED, ("question",)):
+            for n, row in enumerate(read_parquet(file, REQUIRED, ("question",))):
                 kind = str(row["type"] or "").strip().upper()
                 if split is not None and kind != split:
                     continue
@@ -118,13 +120,17 @@ class CVBench(Benchmark):
                 if len(choices) < 2 or len(letter) != 1 or not 0 <= ord(letter) - 65 < len(choices):
                     skipped.append(Skipped(item_id, "answer_not_an_option"))
                     continue
-                data, reason = image_cell(row["image"], [file.parent])
-                if data is None:
-                    skipped.append(Skipped(item_id, reason or "undecodable_image"))
-                    continue
+                decoded: list[bytes] = []
+                if images:
+                    data, reason, detail = read_cell(row["image"], [file.parent])
+                    if data is None:
+                        skipped.append(Skipped(item_id, reason or "undecodable_image",
+                                               cell_detail(file, n, "image", detail)))
+                        continue
+                    decoded = [data]
                 items.append(EvalItem(
                     id=item_id, question="<image>" + str(row["prompt"] or "").replace("<image>", "").strip(),
-                    images=[data], answer=letter, options=choices, category=str(row["task"] or "unknown"),
+                    images=decoded, answer=letter, options=choices, category=str(row["task"] or "unknown"),
                     meta={"type": kind, "source": str(row["source"] or "unknown")},
                 ))
         return items, skipped

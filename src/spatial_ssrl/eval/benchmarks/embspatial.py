@@ -41,11 +41,12 @@ from ..base import (
     with_strict,
 )
 from ._io import (
+    cell_detail,
     check_options,
     check_row,
-    image_cell,
     image_ok,
     parquet_files,
+    read_cell,
     read_json_list,
     read_parquet,
 )
@@ -171,13 +172,16 @@ class EmbSpatial(Benchmark):
     hub_repo = "FlagEval/EmbSpatial-Bench"
     default_path_hint = "FlagEval/EmbSpatial-Bench folder (test parquet files), a parquet file or embspatial_bench.json"
 
-    def load(self, path: str, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+    def load(self, path: str, images: bool = True, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+        """The questions of the parquet files (or the authors' JSON). ``images=False`` (scoring
+        predictions) decodes no image: the items are the same, their ``images`` empty (the
+        images are in the table, or base64 in the JSON)."""
         check_options(self.name, options, ())
         items: list[EvalItem] = []
         skipped: list[Skipped] = []
         seen: set[str] = set()
         for file, rows in _rows(path):
-            for row in rows:
+            for n, row in enumerate(rows):
                 item_id = str(row["question_id"] or "").strip()
                 if not item_id or item_id in seen:
                     raise BenchmarkError(f"{file}: question_id {item_id!r} is empty or repeated")
@@ -191,16 +195,21 @@ class EmbSpatial(Benchmark):
                 if letter is None:
                     skipped.append(Skipped(item_id, "answer_not_an_option"))
                     continue
-                cell = row["image"]
-                data, reason = _json_image(cell) if file.suffix == ".json" else image_cell(cell, [file.parent])
-                if data is None:
-                    skipped.append(Skipped(item_id, reason or "undecodable_image"))
-                    continue
+                decoded: list[bytes] = []
+                if images:
+                    cell = row["image"]
+                    data, reason, detail = ((*_json_image(cell), None) if file.suffix == ".json"
+                                            else read_cell(cell, [file.parent]))
+                    if data is None:
+                        where = cell_detail(file, n, "image", detail)
+                        skipped.append(Skipped(item_id, reason or "undecodable_image", where))
+                        continue
+                    decoded = [data]
                 lines = [f"{chr(65 + i)}. {o}" for i, o in enumerate(options_)]
                 question = "\n".join(["<image>" + str(row["question"]).strip(), *lines,
                                       "Answer with the option's letter."])
                 items.append(EvalItem(
-                    id=item_id, question=question, images=[data], answer=letter, options=options_,
+                    id=item_id, question=question, images=decoded, answer=letter, options=options_,
                     category=str(row.get("data_source") or "unknown"),
                     meta={"relation": str(row.get("relation") or "unknown"), "scene_id": row.get("scene_id")},
                 ))

@@ -136,7 +136,10 @@ class MindCube(Benchmark):
     hub_repo = "MLL-Lab/MindCube"
     default_path_hint = "MLL-Lab/MindCube download (data.zip) or data/ unzipped (raw/MindCube_tinybench.jsonl)"
 
-    def load(self, path: str, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+    def load(self, path: str, images: bool = True, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+        """The questions of the split. ``images=False`` (scoring predictions) opens no image, so
+        none is skipped for a missing one: ``images`` then holds the line's ``images`` paths as
+        written (relative to ``data/``)."""
         check_options(self.name, options, OPTIONS)
         split = str(options.get("split", "tiny")).strip().lower()
         if split not in SPLITS:
@@ -158,25 +161,32 @@ class MindCube(Benchmark):
                 continue
             rels = row["images"]
             rels = [rels] if isinstance(rels, str) else list(rels or [])
-            images = [read_image(str(r)) for r in rels]
-            if not images or any(im is None for im in images):
-                skipped.append(Skipped(item_id, "missing_image"))
-                continue
+            if images:
+                got = [read_image(str(r)) for r in rels]
+                bad = next((g for g in got if g[0] is None), None)
+                if not got or bad is not None:
+                    reason = "missing_image" if bad is None or bad[2] else "undecodable_image"
+                    skipped.append(Skipped(item_id, reason, bad[1] if bad else f"{file}: line {n}, 'images' is empty"))
+                    continue
+                media: list = [g[0] for g in got]
+            else:
+                media = [str(r) for r in rels]
             question = str(row["question"] or "").strip()
-            if question.count("<image>") != len(images):
-                question = "<image>" * len(images) + question.replace("<image>", "").strip()
+            if question.count("<image>") != len(media):
+                question = "<image>" * len(media) + question.replace("<image>", "").strip()
             opts = inline_options(question)
             if opts is not None and (len(answer) != 1 or answer not in LETTERS[:len(opts)]):
                 opts = None
             items.append(EvalItem(
-                id=item_id, question=f"{question}\n{INSTRUCTION}", images=images, answer=answer, options=opts,
+                id=item_id, question=f"{question}\n{INSTRUCTION}", images=media, answer=answer, options=opts,
                 category=setting_of(item_id),
                 meta={"type": row.get("type"), "mindcube_category": row.get("category"), "images": rels},
             ))
         return items, skipped
 
     def _open(self, p: Path, name: str):
-        """(where the questions are, their rows, a reader of an image path of a row)."""
+        """(where the questions are, their rows, a reader of an image path of a row: ``(bytes,
+        None, None)`` or ``(None, where it was looked for, missing?)``)."""
         if p.is_file():
             file: Path | None = p
         elif p.is_dir():
@@ -190,13 +200,13 @@ class MindCube(Benchmark):
             base = file.parent.parent if file.parent.name == "raw" else file.parent
             roots = list(dict.fromkeys([base, p if p.is_dir() else base, p / "data" if p.is_dir() else base]))
 
-            def from_disk(rel: str) -> bytes | None:
+            def from_disk(rel: str) -> tuple[bytes | None, str | None, bool]:
                 for root in roots:
                     f = root / rel
                     if f.is_file():
                         data = f.read_bytes()
-                        return data if image_ok(data) else None
-                return None
+                        return (data, None, False) if image_ok(data) else (None, str(f), False)
+                return None, f"{rel} (looked for in {', '.join(map(str, roots))})", True
 
             return file, read_jsonl(file, "questions"), from_disk
         zips = ZipMembers(p)
@@ -208,9 +218,11 @@ class MindCube(Benchmark):
         prefix = member.removesuffix(name).removesuffix("raw/")
         where = os.path.join(str(p), member)
 
-        def from_zip(rel: str) -> bytes | None:
+        def from_zip(rel: str) -> tuple[bytes | None, str | None, bool]:
             data = zips.read(prefix + rel.lstrip("/")) or zips.read(rel.lstrip("/"))
-            return data if data and image_ok(data) else None
+            if data and image_ok(data):
+                return data, None, False
+            return None, f"{prefix + rel.lstrip('/')} (in the zip archives of {p})", not data
 
         return where, read_jsonl(where, "questions", zips.read(member)), from_zip
 

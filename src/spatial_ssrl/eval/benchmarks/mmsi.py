@@ -36,7 +36,7 @@ from typing import Any
 
 from ..answers import final_answer, read_choice
 from ..base import Benchmark, BenchmarkError, EvalItem, Skipped, Tally, breakdown, pct
-from ._io import check_options, image_cell, parquet_files, read_parquet
+from ._io import cell_detail, check_options, parquet_files, read_cell, read_parquet
 
 REQUIRED = ("id", "images", "question_type", "question", "answer")
 LETTERS = "ABCD"
@@ -98,14 +98,16 @@ class MMSIBench(Benchmark):
     native_circular = True  # the loader's `circular` option asks the four rotations itself
     default_path_hint = "MMSI_Bench.parquet (RunsenXu/MMSI-Bench) or its folder"
 
-    def load(self, path: str, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+    def load(self, path: str, images: bool = True, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+        """The questions of the parquet files. ``images=False`` (scoring predictions) decodes no
+        image: the items are the same, their ``images`` empty (the images are in the table)."""
         check_options(self.name, options, OPTIONS)
         circular = str(options.get("circular", False)).strip().lower() in ("1", "true", "yes", "on")
         items: list[EvalItem] = []
         skipped: list[Skipped] = []
         seen: set[str] = set()
         for file in parquet_files(path, "*.parquet", self.name):
-            for row in read_parquet(file, REQUIRED):
+            for n, row in enumerate(read_parquet(file, REQUIRED)):
                 item_id = str(row["id"]).strip()
                 if not item_id or item_id in seen:
                     raise BenchmarkError(f"{file}: id {item_id!r} is empty or repeated")
@@ -116,24 +118,28 @@ class MMSIBench(Benchmark):
                     continue
                 cells = row["images"]
                 if cells is None or isinstance(cells, (str, bytes, dict)) or not len(cells):
-                    skipped.append(Skipped(item_id, "missing_image"))
-                    continue
-                images = []
-                for cell in cells:
-                    data, reason = image_cell(cell, [file.parent])
+                    if images:
+                        skipped.append(Skipped(item_id, "missing_image", cell_detail(file, n, "images", None)))
+                        continue
+                    cells = []
+                decoded: list[bytes] = []
+                for k, cell in enumerate(cells if images else ()):
+                    data, reason, detail = read_cell(cell, [file.parent])
                     if data is None:
+                        skipped.append(Skipped(item_id, reason or "undecodable_image",
+                                               cell_detail(file, n, f"images[{k}]", detail)))
                         break
-                    images.append(data)
-                if len(images) != len(cells):
-                    skipped.append(Skipped(item_id, reason or "undecodable_image"))
+                    decoded.append(data)
+                if images and len(decoded) != len(cells):
                     continue
+                n_images = len(cells)
                 question = str(row["question"] or "").replace("<image>", "").strip()
                 parsed = split_options(question)
                 category = str(row["question_type"] or "unknown").strip()
                 meta = {"group": item_id, "rotation": 0, "question_type": category}
                 if not circular:
                     opts = parsed[1] if parsed and LETTERS.index(answer) < len(parsed[1]) else None
-                    items.append(self._item(item_id, question, images, answer, opts, category, meta))
+                    items.append(self._item(item_id, question, decoded, answer, opts, category, meta, n_images))
                     continue
                 if parsed is None or LETTERS.index(answer) >= len(parsed[1]):
                     skipped.append(Skipped(item_id, "options_unreadable"))
@@ -143,14 +149,15 @@ class MMSIBench(Benchmark):
                 for k, order in enumerate(rotations(len(opts))):
                     rotated = [opts[i] for i in order]
                     text = f"{head}\n{_OPTIONS_AT} " + ", ".join(f"{LETTERS[j]}: {o}" for j, o in enumerate(rotated))
-                    items.append(self._item(item_id if k == 0 else f"{item_id}#rot{k}", text, images,
-                                            LETTERS[order.index(truth)], rotated, category, {**meta, "rotation": k}))
+                    items.append(self._item(item_id if k == 0 else f"{item_id}#rot{k}", text, decoded,
+                                            LETTERS[order.index(truth)], rotated, category, {**meta, "rotation": k},
+                                            n_images))
         return items, skipped
 
     @staticmethod
     def _item(item_id: str, question: str, images: list, answer: str, options: list[str] | None,
-              category: str, meta: dict[str, Any]) -> EvalItem:
-        return EvalItem(id=item_id, question="<image>" * len(images) + f"{question}\n{INSTRUCTION}",
+              category: str, meta: dict[str, Any], n_images: int) -> EvalItem:
+        return EvalItem(id=item_id, question="<image>" * n_images + f"{question}\n{INSTRUCTION}",
                         images=images, answer=answer, options=options, category=category, meta=meta)
 
     def score(self, items: list[EvalItem], responses: Mapping[str, str]) -> dict[str, Any]:

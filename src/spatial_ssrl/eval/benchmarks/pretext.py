@@ -36,12 +36,17 @@ class Pretext(Benchmark):
             raise BenchmarkError(str(exc)) from None
         items, skipped = [], []
         for r in records:
-            bad = next((e for e in r.image_errors if e), None)
-            if not bad and images:
-                bad = next((p for p in map(image_problem, r.images) if p), None)
+            problems = list(r.image_errors) if any(r.image_errors) else (
+                [image_problem(im) for im in r.images] if images else [])
+            at = next((i for i, p in enumerate(problems) if p), None)
+            bad = None if at is None else problems[at]
             if bad or not r.answer or r.problem is None:
-                skipped.append(Skipped(r.id, ("undecodable_image" if bad.startswith("undecodable") else "unreadable_image")
-                                       if bad else "no_answer"))
+                if bad:
+                    name = r.image_names[at] if at < len(r.image_names) else f"image {at + 1}"
+                    skipped.append(Skipped(r.id, "undecodable_image" if bad.startswith("undecodable")
+                                           else "unreadable_image", f"{name}: {bad}"))
+                else:
+                    skipped.append(Skipped(r.id, "no_answer"))
                 continue
             items.append(EvalItem(id=r.id, question=r.problem, images=list(r.images), answer=r.answer,
                                   options=r.options, category=r.task,

@@ -40,7 +40,7 @@ from typing import Any
 
 from ..answers import UNITS_CM, answer_text, read_quantity
 from ..base import Benchmark, EvalItem, Skipped, Tally, breakdown, pct, with_strict
-from ._io import image_cell, parquet_files, read_parquet
+from ._io import cell_detail, parquet_files, read_cell, read_parquet
 
 REQUIRED = ("question", "answer_value", "answer_unit", "question_type", "image")
 # the official parser reads only \scalar{} and \distance_unit{}, so the question asks for them
@@ -98,8 +98,10 @@ class QSpatialPlus(Benchmark):
     hub_repo = "andrewliao11/Q-Spatial-Bench"
     default_path_hint = "Q-Spatial-Bench folder (data/QSpatial_plus-*.parquet) or the parquet file"
 
-    def load(self, path: str, *, split: str = "QSpatial_plus", image_root: str | None = None
+    def load(self, path: str, *, split: str = "QSpatial_plus", image_root: str | None = None, images: bool = True
              ) -> tuple[list[EvalItem], list[Skipped]]:
+        """The rows of ``split``. ``images=False`` reads no image (scoring predictions): the
+        items are the same, their ``images`` empty (``meta["image_path"]`` keeps the row's path)."""
         files = parquet_files(path, f"{split}-*.parquet", self.name)
         items: list[EvalItem] = []
         skipped: list[Skipped] = []
@@ -107,22 +109,26 @@ class QSpatialPlus(Benchmark):
         for file in files:
             roots = [Path(image_root)] if image_root else []
             roots += [file.parent, file.parent.parent]
-            for row in read_parquet(file, REQUIRED, ("image_path",)):
+            for n, row in enumerate(read_parquet(file, REQUIRED, ("image_path",))):
                 item_id = str(index)
                 index += 1
                 true_cm, reason = truth_cm(row["answer_value"], row["answer_unit"])
                 if true_cm is None:
                     skipped.append(Skipped(item_id, reason or "bad_answer"))
                     continue
-                cell = row.get("image")
-                if not cell or (isinstance(cell, dict) and not cell.get("bytes") and not cell.get("path")):
-                    cell = row.get("image_path")
-                data, reason = image_cell(cell, roots)
-                if data is None:
-                    skipped.append(Skipped(item_id, reason or "undecodable_image"))
-                    continue
+                decoded: list[bytes] = []
+                if images:
+                    cell, column = row.get("image"), "image"
+                    if not cell or (isinstance(cell, dict) and not cell.get("bytes") and not cell.get("path")):
+                        cell, column = row.get("image_path"), "image_path"
+                    data, reason, detail = read_cell(cell, roots)
+                    if data is None:
+                        skipped.append(Skipped(item_id, reason or "undecodable_image",
+                                               cell_detail(file, n, column, detail)))
+                        continue
+                    decoded = [data]
                 items.append(EvalItem(
-                    id=item_id, question=f"<image>{str(row['question']).strip()}\n{INSTRUCTION}", images=[data],
+                    id=item_id, question=f"<image>{str(row['question']).strip()}\n{INSTRUCTION}", images=decoded,
                     answer=true_cm, category=str(row["question_type"] or "unknown"),
                     meta={"answer_value": float(row["answer_value"]), "answer_unit": row["answer_unit"],
                           "image_path": row.get("image_path")},

@@ -108,26 +108,35 @@ class SITE(Benchmark):
     hub_config = "image_test"
     default_path_hint = "franky-veteran/SITE-Bench download (image_test annotations, data_chunked_NN.zip media)"
 
-    def load(self, path: str, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+    def load(self, path: str, images: bool = True, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+        """The image questions of the annotation files. ``images=False`` (scoring predictions)
+        opens no image, so none is skipped for a missing one: ``images`` then holds the row's
+        ``visual`` paths as written (relative to the dataset folder)."""
         check_options(self.name, options, OPTIONS)
         root = Path(path)
         files = self._files(root, options.get("file"))
         base = root if root.is_dir() else root.parent
         zips: ZipMembers | None = None
 
-        def read_image(rel: str, file: Path) -> bytes | None:
+        def read_image(rel: str, file: Path) -> tuple[bytes | None, str | None, bool]:
+            """``(bytes, None, False)`` or ``(None, where it was looked for, missing?)``."""
             nonlocal zips
             rel = rel.replace("\\", "/").lstrip("/")
             inside = [d for d in (file.parent, *file.parent.parents) if d == base or base in d.parents]
-            for folder in dict.fromkeys([*inside, base]):
+            folders = list(dict.fromkeys([*inside, base]))
+            for folder in folders:
                 f = folder / rel
                 if f.is_file():
                     data = f.read_bytes()
-                    return data if image_ok(data) else None
+                    return (data, None, False) if image_ok(data) else (None, str(f), False)
             if zips is None:
                 zips = ZipMembers(base)
             data = zips.read(rel)
-            return data if data and image_ok(data) else None
+            if data and image_ok(data):
+                return data, None, False
+            where = f"{rel} (in the zip archives of {base})" if data else \
+                f"{rel} (looked for in {', '.join(map(str, folders))} and their zip archives)"
+            return None, where, not data
 
         items: list[EvalItem] = []
         skipped: list[Skipped] = []
@@ -151,17 +160,24 @@ class SITE(Benchmark):
                 if any(r.lower().endswith(VIDEO) for r in rels):
                     skipped.append(Skipped(item_id, "video_item"))
                     continue
-                images = [read_image(r, file) for r in rels]
-                if not images or any(im is None for im in images):
-                    skipped.append(Skipped(item_id, "missing_image"))
-                    continue
+                if images:
+                    got = [read_image(r, file) for r in rels]
+                    bad = next((g for g in got if g[0] is None), None)
+                    if not got or bad is not None:
+                        reason = "missing_image" if bad is None or bad[2] else "undecodable_image"
+                        skipped.append(Skipped(item_id, reason,
+                                               bad[1] if bad else f"{file}: row {n}, 'visual' is empty"))
+                        continue
+                    media: list = [g[0] for g in got]
+                else:
+                    media = list(rels)
                 question = str(row["question"] or "").strip()
                 lines = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(opts))
-                if (question + lines).count("<image>") != len(images):  # not interleaved: images first
-                    question = "<image>" * len(images) + question.replace("<image>", "").strip()
+                if (question + lines).count("<image>") != len(media):  # not interleaved: images first
+                    question = "<image>" * len(media) + question.replace("<image>", "").strip()
                     lines = lines.replace("<image>", "")
                 items.append(EvalItem(
-                    id=item_id, question=f"{question}\n{lines}\n{INSTRUCTION}", images=images, answer=answer,
+                    id=item_id, question=f"{question}\n{lines}\n{INSTRUCTION}", images=media, answer=answer,
                     options=opts, category=str(row["category"] or "unknown").strip(),
                     meta={"dataset": str(row.get("dataset") or "unknown"), "visual": rels},
                 ))

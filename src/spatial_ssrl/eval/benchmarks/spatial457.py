@@ -121,8 +121,11 @@ class Spatial457(Benchmark):
     hub_repo = None  # VLMEvalKit's Spatial457.tsv is served from its own site, not the Hub
     default_path_hint = "Spatial457.tsv (VLMEvalKit) or its folder"
 
-    def load(self, path: str, *, file: str | None = None) -> tuple[list[EvalItem], list[Skipped]]:
-        rows, decode = indexed_tsv(path, file, ("Spatial457.tsv",), REQUIRED, self.name)
+    def load(self, path: str, *, file: str | None = None, images: bool = True
+             ) -> tuple[list[EvalItem], list[Skipped]]:
+        """Every row of the TSV. ``images=False`` decodes no image (scoring predictions): the
+        items are the same, their ``images`` empty (the images are base64 in the TSV)."""
+        rows, media = indexed_tsv(path, file, ("Spatial457.tsv",), REQUIRED, self.name)
         items: list[EvalItem] = []
         skipped: list[Skipped] = []
         for item_id, row in rows:
@@ -130,13 +133,17 @@ class Spatial457(Benchmark):
             if not answer:
                 skipped.append(Skipped(item_id, "no_answer"))
                 continue
-            images, reason = decode(row)
-            if images is None:
-                skipped.append(Skipped(item_id, reason or "undecodable_image"))
-                continue
+            decoded: list[bytes] = []
+            if images:
+                got, reason = media.decode(row)
+                if got is None:
+                    skipped.append(Skipped(item_id, reason or "undecodable_image", media.detail(row, item_id)))
+                    continue
+                decoded = got
+            n_images = len(decoded) if images else media.count(row)
             items.append(EvalItem(
-                id=item_id, question="<image>" * len(images) + f"{str(row['question']).strip()}\n{INSTRUCTION}",
-                images=images, answer=answer, category=str(row["category"]).strip() or "unknown",
+                id=item_id, question="<image>" * n_images + f"{str(row['question']).strip()}\n{INSTRUCTION}",
+                images=decoded, answer=answer, category=str(row["category"]).strip() or "unknown",
             ))
         return items, skipped
 

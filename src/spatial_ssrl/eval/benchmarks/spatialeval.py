@@ -26,7 +26,7 @@ the substring rule on the boxed text (hedges refused; number words zero..nine al
 ``metrics["option_letter"]``: exact boxed option-letter accuracy over the items whose options
 could be read from the text.
 
-The parquet helpers (:func:`parquet_files`, :func:`read_parquet`, :func:`image_cell`) are in :mod:`._io`.
+The parquet helpers (:func:`parquet_files`, :func:`read_parquet`, :func:`read_cell`) are in :mod:`._io`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from ..base import (
     pct,
     with_strict,
 )
-from ._io import image_cell, parquet_files, read_parquet
+from ._io import cell_detail, parquet_files, read_cell, read_parquet
 
 TASKS = ("spatialmap", "mazenav", "spatialgrid", "spatialreal")
 MODES = ("tqa", "vqa", "vtqa")
@@ -199,8 +199,11 @@ class SpatialEval(Benchmark):
     hub_repo, hub_config = "MilaWang/SpatialEval", "vqa"
     default_path_hint = "MilaWang/SpatialEval folder (vqa/test-*.parquet), a mode folder or a parquet file"
 
-    def load(self, path: str, *, mode: str = "vqa", tasks: str | Sequence[str] | None = None
+    def load(self, path: str, *, mode: str = "vqa", tasks: str | Sequence[str] | None = None, images: bool = True
              ) -> tuple[list[EvalItem], list[Skipped]]:
+        """The questions of mode ``mode`` (of ``tasks``, default all). ``images=False`` reads no
+        image (scoring predictions): the items are the same, their ``images`` empty (the images
+        are in the parquet's ``image`` column)."""
         if mode not in MODES:
             raise BenchmarkError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         root = Path(path)
@@ -218,7 +221,8 @@ class SpatialEval(Benchmark):
         skipped: list[Skipped] = []
         seen: set[str] = set()
         for file in files:
-            for row in read_parquet(file, REQUIRED + (() if mode == "tqa" else ("image",)), ("oracle_full_answer",)):
+            for n, row in enumerate(read_parquet(file, REQUIRED + (() if mode == "tqa" else ("image",)),
+                                                 ("oracle_full_answer",))):
                 item_id = str(row["id"]).strip()
                 if not item_id or item_id in seen:
                     raise BenchmarkError(f"{file}: id {item_id!r} is empty or repeated")
@@ -230,13 +234,15 @@ class SpatialEval(Benchmark):
                 if row["oracle_answer"] is None or not str(row["oracle_answer"]).strip():
                     skipped.append(Skipped(item_id, "no_answer"))
                     continue
-                images: list[bytes] = []
-                if mode != "tqa":
-                    data, reason = image_cell(row.get("image"), [file.parent, file.parent.parent])
+                decoded: list[bytes] = []
+                if mode != "tqa" and images:
+                    data, reason, detail = read_cell(row.get("image"), [file.parent, file.parent.parent])
                     if data is None:
-                        skipped.append(Skipped(item_id, reason or "undecodable_image"))
+                        skipped.append(Skipped(item_id, reason or "undecodable_image",
+                                               cell_detail(file, n, "image", detail)))
                         continue
-                    images = [data]
+                    decoded = [data]
+                n_images = 0 if mode == "tqa" else 1
                 text = str(row["text"] or "").replace("<image>", "").strip()
                 options = parse_options(text)
                 letter = str(row.get("oracle_option") or "").strip().upper()
@@ -245,7 +251,7 @@ class SpatialEval(Benchmark):
                 instruction = ("Answer with the letter and the text of the correct option." if options
                                else "Answer with a word, a short phrase or a number.")
                 items.append(EvalItem(
-                    id=item_id, question="<image>" * len(images) + f"{text}\n{instruction}", images=images,
+                    id=item_id, question="<image>" * n_images + f"{text}\n{instruction}", images=decoded,
                     answer=str(row["oracle_answer"]).strip(), options=options, category=task,
                     meta={"oracle_option": letter, "question_number": parts[-1] if len(parts) > 1 else "",
                           "oracle_full_answer": row.get("oracle_full_answer")},

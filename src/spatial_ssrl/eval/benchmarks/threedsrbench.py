@@ -123,11 +123,13 @@ class ThreeDSRBench(Benchmark):
     native_circular = True  # circular evaluation is the loader's own `circular` option
     default_path_hint = "3dsrbench_v1_vlmevalkit_circular.tsv (ccvl/3DSRBench) or its folder"
 
-    def load(self, path: str, *, file: str | None = None, circular: bool = True
+    def load(self, path: str, *, file: str | None = None, circular: bool = True, images: bool = True
              ) -> tuple[list[EvalItem], list[Skipped]]:
         """Every row of the TSV; ``circular=False`` keeps only the unrotated rows (the base and
-        flipped questions), a quicker run whose groups are single rows."""
-        rows, decode = indexed_tsv(path, file, PREFERRED_FILES, REQUIRED, self.name)
+        flipped questions), a quicker run whose groups are single rows. ``images=False`` decodes
+        no image (scoring predictions): the items are the same, their ``images`` empty (the
+        images are base64 in the TSV; the question's ``<image>`` count is read from the cell)."""
+        rows, media = indexed_tsv(path, file, PREFERRED_FILES, REQUIRED, self.name)
         items: list[EvalItem] = []
         skipped: list[Skipped] = []
         for item_id, row in rows:
@@ -139,15 +141,19 @@ class ThreeDSRBench(Benchmark):
             if len(options) < 2 or answer not in "ABCD"[:len(options)] or not answer:
                 skipped.append(Skipped(item_id, "answer_not_an_option"))
                 continue
-            images, reason = decode(row)
-            if images is None:
-                skipped.append(Skipped(item_id, reason or "undecodable_image"))
-                continue
+            decoded: list[bytes] = []
+            if images:
+                got, reason = media.decode(row)
+                if got is None:
+                    skipped.append(Skipped(item_id, reason or "undecodable_image", media.detail(row, item_id)))
+                    continue
+                decoded = got
+            n_images = len(decoded) if images else media.count(row)
             sub = str(row["category"]).strip()
             items.append(EvalItem(
                 id=item_id,
-                question=mcq_question(str(row["question"]), options, len(images), str(row.get("hint", "") or "")),
-                images=images, answer=answer, options=options, category=question_type(sub),
+                question=mcq_question(str(row["question"]), options, n_images, str(row.get("hint", "") or "")),
+                images=decoded, answer=answer, options=options, category=question_type(sub),
                 meta={"qid": qid, "subcategory": sub, "group": circular_key(qid)},
             ))
         return items, skipped

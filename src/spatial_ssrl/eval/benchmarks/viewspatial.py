@@ -8,7 +8,8 @@ Files as distributed: ``ViewSpatial-Bench.json`` (in the repository under ``eval
 file or a folder holding it (directly or in ``eval/``); images are looked up under option
 ``image_root`` when given, else under the folder given, the JSON's folder and their parents, with
 and without the leading ``ViewSpatial-Bench/`` (so the repository root and the Hugging Face
-download folder both work). An item with a missing image is skipped (``missing_image``).
+download folder both work). An item with a missing image is skipped (``missing_image``, its
+``detail`` the path and the folders looked in); scoring predictions (``images=False``) looks for none.
 
 Score, official rule (``accuracy``; ``evaluate.py`` at the root of ZJU-REAL/ViewSpatial-Bench,
 commit 2e85a5e41a29): the response's LAST LINE (``split("\\n")[-1]``), its first standalone letter
@@ -107,7 +108,10 @@ class ViewSpatial(Benchmark):
     hub_repo = "lidingm/ViewSpatial-Bench"  # the json and the image archives
     default_path_hint = "ViewSpatial-Bench.json, or the repository folder holding eval/ and ViewSpatial-Bench/"
 
-    def load(self, path: str, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+    def load(self, path: str, images: bool = True, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+        """The questions of the JSON, an item per question. ``images=False`` (scoring predictions)
+        looks for no image, so none is skipped for a missing one: ``images`` then holds the
+        ``image_path`` entries as the JSON writes them (relative to the repository root)."""
         check_options("viewspatial", options, OPTIONS)
         file = _find_json(path)
         data = read_json_list(file, "questions")
@@ -144,14 +148,15 @@ class ViewSpatial(Benchmark):
                 raise BenchmarkError(f"{file}: item {i}: 'image_path' is empty")
             opts = _parse_choices(file, i, row["choices"])
             answer = _answer_letter(file, i, row["answer"], opts)
-            images = [resolve(r) for r in rels]
-            if any(im is None for im in images):
-                skipped.append(Skipped(item_id, "missing_image"))
+            found = [resolve(r) for r in rels] if images else [str(r) for r in rels]
+            missing = next((r for r, f in zip(rels, found) if f is None), None)
+            if missing is not None:
+                skipped.append(Skipped(item_id, "missing_image", f"{missing} (looked for in {', '.join(roots)})"))
                 continue
             lines = "\n".join(f"{LETTERS[j]}. {o}" for j, o in enumerate(opts))
-            question = "<image>" * len(images) + f"\n{str(row['question']).strip()}\n{lines}\n{INSTRUCTION}"
+            question = "<image>" * len(found) + f"\n{str(row['question']).strip()}\n{lines}\n{INSTRUCTION}"
             qtype = str(row["question_type"])
-            items.append(EvalItem(id=item_id, question=question, images=images, answer=answer, options=opts,
+            items.append(EvalItem(id=item_id, question=question, images=found, answer=answer, options=opts,
                                   category=qtype,
                                   meta={"perspective": qtype.split(" - ")[0].split(" perspective")[0].strip(),
                                         "image_path": rels, "official_answer": row["answer"]}))

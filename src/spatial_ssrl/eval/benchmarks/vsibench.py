@@ -7,7 +7,8 @@ VSI-Bench-Debiased mark, and ``test.jsonl`` with the same fields) and the videos
 ``arkitscenes.zip``, ``scannet.zip``, ``scannetpp.zip``, at ``<dataset>/<scene_name>.mp4``.
 ``path`` is a parquet / jsonl file, or the folder holding ``test-*.parquet`` (else ``test.jsonl``);
 videos are looked up under option ``video_root`` (default: that folder). A missing video skips its
-questions (``missing_video``), an unreadable one ``undecodable_video``.
+questions (``missing_video``), an unreadable one ``undecodable_video`` (the video's path in the
+``detail``); scoring predictions (``images=False``) opens no video.
 
 Frames: option ``frames`` (default 32, at most 128) sampled uniformly over the whole video, first
 and last included (:mod:`spatial_ssrl.eval.video`), become the item's images (JPEG bytes), one
@@ -169,7 +170,12 @@ class VSIBench(Benchmark):
     modality = "video"
     default_path_hint = "the VSI-Bench folder: test-*.parquet and <dataset>/<scene_name>.mp4 videos"
 
-    def load(self, path: str, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+    def load(self, path: str, images: bool = True, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+        """The questions of the table, their frames sampled from the videos. ``images=False``
+        (scoring predictions) opens no video and needs no decoder, so no question is skipped for
+        its video: ``images`` then holds the video's path (not checked), the question has
+        ``frames`` placeholders (a video shorter than that gives fewer when sampled) and
+        ``meta["frame_indices"]`` is None."""
         check_options("vsi-bench", options, OPTIONS)
         try:
             n_frames = int(options.get("frames") or DEFAULT_FRAMES)
@@ -186,7 +192,8 @@ class VSIBench(Benchmark):
         video_root = str(options.get("video_root") or (path if os.path.isdir(path) else os.path.dirname(path) or "."))
 
         rows: list[tuple[str, dict[str, Any]]] = [(f, r) for f in files for r in _read_rows(f)]
-        from ..video import VideoError, sample_frames
+        if images:
+            from ..video import VideoError, sample_frames
 
         videos: dict[str, tuple[list[bytes], list[int]] | str] = {}
         items: list[EvalItem] = []
@@ -215,26 +222,29 @@ class VSIBench(Benchmark):
                     raise BenchmarkError(f"{file}: id {item_id}: 'ground_truth' {truth_raw!r} is not an option letter")
 
             video = os.path.join(video_root, str(row["dataset"]), f"{row['scene_name']}.mp4")
-            if video not in videos:
-                if not os.path.isfile(video):
-                    videos[video] = "missing_video"
-                else:
-                    try:
-                        videos[video] = sample_frames(video, n_frames, max_side=max_side)
-                    except VideoError:
-                        videos[video] = "undecodable_video"
-            got = videos[video]
-            if isinstance(got, str):
-                skipped.append(Skipped(item_id, got))
-                continue
-            frames, indices = got
+            if not images:
+                frames, indices = [video], None
+            else:
+                if video not in videos:
+                    if not os.path.isfile(video):
+                        videos[video] = "missing_video"
+                    else:
+                        try:
+                            videos[video] = sample_frames(video, n_frames, max_side=max_side)
+                        except VideoError:
+                            videos[video] = "undecodable_video"
+                got = videos[video]
+                if isinstance(got, str):
+                    skipped.append(Skipped(item_id, got, video))
+                    continue
+                frames, indices = got
             text = str(row["question"]).strip()
             if kind == "choice":
                 lines = "\n".join(f"{LETTERS[j]}. {o}" for j, o in enumerate(opts))
                 body = f"{text}\n{lines}\nAnswer with the option's letter."
             else:
                 body = f"{text}\nAnswer with a number."
-            question = "<image>" * len(frames) + "\nThese are frames of a video.\n" + body
+            question = "<image>" * (len(frames) if images else n_frames) + "\nThese are frames of a video.\n" + body
             pruned = row.get("pruned")
             items.append(EvalItem(
                 id=item_id, question=question, images=frames, answer=truth, options=opts if kind == "choice" else None,

@@ -174,7 +174,10 @@ class WhatsUp(Benchmark):
     default_path_hint = ("the folder holding controlled_images_dataset.json, controlled_clevr_dataset.json and "
                          "their image folders (the authors' data/ folder)")
 
-    def load(self, path: str, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+    def load(self, path: str, images: bool = True, **options: Any) -> tuple[list[EvalItem], list[Skipped]]:
+        """The rows of the chosen subsets. ``images=False`` (scoring predictions) looks for no
+        image, so none is skipped for a missing one: ``images`` then holds the path the image
+        is first looked for at (not checked)."""
         check_options("whatsup", options, OPTIONS)
         subsets = _subset_names(options.get("subsets"))
         try:
@@ -196,9 +199,11 @@ class WhatsUp(Benchmark):
             file = os.path.join(path, json_name)
             for index, (captions, candidates) in enumerate(_rows(file, layout, image_dir, path)):
                 base = f"{subset}-{index}"
-                image = next((c for c in candidates if os.path.isfile(c)), None)
+                image = next((c for c in candidates if os.path.isfile(c)), None) if images else candidates[0]
                 if image is None:
-                    skipped.append(Skipped(base, "missing_image"))
+                    rest = [c for c in dict.fromkeys(candidates) if c != candidates[0]]
+                    others = f" (nor {', '.join(rest)})" if rest else ""
+                    skipped.append(Skipped(base, "missing_image", candidates[0] + others))
                     continue
                 k = len(captions)
                 perm = permutation(seed, subset, index, k)
