@@ -151,6 +151,8 @@ def test_a_benchmark_end_to_end_on_a_tiny_model(setup, tmp_path):
     assert "3dsrbench: accuracy" in result.output and "1 items skipped (undecodable_image 1)" in result.output
     res = json.loads((out / "results.json").read_text())
     assert res["benchmark"] == "3dsrbench" and res["items"] == 18 and res["skipped"]["count"] == 1
+    first = res["skipped"]["first"]  # the undecodable image, named by its place in the file
+    assert first["reason"] == "undecodable_image" and first["detail"]
     assert {"vanilla", "flip", "flip_circular"} <= set(res["metrics"])
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(preds) == 18 and len({p["id"] for p in preds}) == 18

@@ -283,7 +283,9 @@ def results(bench: Benchmark, items: list[EvalItem], skipped: list[Skipped], pre
         **{k: v for k, v in report.items() if k not in ("accuracy", "strict")},
         "items": len(base),
         "skipped": {"count": len(skipped), "by_reason": dict(sorted(skip_reasons.items())),
-                    "ids": [s.id for s in skipped][:1000]},
+                    "ids": [s.id for s in skipped][:1000],
+                    "first": next(({"id": s.id, "reason": s.reason, "detail": s.detail} for s in skipped
+                                   if getattr(s, "detail", None)), None)},
         "backend_errors": {"count": sum(errors.values()), "by_reason": dict(sorted(errors.items()))},
         "malformed_prediction_lines": malformed_lines,
         "duplicate_prediction_ids": 0,
