@@ -14,7 +14,12 @@ port, one thread per connection (HTTP/1.1 keep-alive). Configurable:
   answered normally), or a function ``(question_text, n) -> action | None`` with ``n``
   counting that exact question's requests from 0. Actions: ``Fail(status)`` answers an
   error status, ``Sleep(seconds)`` waits (longer than a client's timeout, typically) and
-  then answers normally, ``DROP`` closes the connection without answering.
+  then answers normally, ``DROP`` closes the connection without answering. Hostile
+  servers: ``Drip(interval)`` sends a normal answer one byte per ``interval`` seconds
+  (the body only, or with ``headers=True`` the status line and headers too),
+  ``Endless()`` sends a body that never ends (no length, spaces for ever), ``Huge(size)``
+  a well-formed answer of ``size`` bytes (with its ``Content-Length``, or with
+  ``length=False`` none and the connection closed at the end).
 
 It records every chat request (``server.requests``: body, headers, arrival time) and the
 largest number of chat requests it was working on at once (``server.max_concurrent``).
@@ -46,6 +51,23 @@ class Sleep:
 
 
 DROP = "drop"
+
+
+@dataclass(frozen=True)
+class Drip:
+    interval: float = 1.0
+    headers: bool = False
+
+
+@dataclass(frozen=True)
+class Endless:
+    chunk: int = 1 << 16
+
+
+@dataclass(frozen=True)
+class Huge:
+    size: int
+    length: bool = True
 
 
 @dataclass
@@ -192,6 +214,8 @@ class OpenAIServer:
             return action.status, {"error": {"message": action.message, "type": "test", "code": action.status}}, extra
         if isinstance(action, Sleep):
             self._sleep(action.seconds)
+        if isinstance(action, (Drip, Endless, Huge)):
+            return action
         text = self.answer(body)
         return 200, {
             "id": f"chatcmpl-{len(self.requests)}",
@@ -220,6 +244,41 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(data)
+
+    def _hostile(self, action) -> None:
+        """Answer as ``action`` says (the raw bytes written here, the connection closed after)."""
+        w, owner = self.wfile, self.owner
+        if isinstance(action, Drip):
+            body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "slow"},
+                                            "finish_reason": "stop"}]}).encode()
+            head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                    "Connection: close\r\n\r\n").encode()
+            if not action.headers:
+                w.write(head)
+                w.flush()
+                head = b""
+            for k in range(len(head + body)):
+                w.write((head + body)[k:k + 1])
+                w.flush()
+                owner._sleep(action.interval)
+            return
+        if isinstance(action, Endless):
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{")
+            spaces = b" " * action.chunk
+            while not owner._stop.is_set():
+                w.write(spaces)
+            return
+        prefix = b'{"choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "'
+        suffix = b'"}}]}'
+        fill = action.size - len(prefix) - len(suffix)
+        length = f"Content-Length: {action.size}\r\n" if action.length else ""
+        w.write(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}Connection: close\r\n\r\n".encode())
+        w.write(prefix)
+        block = b"a" * (1 << 20)
+        while fill > 0 and not owner._stop.is_set():
+            w.write(block[:fill])
+            fill -= len(block)
+        w.write(suffix)
 
     def do_GET(self) -> None:
         if self.path.rstrip("/") == "/v1/models":
@@ -254,8 +313,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         try:
+            if isinstance(reply, (Drip, Endless, Huge)):
+                self.close_connection = True
+                self._hostile(reply)
+                return
             self._send(*reply)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timed out)
+        except (BrokenPipeError, ConnectionResetError, _Stopped):  # the client gave up (timed out)
             self.close_connection = True
 
     def handle(self) -> None:

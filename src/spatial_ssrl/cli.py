@@ -44,7 +44,19 @@ def _os_error_text(exc: OSError) -> str:
     return f"{exc.strerror or exc}{where}"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The ``ssrl`` group: Ctrl-C in any command that does not handle it itself leaves with
+    status 130 and one line, instead of click's "Aborted!" and status 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            exit_interrupted()
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ssrl")
 def main() -> None:
     """Spatial-SSRL: self-supervised spatial pretext tasks for vision-language models."""
@@ -386,13 +398,14 @@ def list_tasks():
               help="Images whose longer side exceeds PX pixels are shown downscaled (embedded as JPEG) "
                    "to keep the page small; captions still give the stored size. 0 embeds every "
                    "image's original bytes.")
-def preview(dataset, out, num, seed, max_side):
+@click.option("--overwrite", is_flag=True, help="Let --out replace a file that an earlier preview did not write.")
+def preview(dataset, out, num, seed, max_side, overwrite):
     """Write one self-contained HTML page showing samples of a dataset."""
     from .preview import PreviewError, write_preview
 
     out = out or os.path.join(dataset, "preview.html")
     try:
-        shown = write_preview(dataset, out, num=num, seed=seed, max_side=max_side)
+        shown = write_preview(dataset, out, num=num, seed=seed, max_side=max_side, overwrite=overwrite)
     except PreviewError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {out} ({shown} samples)")
@@ -403,7 +416,12 @@ def _register_commands() -> None:
     from .eval.overlap_cli import overlap_command
     from .reward.cli import score_command
     from .tiny.cli import tiny_model_command
-    from .training.cli import coldstart_command, split_command, train_group
+    from .training.cli import (
+        coldstart_command,
+        split_command,
+        stats_command,
+        train_group,
+    )
     from .validate.cli import validate_command
 
     main.add_command(score_command, name="score")
@@ -413,6 +431,7 @@ def _register_commands() -> None:
     main.add_command(validate_command, name="validate")
     main.add_command(split_command, name="split")
     main.add_command(coldstart_command, name="coldstart")
+    main.add_command(stats_command, name="stats")
     main.add_command(train_group, name="train")
     main.add_command(tiny_model_command, name="tiny-model")
 

@@ -4,7 +4,7 @@ LM Studio, a hosted API ...).
 Each item becomes one ``POST {api_base}/chat/completions`` whose single user message
 interleaves image parts (``data:`` URLs) and text parts in the order of the question's
 ``<image>`` placeholders. Up to ``max_in_flight`` requests run at once, each on its own
-worker thread sharing one ``httpx.Client``. Results come back to the calling thread: the
+worker thread with its own ``httpx.Client`` (one kept-alive connection each). Results come back to the calling thread: the
 ``on_result`` callback runs there, once per item, as each finishes; ``generate`` returns
 them all in input order.
 
@@ -12,6 +12,15 @@ Failures do not raise: a request that still fails after its retries gives a ``Re
 ``text=None`` and a short ``error`` ("timeout", "http 500", "connection refused", ...).
 Timeouts, connection errors, 429 and 5xx are retried with exponential back-off and jitter
 (honouring ``Retry-After``); other 4xx are not retried.
+
+Bounds on what a server can make one request cost. httpx's ``timeout`` bounds each socket
+operation, so a server sending a byte now and then (or an endless body) would hold a
+request for ever. Each attempt therefore also has a total deadline (``request_deadline``
+seconds, by default twice ``timeout``, so a single slow phase still reads ``"timeout"``): a watchdog shuts the attempt's socket down when it
+passes, whatever phase the request is in, and the attempt fails with ``"deadline
+exceeded"`` (retried like a timeout). The body is read as a stream and given up past
+``max_response_bytes`` (8 MiB by default; a ``Content-Length`` above it is refused before
+reading): ``"response too large"``, not retried.
 
 Ctrl-C: the ``KeyboardInterrupt`` reaches the caller within a fraction of a second. Items
 already delivered through ``on_result`` stay delivered; queued items are dropped, workers
@@ -25,9 +34,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import json
 import os
 import queue
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -42,6 +53,9 @@ __all__ = ["Item", "OpenAIBackend", "Result", "build_messages", "image_data_url"
 MAX_BACKOFF = 30.0
 MAX_RETRY_AFTER = 60.0
 _ERROR_TEXT_CHARS = 200
+DEFAULT_MAX_RESPONSE_BYTES = 8 << 20
+DEADLINE_ERROR = "deadline exceeded"
+TOO_LARGE_ERROR = "response too large"
 
 
 @dataclass
@@ -158,11 +172,15 @@ def _short(text: str) -> str:
     return text if len(text) <= _ERROR_TEXT_CHARS else text[:_ERROR_TEXT_CHARS - 3] + "..."
 
 
-def _server_message(response) -> str:
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def _server_message(data: bytes) -> str:
     try:
-        body = response.json()
+        body = json.loads(data)
     except ValueError:
-        return _short(response.text)
+        return _short(_text(data))
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, dict):
@@ -200,18 +218,66 @@ def _transport_error(exc) -> _Attempt:
     return _Attempt(error=f"connection error: {_short(exc) or type(exc).__name__}", retry=True)
 
 
-def _parse_answer(response) -> _Attempt:
+def _parse_answer(data: bytes) -> _Attempt:
     try:
-        body = response.json()
+        body = json.loads(data)
         choice = body["choices"][0]
         content = choice["message"].get("content")
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        return _Attempt(error=f"bad response: {_short(response.text)}")
+        return _Attempt(error=f"bad response: {_short(_text(data))}")
     if isinstance(content, list):  # some servers answer in content parts
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
     if content is None:
         return _Attempt(error="bad response: no message content")
     return _Attempt(text=content, finish_reason=choice.get("finish_reason"))
+
+
+class _Watchdog:
+    """One worker's deadline keeper. httpx tells it (through the ``trace`` request extension)
+    the network stream of each connection it opens; the worker's client holds one
+    connection, so that stream is the one any request of the worker uses. :meth:`arm`
+    starts an attempt's clock; when it runs out first, the socket is shut down, which ends
+    whatever read or write the request is blocked in."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stream = None
+        self._timer: threading.Timer | None = None
+        self._active = False
+        self.fired = False
+
+    def trace(self, event: str, info: dict) -> None:
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            with self._lock:
+                self._stream = info.get("return_value")
+                if self.fired and self._active:
+                    self._cut()
+
+    def _cut(self) -> None:
+        sock = self._stream.get_extra_info("socket") if self._stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._active:
+                self.fired = True
+                self._cut()
+
+    def arm(self, seconds: float) -> None:
+        with self._lock:
+            self._active, self.fired = True, False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._active = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 # --- the backend ----------------------------------------------------------------------
@@ -222,7 +288,9 @@ class OpenAIBackend:
     ``api_base`` is the URL up to and including the version segment
     (``http://127.0.0.1:8000/v1``); ``api_key`` defaults to ``$OPENAI_API_KEY`` and may be
     absent for local servers. ``timeout`` (seconds) bounds each phase of a request
-    (connect, send, and the wait for the answer). ``retries`` is the number of retries after
+    (connect, send, and the wait for the answer); ``request_deadline`` (default: 2 x ``timeout``)
+    the whole of one attempt, and ``max_response_bytes`` (default 8 MiB) the answer's body.
+    ``retries`` is the number of retries after
     the first attempt; the ``k``-th retry waits about ``backoff * 2**(k-1)`` seconds
     (times a random factor in [0.5, 1.5), at most 30 s, at least a server's ``Retry-After``).
     ``extra_body`` is merged into every request body last (``{"top_k": 20}``,
@@ -230,19 +298,27 @@ class OpenAIBackend:
 
     def __init__(self, api_base: str, model: str, api_key: str | None = None, max_in_flight: int = 8,
                  timeout: float = 120.0, retries: int = 4, backoff: float = 1.0, max_tokens: int = 1024,
-                 temperature: float = 0.0, top_p: float = 1.0, extra_body: dict | None = None) -> None:
+                 temperature: float = 0.0, top_p: float = 1.0, extra_body: dict | None = None,
+                 request_deadline: float | None = None,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         if retries < 0:
             raise ValueError(f"retries must be 0 or more, got {retries}")
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
+        if request_deadline is not None and request_deadline <= 0:
+            raise ValueError(f"request_deadline must be positive, got {request_deadline}")
+        if max_response_bytes < 1:
+            raise ValueError(f"max_response_bytes must be at least 1, got {max_response_bytes}")
         self.api_base = api_base.rstrip("/")
         self.url = f"{self.api_base}/chat/completions"
         self.model = model
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self.max_in_flight = int(max_in_flight)
         self.timeout = float(timeout)
+        self.request_deadline = float(request_deadline) if request_deadline is not None else 2 * self.timeout
+        self.max_response_bytes = int(max_response_bytes)
         self.retries = int(retries)
         self.backoff = float(backoff)
         self.max_tokens = max_tokens
@@ -265,37 +341,60 @@ class OpenAIBackend:
         body.update(self.extra_body)
         return body
 
-    def _client(self, connections: int):
+    def _client(self):
+        """A worker's client: one connection (so its watchdog knows the socket in use)."""
         import httpx
 
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         return httpx.Client(
             timeout=httpx.Timeout(self.timeout),
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
             headers=headers,
         )
 
-    def _attempt(self, client, body: dict) -> _Attempt:
+    def _read_body(self, response) -> bytes | None:
+        """The body, or None past ``max_response_bytes`` (then the rest is never read)."""
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_response_bytes:
+            return None
+        data = bytearray()
+        for chunk in response.iter_bytes():
+            data += chunk
+            if len(data) > self.max_response_bytes:
+                return None
+        return bytes(data)
+
+    def _attempt(self, client, body: dict, watchdog: _Watchdog | None = None) -> _Attempt:
         import httpx
 
+        watchdog = watchdog or _Watchdog()
+        watchdog.arm(self.request_deadline)
         try:
-            response = client.post(self.url, json=body)
+            with client.stream("POST", self.url, json=body, extensions={"trace": watchdog.trace}) as response:
+                code = response.status_code
+                if code == 429 or code >= 500:
+                    return _Attempt(error=f"http {code}", retry=True, retry_after=_retry_after(response))
+                if 300 <= code < 400:
+                    return _Attempt(error=f"http {code}")
+                data = self._read_body(response)
+                if data is None:
+                    return _Attempt(error=TOO_LARGE_ERROR)
         except httpx.TransportError as exc:
+            if watchdog.fired:
+                return _Attempt(error=DEADLINE_ERROR, retry=True)
             return _transport_error(exc)
-        code = response.status_code
-        if code == 429 or code >= 500:
-            return _Attempt(error=f"http {code}", retry=True, retry_after=_retry_after(response))
+        finally:
+            watchdog.disarm()
         if code >= 400:
-            return _Attempt(error=f"http {code}: {_server_message(response)}")
-        if code >= 300:
-            return _Attempt(error=f"http {code}")
-        return _parse_answer(response)
+            return _Attempt(error=f"http {code}: {_server_message(data)}")
+        return _parse_answer(data)
 
     def _delay(self, retry: int, retry_after: float | None) -> float:
         delay = min(MAX_BACKOFF, self.backoff * 2 ** (retry - 1)) * (0.5 + random.random())
         return max(delay, retry_after or 0.0)
 
-    def _run_item(self, client, item: Item, stop: threading.Event) -> Result | None:
+    def _run_item(self, client, item: Item, stop: threading.Event,
+                  watchdog: _Watchdog | None = None) -> Result | None:
         """The item's result after its retries, or ``None`` when ``stop`` was set first."""
         t0 = time.monotonic()
         try:
@@ -305,7 +404,7 @@ class OpenAIBackend:
         attempts = 0
         while True:
             attempts += 1
-            outcome = self._attempt(client, body)
+            outcome = self._attempt(client, body, watchdog)
             if stop.is_set():
                 return None
             if outcome.error is None:
@@ -335,11 +434,10 @@ class OpenAIBackend:
         done: queue.SimpleQueue = queue.SimpleQueue()
         stop = threading.Event()
         n_workers = min(self.max_in_flight, len(items))
-        client = self._client(n_workers)
-        alive = [n_workers]
-        alive_lock = threading.Lock()
 
         def worker() -> None:
+            client = self._client()
+            watchdog = _Watchdog()
             try:
                 while not stop.is_set():
                     try:
@@ -347,19 +445,15 @@ class OpenAIBackend:
                     except queue.Empty:
                         return
                     try:
-                        result = self._run_item(client, items[i], stop)
+                        result = self._run_item(client, items[i], stop, watchdog)
                     except BaseException as exc:  # noqa: BLE001 - a worker must neither die nor print
                         result = None if stop.is_set() else Result(error=f"internal error: {_short(exc)}")
                     if result is None:
                         return
                     done.put((i, result))
             finally:
-                with alive_lock:
-                    alive[0] -= 1
-                    last = alive[0] == 0
-                if last:
-                    with contextlib.suppress(Exception):
-                        client.close()
+                with contextlib.suppress(Exception):
+                    client.close()
 
         threads = [threading.Thread(target=worker, name=f"openai-backend-{k}", daemon=True)
                    for k in range(n_workers)]

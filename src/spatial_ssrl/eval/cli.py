@@ -470,6 +470,10 @@ def infer_command(model, images, question, no_format_prompt, max_new_tokens, max
         try:
             with Image.open(path) as im:
                 pics.append(im.convert("RGB"))
+        except Image.DecompressionBombError:
+            raise click.BadParameter(f"{path}: refused, it declares more pixels than an image should have "
+                                     f"(over {Image.MAX_IMAGE_PIXELS:,}): a decompression bomb?",
+                                     param_hint="--image") from None
         except (UnidentifiedImageError, OSError) as exc:
             raise click.BadParameter(f"{path}: not a readable image ({exc.__class__.__name__})", param_hint="--image") from None
     text = question if no_format_prompt else with_format_suffix(question)

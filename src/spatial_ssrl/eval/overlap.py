@@ -73,6 +73,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..sources.fast_decode import decode_rgb
+from ..sources.images import pillow_pixel_limit
 
 HASH_SIZE = 32
 """Side of the grey thumbnail the DCT is taken of."""
@@ -99,8 +100,8 @@ _CHUNK_PAIRS = 1 << 22  # candidates per multi-index step
 _BRUTE_CHUNK_PAIRS = 1 << 20  # pairs per brute-force step (8 MiB of uint64, reused)
 _INDEX_COST = 16  # an indexed candidate costs about this many brute-force pairs
 
-# Pillow refuses large images by default; the header check below applies our own limit.
-Image.MAX_IMAGE_PIXELS = None
+# Pillow's decompression-bomb bound stays on; _thumbnails raises it to max_pixels for the one
+# file it opens (sources.images.pillow_pixel_limit), after which its header check applies.
 
 
 class OverlapError(ValueError):
@@ -232,6 +233,12 @@ def _decode_grey(img: Image.Image, source: Any, own: bool) -> Image.Image:
 
 def _thumbnails(image: Any, min_side: int, max_pixels: int) -> tuple[np.ndarray, np.ndarray]:
     """The 32 x 32 and 9 x 8 (width x height) grey area averages of ``image`` (float32)."""
+    with warnings.catch_warnings(), pillow_pixel_limit(max_pixels):
+        warnings.simplefilter("ignore")
+        return _thumbnails_within_limit(image, min_side, max_pixels)
+
+
+def _thumbnails_within_limit(image: Any, min_side: int, max_pixels: int) -> tuple[np.ndarray, np.ndarray]:
     img, fh = _open(image)
     try:
         with warnings.catch_warnings():
@@ -321,6 +328,13 @@ class HashSet:
                        [(n, r) for n, r in skipped])
 
 
+def _ignore_sigint() -> None:
+    """In a decoding process: Ctrl-C is the parent's to handle (it ends the pool)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _hash_entry(entry: tuple[str, Any, int, int]) -> tuple[str, int, int, str | None]:
     name, image, min_side, max_pixels = entry
     try:
@@ -364,7 +378,7 @@ def hash_images(images: Iterable[tuple[str, Any]], *, workers: int = 1, min_side
             import multiprocessing
 
             chunk = max(1, min(64, len(jobs) // (4 * workers)))
-            with multiprocessing.get_context().Pool(min(workers, len(jobs))) as pool:
+            with multiprocessing.get_context().Pool(min(workers, len(jobs)), initializer=_ignore_sigint) as pool:
                 results = []
                 for r in pool.imap(_hash_entry, jobs, chunksize=chunk):
                     results.append(r)
@@ -397,7 +411,17 @@ def image_files(folder: str, recursive: bool = True) -> list[str]:
     if not os.path.isdir(folder):
         raise OverlapError(f"{folder} is not a folder" if os.path.exists(folder) else f"{folder} does not exist")
     found = []
+    seen: set[tuple[int, int]] = set()  # (st_dev, st_ino) of each folder walked: a link loop ends
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:  # reached again through a symbolic link
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
         for name in sorted(filenames):
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:

@@ -76,11 +76,12 @@ def _pairs_document(pairs, train: HashSet, bench: HashSet, args: dict) -> dict:
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None, metavar="PAIRS.json",
               help="Write the pairs (and what was skipped) as JSON; `ssrl generate "
                    "--exclude-overlap-with` reads it.")
+@click.option("--overwrite", is_flag=True, help="Let --out replace a file that an earlier overlap did not write.")
 @click.option("--workers", "-w", default=None, type=click.IntRange(min=1),
               help="Processes that decode images (default: the CPU count, at most 8).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the count line.")
 def overlap_command(train_dataset, train_images, bench_name, bench_path, bench_images, max_distance,
-                    max_dhash_distance, out_path, workers, quiet) -> None:
+                    max_dhash_distance, out_path, overwrite, workers, quiet) -> None:
     """Find benchmark images that are near duplicates of training sources.
 
     Both sides are hashed (64-bit DCT pHash and difference hash; resized and re-encoded
@@ -97,6 +98,17 @@ def overlap_command(train_dataset, train_images, bench_name, bench_path, bench_i
         raise click.UsageError("--bench-path goes with --bench NAME")
     if workers is None:
         workers = max(1, min(8, os.cpu_count() or 1))
+    from ..outfiles import OutFileError, check_out_file, write_out_file
+
+    # a pairs file of ours starts with its format key
+    out_rules = {"markers": [f'"format": "{PAIRS_FORMAT}"'],
+                 "overwrite": overwrite, "datasets": [train_dataset] if train_dataset else [],
+                 "inputs": [bench_path] if bench_path else []}
+    if out_path:
+        try:
+            check_out_file(out_path, **out_rules)
+        except OutFileError as exc:
+            raise click.ClickException(str(exc)) from None
 
     from ..readers import DatasetError
     from .base import BenchmarkError
@@ -133,15 +145,10 @@ def overlap_command(train_dataset, train_images, bench_name, bench_path, bench_i
     if out_path:
         args = {"train": train_dataset or train_images, "bench": bench_name or bench_images,
                 "bench_path": bench_path, "max_distance": max_distance, "max_dhash_distance": max_dhash_distance}
+        data = json.dumps(_pairs_document(pairs, train, bench, args), indent=1) + "\n"
         try:
-            parent = os.path.dirname(os.path.abspath(out_path))
-            os.makedirs(parent, exist_ok=True)
-            tmp = f"{out_path}.tmp"
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(_pairs_document(pairs, train, bench, args), fh, indent=1)
-                fh.write("\n")
-            os.replace(tmp, out_path)
-        except OSError as exc:
-            raise click.ClickException(f"cannot write {out_path}: {exc.strerror or exc}") from None
+            write_out_file(out_path, data.encode(), **out_rules)
+        except OutFileError as exc:
+            raise click.ClickException(str(exc)) from None
         if not quiet:
             click.echo(f"pairs written to {out_path}")

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from collections import defaultdict
 
 from ..readers import DatasetError, open_dataset
 from .images import DEFAULT_MAX_SIDE
-from .page import render_page
+from .page import GENERATOR_META, render_page
 
 
 class PreviewError(Exception):
@@ -92,27 +91,22 @@ def render_preview(dataset_dir: str, num: int = 50, seed: int = 0,
 
 
 def write_preview(dataset_dir: str, out_path: str, num: int = 50, seed: int = 0,
-                  max_side: int = DEFAULT_MAX_SIDE) -> int:
+                  max_side: int = DEFAULT_MAX_SIDE, overwrite: bool = False) -> int:
     """Write a self-contained HTML page showing ``num`` samples of the dataset in
     ``dataset_dir`` to ``out_path``; return the number of samples shown. Images whose longer
     side exceeds ``max_side`` pixels are shown downscaled (JPEG); ``max_side=0`` embeds
-    every image's stored bytes."""
-    page, shown = render_preview(dataset_dir, num=num, seed=seed, max_side=max_side)
-    d = os.path.dirname(os.path.abspath(out_path))
+    every image's stored bytes. An existing ``out_path`` is replaced only when an earlier
+    preview wrote it (or with ``overwrite``); a dataset's own files never (see
+    :mod:`spatial_ssrl.outfiles`)."""
+    from ..outfiles import OutFileError, check_out_file, write_out_file
+
+    rules = {"markers": [GENERATOR_META], "overwrite": overwrite, "datasets": [dataset_dir]}
     try:
-        os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".html")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(page)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, out_path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-    except OSError as exc:
-        raise PreviewError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+        check_out_file(out_path, **rules)
+        page, shown = render_preview(dataset_dir, num=num, seed=seed, max_side=max_side)
+        write_out_file(out_path, page.encode("utf-8"), **rules)
+    except OutFileError as exc:
+        raise PreviewError(str(exc)) from None
     return shown
 
 

@@ -270,6 +270,10 @@ def _header_html(reader: DatasetReader, index: list[tuple[str, str]], shown: lis
 </header>"""
 
 
+# what marks a page as ours (``ssrl preview --out`` replaces only such a page)
+GENERATOR_META = '<meta name="generator" content="ssrl preview">'
+
+
 def render_page(reader: DatasetReader, index: list[tuple[str, str]], samples: list[Record], seed: int,
                 max_side: int) -> str:
     """The whole page: ``samples`` (in display order) out of ``index``, the (task, variant)
@@ -300,6 +304,6 @@ def render_page(reader: DatasetReader, index: list[tuple[str, str]], samples: li
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-        f"<title>{_e(title)}</title>\n<style>\n{css}</style>\n</head>\n<body>\n<main>"
+        f"{GENERATOR_META}\n<title>{_e(title)}</title>\n<style>\n{css}</style>\n</head>\n<body>\n<main>"
         f"{header}{toc}{''.join(sections)}\n</main>\n</body>\n</html>\n"
     )

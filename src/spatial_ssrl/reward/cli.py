@@ -4,11 +4,14 @@ The dataset is a folder written by ``ssrl generate`` (or ``ssrl split`` / ``ssrl
 coldstart``) in any format, read through :func:`spatial_ssrl.readers.open_dataset`: every
 split's ids, tasks, variants, answers, answer types and options; images are never loaded.
 
-Predictions are JSON lines ``{"id": ..., "response": ...}``. Lines that are not such an
-object are *malformed* (counted and reported by line number); ids absent from the dataset
-are *unknown*; an id seen again is a *duplicate* (the first prediction is scored). None of
-these stop the run. Dataset samples without a prediction are counted as *missing* and left
-out of the accuracy, which is over the scored samples.
+Predictions are JSON lines ``{"id": ..., "response": ...}``, read by
+:func:`read_predictions`, the one rule ``ssrl score`` and ``ssrl eval --predictions`` share:
+lines that are not such an object are *malformed* (counted and reported by line number); a
+line ``{"id", "response": null, "error"}`` is a request that failed (``ssrl eval`` writes
+them); an id given a second answer is a *duplicate* (counted; the first answer is kept). Ids
+absent from the dataset are *unknown*. None of these stop the run. Dataset samples without an
+answer are counted as *missing* and left out of the accuracy, which is over the scored
+samples.
 
 The command object is :data:`score_command`; the ``ssrl`` group registers it as ``score``.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
 import click
@@ -48,11 +52,41 @@ def load_answers(data: str) -> OrderedDict[str, dict[str, Any]]:
     return samples
 
 
-def read_predictions(path: str) -> tuple[list[tuple[int, str, str]], list[int]]:
-    """``([(line_number, id, response), ...], malformed_line_numbers)``; blank lines are
-    skipped, line numbers start at 1."""
-    good: list[tuple[int, str, str]] = []
-    malformed: list[int] = []
+@dataclass
+class Predictions:
+    """A predictions file as :func:`read_predictions` reads it.
+
+    ``records``: id -> the prediction kept for it (the JSON object), in the order ids first
+    appear; ``lines``: id -> the line number of that prediction; ``malformed``: line numbers
+    of the lines that are not predictions; ``duplicates``: ids given an answer again (one
+    entry per extra answer); ``torn_tail``: the last line has no newline and is not a
+    prediction (a write cut short; it is among ``malformed`` too)."""
+
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)
+    malformed: list[int] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    torn_tail: bool = False
+
+    def answers(self) -> list[tuple[int, str, str]]:
+        """``(line number, id, response)`` of every id whose kept prediction has a response."""
+        return [(self.lines[sid], sid, r["response"]) for sid, r in self.records.items()
+                if isinstance(r.get("response"), str)]
+
+    def failed(self) -> list[str]:
+        """Ids whose only predictions are failed requests."""
+        return [sid for sid, r in self.records.items() if not isinstance(r.get("response"), str)]
+
+
+def read_predictions(path: str) -> Predictions:
+    """The predictions of a JSON lines file, by the rule ``ssrl score`` and ``ssrl eval``
+    share. Blank lines are skipped; line numbers start at 1. A prediction is a JSON object
+    with an ``id`` (a string or an integer, compared as text) and either a string
+    ``response`` or ``"response": null`` with a string ``error`` (a request that failed).
+    Any other line is malformed. An id's first answer is kept and later answers for it are
+    duplicates; a failed request never replaces an answer, and an answer replaces a failed
+    request (a retry). Raises ``OSError`` when the file cannot be read."""
+    out = Predictions()
     with open(path, encoding="utf-8", errors="replace") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
@@ -60,17 +94,24 @@ def read_predictions(path: str) -> tuple[list[tuple[int, str, str]], list[int]]:
             try:
                 obj = json.loads(line)
             except ValueError:
-                malformed.append(number)
+                obj = None
+            sid = obj.get("id") if isinstance(obj, dict) else None
+            response = obj.get("response") if isinstance(obj, dict) else None
+            answer = isinstance(response, str)
+            failed = response is None and isinstance(obj, dict) and isinstance(obj.get("error"), str)
+            if isinstance(sid, bool) or not isinstance(sid, (str, int)) or str(sid) == "" or not (answer or failed):
+                out.malformed.append(number)
+                out.torn_tail = not line.endswith("\n")
                 continue
-            if not isinstance(obj, dict):
-                malformed.append(number)
+            sid = str(sid)
+            kept = out.records.get(sid)
+            if kept is not None and isinstance(kept.get("response"), str):
+                if answer:
+                    out.duplicates.append(sid)
                 continue
-            sid, response = obj.get("id"), obj.get("response")
-            if isinstance(sid, bool) or not isinstance(sid, (str, int)) or not isinstance(response, str):
-                malformed.append(number)
-                continue
-            good.append((number, str(sid), response))
-    return good, malformed
+            out.records[sid] = obj
+            out.lines[sid] = number
+    return out
 
 
 def _new_bucket() -> dict[str, Any]:
@@ -187,6 +228,8 @@ def _notes(report: dict[str, Any]) -> list[str]:
         out.append(f"unknown ids: {report['unknown_ids']['count']} ({listed(report['unknown_ids']['ids'])})")
     if report["duplicate_ids"]["count"]:
         out.append(f"duplicate ids (first prediction kept): {report['duplicate_ids']['count']} ({listed(report['duplicate_ids']['ids'])})")
+    if report.get("failed_requests", {}).get("count"):
+        out.append(f"failed requests (no response): {report['failed_requests']['count']} ({listed(report['failed_requests']['ids'])})")
     if report["missing_predictions"]["count"]:
         out.append(f"dataset samples without a prediction: {report['missing_predictions']['count']}")
     return out
@@ -199,20 +242,36 @@ def _notes(report: dict[str, Any]) -> list[str]:
               help='JSON lines {"id": ..., "response": ...}.')
 @click.option("--out", "-o", default=None, type=click.Path(dir_okay=False),
               help="Write the JSON report here.")
+@click.option("--overwrite", is_flag=True, help="Let --out replace a file that an earlier score did not write.")
 @click.option("--allow-hedging", is_flag=True,
               help="Score only the last box even when earlier boxes disagree (the paper's rule).")
 @click.option("--require-format", is_flag=True, help="Count an answer only when the format check passes.")
 @click.option("--format-weight", default=DEFAULT_FORMAT_WEIGHT, show_default=True,
               type=click.FloatRange(0.0, 1.0), help="Weight of the format part in the mean reward.")
-def score_command(data, predictions, out, allow_hedging, require_format, format_weight):
+def score_command(data, predictions, out, overwrite, allow_hedging, require_format, format_weight):
     """Score model responses against a dataset's answers.
 
     Prints accuracy, format rate and parse failures per task and per variant; --out writes
     the full report (top-level `accuracy` in percent over the scored samples).
     """
+    from spatial_ssrl.outfiles import (
+        OutFileError,
+        check_out_file,
+        json_marker,
+        json_report,
+        write_out_file,
+    )
+
+    out_rules = {"markers": [json_marker("score")], "overwrite": overwrite, "datasets": [data],
+                 "inputs": [predictions]}
+    if out:
+        try:
+            check_out_file(out, **out_rules)
+        except OutFileError as exc:
+            raise click.ClickException(str(exc)) from None
     samples = load_answers(data)
     try:
-        preds, malformed = read_predictions(predictions)
+        read = read_predictions(predictions)
     except OSError as exc:
         raise click.ClickException(f"cannot read {predictions}: {exc}") from exc
     settings: dict[str, Any] = {"format_weight": format_weight}
@@ -220,7 +279,9 @@ def score_command(data, predictions, out, allow_hedging, require_format, format_
         settings["allow_hedging"] = True
     if require_format:
         settings["require_format"] = True
-    report = build_report(samples, preds, malformed, **settings)
+    report = build_report(samples, read.answers(), read.malformed, **settings)
+    report["duplicate_ids"] = {"count": len(read.duplicates), "ids": read.duplicates}
+    report["failed_requests"] = {"count": len(read.failed()), "ids": read.failed()}
     report["dataset"] = os.path.abspath(data)
     report["predictions_file"] = os.path.abspath(predictions)
 
@@ -229,14 +290,10 @@ def score_command(data, predictions, out, allow_hedging, require_format, format_
         click.echo(note)
     if out:
         try:
-            parent = os.path.dirname(os.path.abspath(out))
-            os.makedirs(parent, exist_ok=True)
-            with open(out, "w", encoding="utf-8") as fh:
-                json.dump(report, fh, indent=2)
-                fh.write("\n")
-        except OSError as exc:
-            raise click.ClickException(f"cannot write {out}: {exc}") from exc
+            write_out_file(out, json_report("score", report, indent=2), **out_rules)
+        except OutFileError as exc:
+            raise click.ClickException(str(exc)) from None
         click.echo(f"report written to {out}")
 
 
-__all__ = ["build_report", "format_table", "load_answers", "read_predictions", "score_command"]
+__all__ = ["Predictions", "build_report", "format_table", "load_answers", "read_predictions", "score_command"]

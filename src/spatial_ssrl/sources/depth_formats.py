@@ -105,7 +105,7 @@ def png_is_16bit(path: str) -> bool:
             warnings.simplefilter("ignore")
             with Image.open(path) as img:
                 return img.format == "PNG" and (img.mode.startswith("I;16") or img.mode == "I")
-    except (OSError, SyntaxError, ValueError, UnidentifiedImageError):
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError):
         return False
 
 
@@ -258,8 +258,10 @@ def read_npy_depth(path: str, max_pixels: int, scale: float | None, fmt: str) ->
 
 
 def _read_png_array(path: str, max_pixels: int, want_16bit: bool) -> np.ndarray:
+    from .images import pillow_pixel_limit
+
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), pillow_pixel_limit(max_pixels):
             warnings.simplefilter("ignore")
             with Image.open(path) as img:
                 w, h = img.size
@@ -272,6 +274,8 @@ def _read_png_array(path: str, max_pixels: int, want_16bit: bool) -> np.ndarray:
         raise
     except UnidentifiedImageError as exc:
         raise SourceSkip("depth_unreadable", path, "not a readable image") from exc
+    except Image.DecompressionBombError as exc:
+        raise SourceSkip("depth_too_many_pixels", path, str(exc)) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise SourceSkip("depth_unreadable", path, str(exc).strip() or type(exc).__name__) from exc
     return a

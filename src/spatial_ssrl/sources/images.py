@@ -3,7 +3,9 @@ raising :class:`SourceSkip` with a named reason for what cannot be used."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -13,9 +15,36 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .base import Item, SourceRef, SourceSkip, display_path
 from .fast_decode import decode_rgb
 
-# Pillow refuses files whose header claims more pixels than this by default; we apply our
-# own (configurable) limit before decoding instead.
-Image.MAX_IMAGE_PIXELS = None
+# Pillow refuses files whose header claims over 2 * Image.MAX_IMAGE_PIXELS pixels (and warns
+# above it). That guard stays on for the whole process; only our own readers of inputs whose
+# size they check against an explicit limit (LoadOptions.max_pixels, overlap's max_pixels)
+# raise it, for the time they open and decode one file (pillow_pixel_limit).
+_raised: list[int] = []
+_raised_lock = threading.Lock()
+_saved_limit: list = []
+
+
+@contextlib.contextmanager
+def pillow_pixel_limit(max_pixels: int):
+    """Inside the block, Pillow opens files of up to ``max_pixels`` pixels: its bound is
+    raised to that (never lowered; a bound the program turned off stays off) and put back
+    when the last such block in the process ends. Callers check the size themselves and
+    silence Pillow's warning."""
+    with _raised_lock:
+        if not _raised:
+            _saved_limit[:] = [Image.MAX_IMAGE_PIXELS]
+        _raised.append(int(max_pixels))
+        if _saved_limit[0] is not None:
+            Image.MAX_IMAGE_PIXELS = max(_saved_limit[0], *_raised)
+    try:
+        yield
+    finally:
+        with _raised_lock:
+            _raised.remove(int(max_pixels))
+            if not _raised:
+                Image.MAX_IMAGE_PIXELS = _saved_limit.pop()
+            elif _saved_limit[0] is not None:
+                Image.MAX_IMAGE_PIXELS = max(_saved_limit[0], *_raised)
 
 
 @dataclass(frozen=True)
@@ -104,7 +133,7 @@ def load_item(ref: SourceRef, options: LoadOptions = LoadOptions()) -> Item:
         raise SourceSkip("not_a_file", path)
     info: dict = {}
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), pillow_pixel_limit(options.max_pixels):
             warnings.simplefilter("ignore")
             with Image.open(path) as img:
                 w, h = img.size
@@ -113,12 +142,12 @@ def load_item(ref: SourceRef, options: LoadOptions = LoadOptions()) -> Item:
                         "too_many_pixels", path, f"{w}x{h} > limit of {options.max_pixels} pixels"
                     )
                 rgb = None
-                if img.mode == "RGB" and img.format in ("JPEG", "PNG"):
-                    # PNG: the fast path itself refuses files with an eXIf chunk (and
-                    # Pillow's getexif would decode the whole PNG to look for one)
-                    if img.format == "PNG" or img.getexif().get(0x0112, 1) in (None, 1):
-                        rgb = decode_rgb(path, img)
-                        conversion = None
+                # PNG: the fast path itself refuses files with an eXIf chunk (and
+                # Pillow's getexif would decode the whole PNG to look for one)
+                if img.mode == "RGB" and (img.format == "PNG" or (
+                        img.format == "JPEG" and img.getexif().get(0x0112, 1) in (None, 1))):
+                    rgb = decode_rgb(path, img)
+                    conversion = None
                 if rgb is None:
                     img.load()
                     orientation = img.getexif().get(0x0112, 1)

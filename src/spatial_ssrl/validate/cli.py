@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -14,15 +13,31 @@ from ..readers import DatasetError
 @click.argument("dataset", type=click.Path(file_okay=False))
 @click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False),
               help="Write the full report (per-sample results included) as JSON.")
+@click.option("--overwrite", is_flag=True, help="Let --out replace a file that an earlier validate did not write.")
 @click.option("--num", "-n", default=None, type=click.IntRange(min=1),
               help="Validate a seeded random sample of N records instead of all.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the --num sample.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def validate_command(dataset: str, out_path: str | None, num: int | None, seed: int, quiet: bool) -> None:
+def validate_command(dataset: str, out_path: str | None, overwrite: bool, num: int | None, seed: int,
+                     quiet: bool) -> None:
     """Re-derive every sample's answer from its source image (or depth) and its rendered
     images, through code separate from the generator's, and re-check the ambiguity rules.
     Exits 1 when any sample fails."""
+    from ..outfiles import (
+        OutFileError,
+        check_out_file,
+        json_marker,
+        json_report,
+        write_out_file,
+    )
     from .runner import validate_dataset
+
+    out_rules = {"markers": [json_marker("validate")], "overwrite": overwrite, "datasets": [dataset]}
+    if out_path:
+        try:
+            check_out_file(out_path, **out_rules)
+        except OutFileError as exc:
+            raise click.ClickException(str(exc)) from None
 
     bar = None
 
@@ -58,7 +73,9 @@ def validate_command(dataset: str, out_path: str | None, num: int | None, seed: 
     else:
         click.echo("all checked samples pass")
     if out_path:
-        with open(out_path, "w", encoding="utf-8") as fh:
-            json.dump(report, fh, indent=1)
+        try:
+            write_out_file(out_path, json_report("validate", report), **out_rules)
+        except OutFileError as exc:
+            raise click.ClickException(str(exc)) from None
     if report["failures"]:
         sys.exit(1)
