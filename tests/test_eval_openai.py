@@ -121,3 +121,24 @@ def test_interrupted_run_continues_without_repeating(data, tmp_path):
     # "\\boxed{A}" reads as an answer only for the crop (letter) questions
     assert res["n"] == len(rows) and res["parse_failures"] == sum(r["task"] != "crop" for r in rows)
 
+
+
+def test_request_limits_are_options_of_ssrl_eval(data, tmp_path):
+    """--max-response-bytes and --request-deadline reach the backend: an answer over the cap
+    and a server trickling its answer fail by those reasons, counted, and a run where every
+    request failed exits non-zero."""
+    from openai_server import Drip
+
+    d, _rows = data
+    out = tmp_path / "big"
+    with OpenAIServer(answer=lambda body: "x" * 5000) as server:
+        result = run_cli("eval", "--api-base", server.api_base, "--api-model", "m", "--data", d, "--out", out,
+                         "--retries", 0, "--max-response-bytes", 2000, "-q", ok=False)
+    assert result.exit_code != 0 and "response too large" in result.output
+    out = tmp_path / "drip"
+    t0 = time.monotonic()
+    with OpenAIServer(script=lambda question, n: Drip(1.0)) as server:
+        result = run_cli("eval", "--api-base", server.api_base, "--api-model", "m", "--data", d, "--out", out,
+                         "--retries", 0, "--timeout", 5, "--request-deadline", 1.5, "--in-flight", 16, "-q", ok=False)
+    assert result.exit_code != 0 and "deadline exceeded" in result.output
+    assert time.monotonic() - t0 < 20

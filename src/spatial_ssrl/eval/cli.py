@@ -53,13 +53,18 @@ def _transformers_generate(model_path: str, batch_size: int, decoding, min_pixel
     return run
 
 
-def _openai_generate(api_base: str, api_model: str, in_flight: int, decoding, timeout: float, retries: int):
+def _openai_generate(api_base: str, api_model: str, in_flight: int, decoding, timeout: float, retries: int,
+                     request_deadline: float | None = None, max_response_bytes: int | None = None):
     try:
         from ..backends.openai_backend import OpenAIBackend
     except ImportError as exc:
         raise click.ClickException(f"the OpenAI-compatible backend needs httpx: pip install httpx ({exc})") from None
+    limits = {"request_deadline": request_deadline}
+    if max_response_bytes is not None:
+        limits["max_response_bytes"] = max_response_bytes
     backend = OpenAIBackend(api_base, api_model, max_in_flight=in_flight, timeout=timeout, retries=retries,
-                            max_tokens=decoding.max_new_tokens, temperature=decoding.temperature, top_p=decoding.top_p)
+                            max_tokens=decoding.max_new_tokens, temperature=decoding.temperature, top_p=decoding.top_p,
+                            **limits)
 
     def run(items, on_result):
         backend.generate(items, on_result=lambda i, r: on_result(i, r.text, r.error))
@@ -113,6 +118,11 @@ def _parse_options(pairs: tuple[str, ...]) -> dict:
               help="Requests in flight (--api-base).")
 @click.option("--timeout", default=300.0, show_default=True, type=float, help="Seconds per request (--api-base).")
 @click.option("--retries", default=4, show_default=True, type=click.IntRange(min=0), help="Retries per request.")
+@click.option("--request-deadline", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds one request may take in all, however the server trickles its answer "
+                   "(--api-base; default: twice --timeout).")
+@click.option("--max-response-bytes", type=click.IntRange(min=1), default=None,
+              help="Largest answer body accepted from the server, in bytes (--api-base; default 8 MiB).")
 @click.option("--max-new-tokens", default=4096, show_default=True, type=click.IntRange(min=1))
 @click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(min=0.0), help="0: greedy.")
 @click.option("--top-p", default=1.0, show_default=True, type=click.FloatRange(0.0, 1.0))
@@ -132,7 +142,8 @@ def _parse_options(pairs: tuple[str, ...]) -> dict:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.argument("more_compare_files", nargs=-1, type=click.Path(), metavar="[RESULTS.json]...")
 def eval_command(model, api_base, api_model, predictions_file, data, split_name, bench, bench_path, bench_options,
-                 frames, circular, out, backend, batch_size, in_flight, timeout, retries, max_new_tokens, temperature, top_p,
+                 frames, circular, out, backend, batch_size, in_flight, timeout, retries, request_deadline, max_response_bytes,
+                 max_new_tokens, temperature, top_p,
                  no_format_prompt, limit, min_pixels, max_pixels, compare_files, harness, harness_tasks, include_path,
                  list_benchmarks, quiet, more_compare_files, suite=None, bench_root=None):
     """Evaluate a model on held-out pretext tasks or a spatial benchmark, or score predictions.
@@ -268,7 +279,8 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
             run_info["predictions_file"] = os.path.abspath(predictions_file)
         else:
             if api_base:
-                generate = _openai_generate(api_base, api_model, in_flight, decoding, timeout, retries)
+                generate = _openai_generate(api_base, api_model, in_flight, decoding, timeout, retries,
+                                            request_deadline, max_response_bytes)
             elif backend == "vllm":
                 from ..backends.vllm_backend import vllm_generate
 
