@@ -103,3 +103,20 @@ def test_every_key_of_ours_has_a_checked_type():
     from spatial_ssrl.training.config import OUR_KEYS, OUR_TYPES
 
     assert set(OUR_TYPES) == set(OUR_KEYS)
+
+
+def test_qwen3_vl_with_vllm_colocate_is_refused(setup):
+    """TRL 1.16 hands vLLM prompt ids with the image tokens already expanded (TRL issues 6401,
+    6294): with Qwen3-VL and images of mixed sizes that crashes or corrupts prompts. The run
+    refuses it in one line before anything loads; server mode gets past this check."""
+    tiny3 = setup["root"] / "tiny3"
+    if not tiny3.exists():
+        run_cli("tiny-model", "--arch", "qwen3_vl", "--out", tiny3)
+    line = refused(setup, "--model", tiny3, "--set", "use_vllm=true", model=False)
+    assert "issues/6401" in line and "vllm_mode=server" in line
+    # Qwen2.5-VL and server mode pass this check: they stop at a later one (the missing vLLM
+    # extra, or, where vLLM is installed, the single rollout asked for here)
+    for model, mode in ((setup["tiny"], "colocate"), (tiny3, "server")):
+        line = refused(setup, "--model", model, "--set", "use_vllm=true", "--set", f"vllm_mode={mode}",
+                       "--set", "num_generations=1", model=False)
+        assert "6401" not in line and ("vLLM" in line or "num_generations" in line)

@@ -32,6 +32,26 @@ def check_coldstart(model_path: str, no_coldstart: bool) -> None:
             "pass --no-coldstart to run GRPO straight from this model")
 
 
+TRL_VLLM_IMAGE_ISSUES = "https://github.com/huggingface/trl/issues/6401 (and #6294)"
+
+
+def check_vllm_images(cfg: RunConfig, model: str, model_config: dict | None) -> None:
+    """Refuse Qwen3-VL with vLLM in colocate mode: TRL (1.16) hands vLLM prompt ids whose
+    image tokens its processor already expanded, together with the raw images, and vLLM
+    expands them again; when the two counts differ (images of mixed sizes) the run crashes
+    in get_rope_index or, worse, trains on corrupted prompts. Until TRL ships its fix, the
+    way out is TRL's server mode or generation without vLLM."""
+    if not cfg.trl.get("use_vllm") or cfg.trl.get("vllm_mode", "colocate") != "colocate":
+        return
+    model_type = (model_config or {}).get("model_type")
+    if model_type is None and model_config is None:  # a hub id: its name tells
+        model_type = "qwen3_vl" if "qwen3-vl" in model.lower() else None
+    if model_type in ("qwen3_vl", "qwen3_vl_moe"):
+        raise ConfigError(f"Qwen3-VL with vLLM in colocate mode is refused: TRL mis-aligns image tokens "
+                          f"between its processor and vLLM ({TRL_VLLM_IMAGE_ISSUES}); "
+                          "use --set vllm_mode=server, or --set use_vllm=false")
+
+
 def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -> RunOutcome:
     from trl import GRPOTrainer
 
@@ -68,7 +88,8 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
     if done is not None:
         return done
     check_run_folder(output, cfg.kind, resume)
-    check_model_folder(o["model"])
+    model_config = check_model_folder(o["model"])
+    check_vllm_images(cfg, o["model"], model_config)
     check_coldstart(o["model"], no_coldstart)
     split = o["train_split"] or "train"
     online = bool(o["online"])
