@@ -111,7 +111,7 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
         import importlib.util
 
         if importlib.util.find_spec("vllm") is None:
-            raise ConfigError("use_vllm needs vLLM (0.22-0.31 for TRL 1.16): pip install 'spatial-ssrl[vllm]'")
+            raise ConfigError("use_vllm needs vLLM (0.22-0.30 with TRL 1.16): pip install 'spatial-ssrl[vllm]'")
         if cfg.trl.get("vllm_mode", "colocate") not in ("colocate", "server"):
             raise ConfigError(f"vllm_mode must be colocate or server, got {cfg.trl.get('vllm_mode')!r}")
     n_gen = cfg.trl.get("num_generations", 8)
