@@ -31,13 +31,13 @@ OUR_KEYS: dict[str, Any] = {
     "train_split": None,  # default: "train" (GRPO) / "train" or "coldstart" (SFT), see the commands
     "eval_split": "test",  # held-out split for in-training validation
     "lora": False,  # train a LoRA adapter (peft) instead of every weight
-    "lora_r": 128,
-    "lora_alpha": 256,
-    "lora_dropout": 0.05,
-    "lora_target_modules": "all-linear",
+    "lora_r": 128,  # LoRA rank
+    "lora_alpha": 256,  # LoRA scaling numerator (alpha / r scales the update)
+    "lora_dropout": 0.05,  # dropout on the LoRA branch
+    "lora_target_modules": "all-linear",  # which modules get an adapter (peft names or all-linear)
     "merge_lora": True,  # SFT: merge the adapter and save a plain checkpoint at the end
     "min_pixels": None,  # image processor bounds; null keeps the processor's own
-    "max_pixels": None,
+    "max_pixels": None,  # largest image area in pixels; null keeps the processor's own
     "task_weights": None,  # {task: weight}: sampling weights over tasks; 0 drops a task
     "tasks": None,  # list of tasks to keep (default: all in the data)
     "max_train_samples": None,  # cap on training rows (after task weighting)
@@ -45,19 +45,19 @@ OUR_KEYS: dict[str, Any] = {
     "torch_dtype": "auto",  # auto: float32 weights, bf16 autocast (TRL's bf16) where the GPU has it
     "attn_implementation": None,  # e.g. flash_attention_2, sdpa
     "accuracy_weight": 0.9,  # reward = accuracy_weight * accuracy + format_weight * format
-    "format_weight": 0.1,
-    "allow_hedging": False,
-    "partial_credit": 0.0,
+    "format_weight": 0.1,  # weight of the format reward (one think block, then a box)
+    "allow_hedging": False,  # true: boxes that disagree are read as the last one, not refused
+    "partial_credit": 0.0,  # a wrong permutation earns this x its share of right positions (0: none)
     "per_task_rewards": True,  # one accuracy function per task, so TRL logs per-task accuracy
     "validation_steps": 0,  # validate on eval_split every N steps (0: never)
     "validation_samples": 64,  # held-out samples per validation (spread over tasks)
-    "validation_batch_size": 8,
+    "validation_batch_size": 8,  # prompts per generate call in validation
     "validation_max_new_tokens": None,  # default: max_completion_length (GRPO) / 256 (SFT)
     "validation_temperature": 0.0,  # 0: greedy
-    "validation_top_p": 1.0,
+    "validation_top_p": 1.0,  # nucleus sampling in validation (with a temperature above 0)
     "max_sequence_tokens": 4096,  # SFT: drop (and count) examples longer than this, never cut image tokens
     # GRPO on samples generated while training (`ssrl train grpo --online`)
-    "online": False,
+    "online": False,  # generate the training samples while training (no --data needed)
     "online_inputs": None,  # image folders / files / lists, as `ssrl generate --input` (default: the built-in inputs)
     "online_tasks": None,  # task mix, as `ssrl generate --tasks` (default: every task the inputs allow)
     "online_workers": 2,  # generator processes (0: generate in the trainer process)
@@ -65,8 +65,8 @@ OUR_KEYS: dict[str, Any] = {
     "curriculum": "fixed",  # fixed (the paper) | schedule | adaptive
     "curriculum_target": 0.5,  # adaptive: pass rate aimed at
     "curriculum_band": 0.1,  # adaptive: no level move while the pass rate is within target +- band
-    "curriculum_min_groups": 4,
-    "curriculum_cooldown": 2,
+    "curriculum_min_groups": 4,  # adaptive: rollout groups of a task seen before it may move
+    "curriculum_cooldown": 2,  # adaptive: steps after a move before the next one
     "curriculum_schedule_every": 100,  # schedule: steps per level
     "curriculum_start": None,  # {task: level} to start at (default: each task's paper level)
 }
