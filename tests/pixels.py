@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import glob
 import io
+import json
 import os
 
 import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
+# input roots of the datasets read so far (manifest source_roots): sources are stored as
+# "<root label>/<path inside the root>", and load_source reads them through these
+ROOTS: dict[str, str] = {}
+
 
 def read_rows(out_dir) -> list[dict]:
     rows = []
     for path in sorted(glob.glob(os.path.join(str(out_dir), "data", "*.parquet"))):
         rows.extend(pq.read_table(path).to_pylist())
+    manifest = os.path.join(str(out_dir), "manifest.json")
+    if os.path.isfile(manifest):
+        with open(manifest, encoding="utf-8") as fh:
+            ROOTS.update(json.load(fh).get("source_roots") or {})  # the dataset read last wins
     return rows
 
 
@@ -24,7 +33,9 @@ def decode(cell: dict) -> np.ndarray:
 
 
 def load_source(path: str) -> np.ndarray:
-    with Image.open(path) as im:
+    from spatial_ssrl.sources.naming import resolve
+
+    with Image.open(resolve(path, ROOTS)) as im:
         return np.asarray(im.convert("RGB"))
 
 

@@ -46,6 +46,7 @@ from PIL import Image
 from spatial_ssrl.engine import GenerateConfig, parse_mix, run_generation
 from spatial_ssrl.prompts import FORMAT_SUFFIX, IMAGE_TOKEN, with_format_suffix
 from spatial_ssrl.sources import builtin_photos
+from spatial_ssrl.sources.naming import resolve
 
 FORMATS = ("canonical", "trl", "easyr1", "verl", "llamafactory")
 NUM = 12
@@ -164,7 +165,10 @@ def test_canonical_loads_with_datasets_as_contracted(runs, reference):
         else:
             assert row["options"] is None, tag
 
-        assert os.path.isfile(row["source"]), f"{tag}: source {row['source']!r} is not the file read"
+        # the source is named relative to an input root of the manifest, and names the file read
+        assert not os.path.isabs(row["source"]), tag
+        found = resolve(row["source"], manifest["source_roots"])
+        assert os.path.isfile(found), f"{tag}: source {row['source']!r} is not the file read"
 
         meta = json.loads(row["meta"])
         assert isinstance(meta, dict) and isinstance(meta.get("params"), dict), tag
@@ -280,7 +284,11 @@ def test_trl_dataset_through_trl_helpers(runs, by_id):
     pytest.importorskip("tokenizers")
     pytest.importorskip("trl")
     from trl import GRPOConfig, GRPOTrainer
-    from trl.data_utils import apply_chat_template, is_conversational, prepare_multimodal_messages
+    from trl.data_utils import (
+        apply_chat_template,
+        is_conversational,
+        prepare_multimodal_messages,
+    )
 
     out, _ = runs["trl"]
     ds = datasets.load_dataset(str(out), split="train")

@@ -231,9 +231,13 @@ def tiny_dataset(tmp_path_factory):
 
 
 def test_cli_reports_a_benchmark_copy_of_a_training_source(tiny_dataset, tmp_path):
+    from spatial_ssrl.sources.naming import resolve
+
     sources = ov.dataset_sources(str(tiny_dataset))
     assert sources and not any(s.startswith("procedural:") for s in sources)
-    src = sources[0]
+    roots = json.loads((tiny_dataset / "manifest.json").read_text())["source_roots"]
+    src = resolve(sources[0], roots)  # the file the dataset's portable name stands for
+    assert not os.path.isabs(sources[0]) and os.path.isfile(src)
     bench = tmp_path / "bench"
     bench.mkdir()
     with Image.open(src) as im:

@@ -8,12 +8,12 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from deps import run_cli
-from pixels import read_rows
+from PIL import Image
+from pixels import ROOTS, read_rows
 
 from spatial_ssrl.sources import SourceRef, builtin_photos, load_item, load_source_item
+from spatial_ssrl.sources.naming import resolve
 from spatial_ssrl.tasks import rerender
 from spatial_ssrl.writers import encoded
 from spatial_ssrl.writers.encoded import FPNG_AVAILABLE, encode_png, png_encoder_for
@@ -122,7 +122,8 @@ def test_fpng_is_the_default_and_pillow_is_smaller_on_photos():
 
 def _load(source: str):
     kind = "procedural" if source.startswith("procedural:") else "image"
-    return load_source_item(SourceRef(source, source, kind=kind))
+    path = source if kind == "procedural" else resolve(source, ROOTS)  # through the manifest's input roots
+    return load_source_item(SourceRef(source, path, kind=kind))
 
 
 def test_generated_images_decode_to_what_the_tasks_render(tmp_path):

@@ -30,6 +30,7 @@ from pixels import read_rows
 from spatial_ssrl.cli import main
 from spatial_ssrl.engine import GenerateConfig, parse_mix, run_generation
 from spatial_ssrl.sources import builtin_rgbd, discover_rgbd
+from spatial_ssrl.sources.naming import resolve
 from spatial_ssrl.sources.procedural import procedural_refs, scene_geometry
 
 FIVE_TASKS = {"shuffle", "flip", "crop", "depth", "position"}
@@ -130,7 +131,9 @@ def _file_truth(source: str, depth_file: str):
     raise AssertionError(f"no independent reader for {source}")
 
 
-def truth_for(row: dict) -> dict:
+def truth_for(row: dict, roots: dict | None = None) -> dict:
+    """The independently read depth of a row; its stored names are read through the manifest's
+    input roots (``source_roots``)."""
     m = _PROC.match(row["source"])
     if m:
         meta = json.loads(row["meta"])
@@ -141,7 +144,8 @@ def truth_for(row: dict) -> dict:
         z = g.points[..., 2]
         assert row["depth_source"] is None
         return _truth(z, np.isfinite(z) & (z > 0), "metric", tuple(g.intrinsics), None)
-    t = dict(_file_truth(row["source"], row["depth_source"]))
+    t = dict(_file_truth(resolve(row["source"], roots), resolve(row["depth_source"], roots)))
+    t["path"] = row["depth_source"]  # the stored name of the file read
     if os.path.basename(row["source"]) == "motorcycle_left.png":
         t["intrinsics"] = (MB_FX, MB_FX, MB_CX, 1019.507 / 4)
     return t
@@ -254,8 +258,8 @@ def check_position_row(row, t):
     return mode, lat_counts, dep_counts
 
 
-def check_row(row):
-    t = truth_for(row)
+def check_row(row, roots=None):
+    t = truth_for(row, roots)
     meta = json.loads(row["meta"])
     assert meta["params"]["depth_source"] == row["depth_source"] == t["path"]
     assert len(row["images"]) == 1 and row["images"][0]["bytes"].startswith(JPEG_MAGIC)
@@ -320,12 +324,12 @@ def test_cli_default_inputs_yield_all_five_tasks(cli_dataset):
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("which", ["cli_dataset", "engine_dataset"])
 def test_every_depth_sample_rederives(which, request):
-    _, rows = request.getfixturevalue(which)
+    manifest, rows = request.getfixturevalue(which)
     rows = [r for r in rows if r["task"] in DEPTH_TASKS]
     assert len(rows) >= 20
     kinds = Counter()
     for r in rows:
-        res = check_row(r)
+        res = check_row(r, manifest["source_roots"])
         src = "middlebury" if r["source"].endswith("motorcycle_left.png") else "procedural"
         kinds[(r["task"], src)] += 1
         if res is not None:
@@ -415,7 +419,7 @@ def test_shared_fixtures_end_to_end(shared_samples, tmp_path):
     for r in rows:
         name = os.path.basename(r["source"])
         assert name in expect
-        mode = check_row(r)
+        mode = check_row(r, manifest["source_roots"])
         if r["task"] == "position":
             # MegaDepth: relative depth; DIODE: metric depth but no intrinsics given -> image plane
             assert mode[0] == "image"

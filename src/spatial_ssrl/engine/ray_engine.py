@@ -56,6 +56,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ..sources import SourceRef
+from ..sources.naming import portable_names
 from ..writers.base import (
     WriteBehind,
     atomic_write_bytes,
@@ -440,6 +441,8 @@ def run_ray_generation(
     (:func:`.run.resumable_rows` gives their rows) and removes the rest of what it wrote;
     with nothing checkpointed everything the run wrote is removed."""
     out_dir = os.path.abspath(out_dir)
+    inputs = list(inputs)
+    refs, roots = portable_names(refs, inputs)
     batch_samples = min(max(1, int(batch_samples)), max(1, int(config.rows_per_shard)))
     prep = _prepare(out_dir, config, refs, batch_samples, resume)  # a resume that cannot be: before Ray
     with session(address, config.workers) as ray:
@@ -447,7 +450,7 @@ def run_ray_generation(
         try:
             with _Interrupts(raise_at_once=True) as interrupts:
                 return _generate(ray, refs, out_dir, config, progress, inputs, extra_skips,
-                                 extra_skipped_files, address, batch_samples, interrupts, made, prep)
+                                 extra_skipped_files, address, batch_samples, interrupts, made, prep, roots)
         except BaseException as exc:
             # the workers of a session of ours end first, the files go after: nothing of ours
             # is written behind the cleanup's back (Ray Data stops the tasks of a dataset whose
@@ -620,7 +623,8 @@ def _prepare(out_dir: str, config: GenerateConfig, refs, batch_samples: int, res
 
 
 def _generate(ray, refs, out_dir, config: GenerateConfig, progress, inputs, extra_skips, extra_skipped_files,
-              address, batch_samples, interrupts: _Interrupts, made: _Made, prep: _Prepared) -> RunResult:
+              address, batch_samples, interrupts: _Interrupts, made: _Made, prep: _Prepared,
+              roots: dict[str, str] | None = None) -> RunResult:
     t0 = time.perf_counter()
     _quiet_ray_data(ray)
     fmt = config.format
@@ -641,6 +645,7 @@ def _generate(ray, refs, out_dir, config: GenerateConfig, progress, inputs, extr
 
     wcfg = config.worker_config()
     tally = RunTally(refs, config, progress, extra_skips, extra_skipped_files)
+    tally.source_roots = roots or {}
     cpus = int(ray.cluster_resources().get("CPU", 0)) or config.workers
     parts: list[tuple[str, int]] = list(kept)  # (part, rows), plan order
     hosts: set[str] = set()

@@ -22,21 +22,37 @@ import signal
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from .. import __version__
 from ..checks import AmbiguityThresholds
 from ..sources import LoadOptions, SourceRef, cool_down, warm_up
+from ..sources.naming import portable_names
+from ..tasks import get_task_class
 from ..writers import make_writer
 from ..writers.base import atomic_write_json
 from ..writers.encoded import DEFAULT_JPEG_QUALITY, DEFAULT_PNG_COMPRESS_LEVEL
-from ..tasks import get_task_class
-from .journal import Journal, ResumeError, fingerprint, matches, read_journal, replayed_result, unit_record
+from .journal import (
+    Journal,
+    ResumeError,
+    fingerprint,
+    matches,
+    read_journal,
+    replayed_result,
+    unit_record,
+)
 from .mix import MixEntry, allocate
-from .worker import Job, UnitResult, WorkerConfig, WorkerPool, release_free_heap, run_unit
+from .worker import (
+    Job,
+    UnitResult,
+    WorkerConfig,
+    WorkerPool,
+    release_free_heap,
+    run_unit,
+)
 
 MAX_JOBS_PER_UNIT = 8
 MAX_ROUNDS = 8
@@ -215,7 +231,7 @@ class _Interrupts:
         self._holding = 0
         self._old = None
 
-    def __enter__(self) -> _Interrupts:
+    def __enter__(self) -> _Interrupts:  # noqa: PYI034 (Python 3.10 has no typing.Self)
         if (threading.current_thread() is threading.main_thread()
                 and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
             self._old = signal.signal(signal.SIGINT, self._handler)
@@ -271,9 +287,11 @@ def run_generation(
     continued from its last durable part (:class:`ResumeError` when the journal belongs to
     another run); with nothing to resume it starts afresh. After a failure that left durable
     parts, :attr:`RunInterrupted.resumable` rows stay on disk for a later ``resume``."""
+    inputs = list(inputs)
+    refs, roots = portable_names(refs, inputs)
     with _Interrupts(raise_at_once=config.workers <= 1) as interrupts:
         return _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skipped_files,
-                         interrupts, resume)
+                         interrupts, resume, roots)
 
 
 def resumable_rows(out_dir: str) -> int:
@@ -303,6 +321,7 @@ class RunTally:
                  extra_skips: Counter | None = None,
                  extra_skipped_files: dict[str, list[str]] | None = None):
         self.refs = refs
+        self.source_roots: dict[str, str] = {}  # label -> input root the sources' names start from
         self.config = config
         self.progress = progress
         self.dealer = _Dealer(refs, config.seed)
@@ -406,6 +425,7 @@ class RunTally:
             "conversions": dict(sorted(self.conversions.items())),
             "unfilled": dict(sorted(self.unfilled.items())),
             "inputs": list(inputs),
+            "source_roots": dict(self.source_roots),
             "sources": {
                 "found": len(self.refs),
                 "with_depth": len(dealer.depth_order),
@@ -437,7 +457,7 @@ class RunTally:
 
 
 def _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skipped_files,
-              interrupts: _Interrupts, resume: bool) -> RunResult:
+              interrupts: _Interrupts, resume: bool, roots: dict[str, str] | None = None) -> RunResult:
     t0 = time.perf_counter()
     os.makedirs(out_dir, exist_ok=True)
     wcfg = config.worker_config()
@@ -450,6 +470,7 @@ def _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skippe
     try:
         writer = make_writer(config.format, out_dir, config.rows_per_shard)
         tally = RunTally(refs, config, progress, extra_skips, extra_skipped_files)
+        tally.source_roots = roots or {}
         fp = fingerprint(config, refs, _png_encoder_name())
         state = read_journal(out_dir) if resume else None
         if state is not None and not state.resumable:

@@ -447,20 +447,27 @@ def dataset_sources(dataset_dir: str) -> list[str]:
     return list(seen)
 
 
-def _resolve_source(src: str, dataset_dir: str) -> str:
-    if os.path.isabs(src) or os.path.exists(src):
-        return src
-    beside = os.path.join(dataset_dir, src)
-    return beside if os.path.exists(beside) else src
+def _resolve_source(src: str, dataset_dir: str, roots: dict[str, str] | None = None) -> str:
+    """The file a stored source name points to (an input root named in the manifest, the
+    dataset folder, or as written)."""
+    from ..sources.naming import resolve
+
+    found = resolve(src, roots, dataset_dir)
+    return found if found is not None else src
 
 
 def hash_dataset_sources(dataset_dir: str, *, workers: int = 1, **options: Any) -> HashSet:
-    """Hash the source files a dataset was generated from, each distinct file once; names
-    are the ``source`` values as the dataset stores them. Files no longer there are
-    skipped as ``missing``. Raises :class:`spatial_ssrl.readers.DatasetError` for a folder
-    holding no dataset."""
+    """Hash the source files a dataset was generated from, each distinct file once, named by
+    the file's path (the dataset's ``source`` names resolved through the manifest's input
+    roots), so a pairs file lists files ``ssrl generate --exclude-overlap-with`` can match.
+    Files no longer there are skipped as ``missing``. Raises
+    :class:`spatial_ssrl.readers.DatasetError` for a folder holding no dataset."""
+    from ..readers import open_dataset
+
     sources = dataset_sources(dataset_dir)
-    return hash_images(((s, _resolve_source(s, dataset_dir)) for s in sources), workers=workers, **options)
+    roots = (open_dataset(dataset_dir).manifest or {}).get("source_roots")
+    files = [_resolve_source(s, dataset_dir, roots) for s in sources]
+    return hash_images(((f, f) for f in files), workers=workers, **options)
 
 
 def benchmark_images(name: str, path: str, **options: Any) -> tuple[list[tuple[str, Any]], list[tuple[str, str]]]:

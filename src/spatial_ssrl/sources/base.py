@@ -35,6 +35,11 @@ class SourceRef:
     disparity_offset: float | None = None
     """Stereo rig's disparity offset ``doffs`` in pixels of the RGB file (the x-difference of
     the two principal points): depth = fx * baseline / (disparity + doffs)."""
+    name: str | None = None
+    """Where the source is stored in a dataset: ``<root label>/<path inside the root>``
+    (:mod:`spatial_ssrl.sources.naming`); None: the path itself."""
+    depth_name: str | None = None
+    """The same for the depth file."""
 
 
 @dataclass

@@ -123,7 +123,8 @@ def load_item(ref: SourceRef, options: LoadOptions = LoadOptions()) -> Item:
     denied), ``not_an_image``, ``too_many_pixels``, ``corrupt_or_truncated``,
     ``unsupported_mode``, ``too_small``.
 
-    ``Item.path`` (the dataset's ``source`` column) is ``ref.path`` as valid UTF-8 text:
+    ``Item.path`` (the dataset's ``source`` column) is ``ref.name`` (a path relative to an
+    input root, see :mod:`.naming`), else ``ref.path``, as valid UTF-8 text:
     undecodable file-name bytes are written ``\\xNN`` (see :func:`.base.display_path`).
     """
     path = ref.path
@@ -177,4 +178,4 @@ def load_item(ref: SourceRef, options: LoadOptions = LoadOptions()) -> Item:
             info["resize"] = resize
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     rgb.setflags(write=False)
-    return Item(id=ref.id, rgb=rgb, path=display_path(path), info=info)
+    return Item(id=ref.id, rgb=rgb, path=display_path(ref.name or path), info=info)

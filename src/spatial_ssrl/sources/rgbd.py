@@ -237,7 +237,7 @@ def check_intrinsics(intrinsics, width: int, height: int) -> str | None:
 
 def load_rgbd_item(
     ref: SourceRef,
-    options: LoadOptions = LoadOptions(),
+    options: LoadOptions = LoadOptions(),  # noqa: B008 (frozen: one shared default is safe)
     *,
     min_valid_fraction: float = MIN_VALID_FRACTION,
 ) -> Item:
@@ -327,7 +327,7 @@ def load_rgbd_item(
     item.depth = depth
     item.mask = valid
     item.depth_kind = kind
-    item.depth_path = display_path(depth_path)
+    item.depth_path = display_path(ref.depth_name or depth_path)
     item.intrinsics = intrinsics
     return item
 
@@ -499,7 +499,7 @@ def _positive_number(entry: dict, key: str) -> float | None:
 def _parse_manifest_entry(entry: Any, base: Path) -> tuple[SourceRef, list[str]]:
     """One manifest object -> a ref (id left empty when not given) and its unknown keys."""
     if not isinstance(entry, dict):
-        raise ValueError("not a JSON object")
+        raise ValueError("not a JSON object")  # noqa: TRY004 (the caller reports ValueErrors per entry)
     rgb = entry.get("rgb")
     if not isinstance(rgb, str) or not rgb.strip():
         raise ValueError("'rgb' must be a non-empty path string")
@@ -555,7 +555,7 @@ def _read_manifest(path: Path, report: DiscoveryReport) -> list[tuple[SourceRef,
     out = []
     where_file = display_path(str(path))
     try:
-        fh = open(path, "rb")
+        fh = open(path, "rb")  # noqa: SIM115 (opened apart from the with: its own error message)
     except OSError as exc:
         raise InputError(f"cannot read manifest {where_file}: {exc.strerror or exc}") from None
     with fh:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -17,9 +18,12 @@ from ..readers import DatasetError
 @click.option("--num", "-n", default=None, type=click.IntRange(min=1),
               help="Validate a seeded random sample of N records instead of all.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the --num sample.")
+@click.option("--source-root", "source_roots", multiple=True, metavar="LABEL=DIR",
+              help="Where an input root of the dataset lives now (its sources are stored as LABEL/path; "
+                   "the manifest's source_roots say where they were). Repeatable.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def validate_command(dataset: str, out_path: str | None, overwrite: bool, num: int | None, seed: int,
-                     quiet: bool) -> None:
+                     source_roots: tuple[str, ...], quiet: bool) -> None:
     """Re-derive every sample's answer from its source image (or depth) and its rendered
     images, through code separate from the generator's, and re-check the ambiguity rules.
     Exits 1 when any sample fails."""
@@ -39,6 +43,15 @@ def validate_command(dataset: str, out_path: str | None, overwrite: bool, num: i
         except OutFileError as exc:
             raise click.ClickException(str(exc)) from None
 
+    moved = {}
+    for given in source_roots:
+        label, sep, folder = given.partition("=")
+        if not sep or not label or not folder:
+            raise click.BadParameter(f"{given!r} is not LABEL=DIR", param_hint="--source-root")
+        if not os.path.isdir(folder):
+            raise click.BadParameter(f"{folder} is not a folder", param_hint="--source-root")
+        moved[label] = os.path.abspath(folder)
+
     bar = None
 
     def on_total(n: int) -> None:
@@ -49,7 +62,7 @@ def validate_command(dataset: str, out_path: str | None, overwrite: bool, num: i
             bar = tqdm(total=n, unit="sample", desc="validate", file=sys.stderr, dynamic_ncols=True)
 
     try:
-        report = validate_dataset(dataset, num=num, seed=seed, on_total=on_total,
+        report = validate_dataset(dataset, num=num, seed=seed, on_total=on_total, source_roots=moved,
                                   progress=(lambda k: bar.update(k)) if not quiet else None)
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None

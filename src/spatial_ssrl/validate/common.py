@@ -15,6 +15,7 @@ from PIL import Image
 
 from ..checks import AmbiguityThresholds
 from ..sources import LoadOptions, SourceRef, SourceSkip, load_item, load_source_item
+from ..sources.naming import resolve
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Mean absolute difference (0-255) under which two patches are the same pixels: exact
@@ -85,9 +86,12 @@ class SourceCache:
     """Re-reads sources (files or procedural scenes) with the run's load options, keeping
     the last few (samples of one source usually sit together)."""
 
-    def __init__(self, load: LoadOptions, size: int = 6):
+    def __init__(self, load: LoadOptions, size: int = 6, roots: dict[str, str] | None = None,
+                 dataset_dir: str | None = None):
         self.load = load
         self.size = size
+        self.roots = roots  # the manifest's source_roots: stored names are relative to them
+        self.dataset_dir = dataset_dir
         self._cache: OrderedDict = OrderedDict()
 
     def item(self, record, meta: dict | None, need_depth: bool):
@@ -114,6 +118,9 @@ class SourceCache:
         return hit
 
     def _load(self, source: str, depth_path: str | None, meta: dict):
+        if not source.startswith("procedural:"):
+            source = resolve(source, self.roots, self.dataset_dir)
+            depth_path = resolve(depth_path, self.roots, self.dataset_dir)
         try:
             if source.startswith("procedural:"):
                 return load_source_item(SourceRef(source, source, kind="procedural"), self.load)

@@ -73,8 +73,10 @@ def validate_record(rec, sources: SourceCache, thresholds: AmbiguityThresholds, 
 
 def validate_dataset(path: str, num: int | None = None, seed: int = 0,
                      progress: Callable[[int], Any] | None = None,
-                     on_total: Callable[[int], Any] | None = None) -> dict[str, Any]:
-    """The validation report of the dataset folder ``path`` (see :mod:`.cli`)."""
+                     on_total: Callable[[int], Any] | None = None,
+                     source_roots: dict[str, str] | None = None) -> dict[str, Any]:
+    """The validation report of the dataset folder ``path`` (see :mod:`.cli`); ``source_roots``
+    (label -> folder) overrides the manifest's where inputs have moved."""
     reader = open_dataset(path)
     positions = None
     total = len(reader.index())
@@ -84,7 +86,8 @@ def validate_dataset(path: str, num: int | None = None, seed: int = 0,
     if on_total:
         on_total(n)
     load, thresholds, jpeg_quality = _options(reader.manifest)
-    sources = SourceCache(load)
+    roots = {**((reader.manifest or {}).get("source_roots") or {}), **(source_roots or {})}
+    sources = SourceCache(load, roots=roots, dataset_dir=reader.dir)
     results = []
     t0 = time.perf_counter()
     for rec in reader.records(positions=positions):
