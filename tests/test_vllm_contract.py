@@ -1,14 +1,18 @@
 """The arguments our vLLM backend and TRL's colocate mode give vLLM, against the vLLM that is
 installed: a renamed or removed engine argument fails here, on the CPU, instead of in a GPU
-job. vLLM itself (the `vllm` extra) cannot be installed beside this suite's torch, so the
-comparison runs where vLLM is importable; the argument lists are read from the sources in
-every environment (by parsing the calls to ``LLM(...)`` and ``SamplingParams(...)``)."""
+job. vLLM itself (the `vllm` extra) cannot be installed beside this suite's torch: without it
+the comparison uses the fields recorded from the wheel of the version the extra resolves to
+(tests/data/vllm_fields.json), so a TRL upgrade that passes vLLM a new argument fails here too.
+Our and TRL's argument lists are read from their sources (the calls to ``LLM(...)`` and
+``SamplingParams(...)``)."""
 
 from __future__ import annotations
 
 import ast
 import dataclasses
 import inspect
+import json
+import os
 
 import pytest
 
@@ -57,28 +61,35 @@ def _class_fields(source: str, name: str) -> set[str]:
     return set()
 
 
-def _vllm_fields() -> tuple[set[str], set[str]]:
-    """EngineArgs and SamplingParams fields of the installed vLLM or, with SSRL_VLLM_WHEEL set
-    to a downloaded vLLM wheel (`pip download vllm==X --no-deps`), of that wheel's sources."""
-    import os
+RECORDED = os.path.join(os.path.dirname(__file__), "data", "vllm_fields.json")
+
+
+def _vllm_fields() -> tuple[str, set[str], set[str]]:
+    """EngineArgs and SamplingParams fields: of the installed vLLM; else, with SSRL_VLLM_WHEEL
+    set to a downloaded wheel (`pip download vllm==X --no-deps`), of that wheel's sources; else
+    as recorded from the wheel of the version the vllm extra resolves to (tests/data)."""
     import zipfile
 
     wheel = os.environ.get("SSRL_VLLM_WHEEL")
     if wheel:
         with zipfile.ZipFile(wheel) as z:
-            return (_class_fields(z.read("vllm/engine/arg_utils.py").decode(), "EngineArgs"),
+            return (os.path.basename(wheel), _class_fields(z.read("vllm/engine/arg_utils.py").decode(), "EngineArgs"),
                     _class_fields(z.read("vllm/sampling_params.py").decode(), "SamplingParams"))
-    pytest.importorskip("vllm", reason="vLLM (the vllm extra) is not installed here and SSRL_VLLM_WHEEL is not set")
-    from vllm import SamplingParams, engine
-
-    return ({f.name for f in dataclasses.fields(engine.arg_utils.EngineArgs)},
+    try:
+        import vllm
+        from vllm import SamplingParams, engine
+    except ImportError:
+        with open(RECORDED, encoding="utf-8") as fh:
+            recorded = json.load(fh)
+        return f"vllm {recorded['vllm']} (recorded)", set(recorded["EngineArgs"]), set(recorded["SamplingParams"])
+    return (f"vllm {vllm.__version__}", {f.name for f in dataclasses.fields(engine.arg_utils.EngineArgs)},
             _class_fields(inspect.getsource(inspect.getmodule(SamplingParams)), "SamplingParams"))
 
 
 def test_vllm_takes_every_argument():
-    engine_fields, sampling_fields = _vllm_fields()
+    which, engine_fields, sampling_fields = _vllm_fields()
     engine, sampling = _ours()
-    assert len(engine_fields) > 50 and len(sampling_fields) > 10  # the classes were found
-    assert engine - {"model"} - engine_fields == set()
-    assert _trl() - engine_fields == set()
-    assert sampling - sampling_fields == set()
+    assert len(engine_fields) > 50 and len(sampling_fields) > 10, which  # the classes were found
+    assert engine - {"model"} - engine_fields == set(), which
+    assert _trl() - engine_fields == set(), which  # the installed TRL's colocate arguments
+    assert sampling - sampling_fields == set(), which
