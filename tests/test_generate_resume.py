@@ -100,7 +100,7 @@ def test_killed_three_times_then_resumed_equals_uninterrupted(tmp_path, workers)
     assert len({i for i, _ in got}) == len(got)
     m = json.loads((out / "manifest.json").read_text())
     assert m["num_written"] == 240 and m["timing"]["resumed_at_row"] > 0
-    assert sorted(os.listdir(out)) == ["data", "manifest.json"]  # no journal, lock or staging left
+    assert sorted(os.listdir(out)) == ["README.md", "data", "manifest.json"]  # no journal, lock or staging left
 
 
 def test_llamafactory_resume_equals_uninterrupted(tmp_path):

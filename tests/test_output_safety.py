@@ -140,7 +140,7 @@ def test_interrupted_overwrite_loses_nothing(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert os.listdir(out / "images") == ["keep.txt"]
     assert not (out / "train.jsonl").exists() and not (out / "dataset_info.json").exists()
-    assert sorted(os.listdir(out)) == ["data", "images", "manifest.json"]
+    assert sorted(os.listdir(out)) == ["README.md", "data", "images", "manifest.json"]
 
 
 @pytest.mark.parametrize("fmt,files", [

@@ -163,7 +163,7 @@ def test_ray_resume_with_nothing_to_resume_starts_afresh(ray_session, tmp_path):
     run_cli("generate", "-n", "4", "-q", "-t", "shuffle", "-o", tmp_path / "o", "--engine", "ray", "--resume")
     m = _manifest(tmp_path / "o")
     assert m["num_written"] == 4 and "resumed_at_row" not in m["timing"]
-    assert sorted(os.listdir(tmp_path / "o")) == ["data", "manifest.json"]
+    assert sorted(os.listdir(tmp_path / "o")) == ["README.md", "data", "manifest.json"]
 
 
 def _subprocess(code: str, env_extra: dict | None = None, timeout: float = 120):

@@ -226,7 +226,7 @@ def test_ray_run_killed_three_times_then_resumed_equals_uninterrupted(tmp_path, 
     # a shard per batch: 4 samples at most, or one unit of the plan when it holds more
     assert max(pq.read_metadata(out / f).num_rows for f in m["files"]) <= max(4, MAX_JOBS_PER_UNIT)
     assert n >= 120 // MAX_JOBS_PER_UNIT
-    assert sorted(os.listdir(out)) == ["data", "manifest.json"]  # no journal, lock or staging left
+    assert sorted(os.listdir(out)) == ["README.md", "data", "manifest.json"]  # no journal, lock or staging left
     assert sorted(os.listdir(out / "data")) == sorted(os.path.basename(f) for f in m["files"])
 
 
@@ -254,7 +254,7 @@ def test_ray_llamafactory_killed_then_resumed_equals_uninterrupted(tmp_path, pho
     assert len(ids) == 64 == len(set(ids))
     m = json.loads((out / "manifest.json").read_text())
     assert m["timing"]["resumed_at_row"] > 0
-    assert sorted(os.listdir(out)) == ["dataset_info.json", "images", "manifest.json", "train.jsonl"]
+    assert sorted(os.listdir(out)) == ["README.md", "dataset_info.json", "images", "manifest.json", "train.jsonl"]
 
 
 def test_ray_resume_refuses_a_local_run_before_starting_ray(tmp_path, photos):

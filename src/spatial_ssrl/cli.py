@@ -297,6 +297,13 @@ def _generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side
             staging.discard()
     for path in kept:
         click.echo(f"kept {path} (not written by ssrl)", err=True)
+    from .writers.card import CARD, write_card
+
+    try:
+        if not write_card(out, result.manifest):
+            click.echo(f"kept {os.path.join(out, CARD)} (not written by ssrl): no dataset card written", err=True)
+    except OSError as exc:  # the dataset is in place; the card is a courtesy
+        click.echo(f"could not write the dataset card {os.path.join(out, CARD)}: {_os_error_text(exc)}", err=True)
     if not quiet:
         _print_summary(result.manifest, out)
 

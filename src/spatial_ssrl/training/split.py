@@ -45,7 +45,7 @@ OLD_DATA = ".tmp-old-data"
 JOURNAL = ".tmp-split-journal.json"
 _TMP_JSONL = re.compile(r"^\.tmp-split-[A-Za-z0-9_]+\.jsonl$")
 # atomic_write_json's temporary names for the files a split writes
-_TMP_WRITE = re.compile(r"^\.tmp-[a-z0-9_]{8}(?:manifest\.json|\.tmp-split-journal\.json)$")
+_TMP_WRITE = re.compile(r"^\.tmp-[a-z0-9_]{8}(?:manifest\.json|README\.md|\.tmp-split-journal\.json)$")
 
 
 class SplitInterrupted(KeyboardInterrupt):
@@ -192,6 +192,19 @@ def _roll_forward(dataset_dir: str, journal: dict) -> None:
     atomic_write_json(os.path.join(dataset_dir, "manifest.json"), journal["manifest"], sync=True)
     os.unlink(os.path.join(dataset_dir, JOURNAL))
     fsync_path(dataset_dir, directory=True)
+    _update_card(dataset_dir, journal["manifest"])
+
+
+def _update_card(dataset_dir: str, manifest: dict) -> None:
+    """Our dataset card, when the folder has one, lists the new splits (a user's is left alone)."""
+    from ..writers.card import CARD, is_ours, write_card
+
+    card = os.path.join(dataset_dir, CARD)
+    if os.path.isfile(card) and not os.path.islink(card) and is_ours(card):
+        try:
+            write_card(dataset_dir, manifest)
+        except OSError:
+            pass  # the split is done; a stale card is all this costs
 
 
 def _recover(dataset_dir: str) -> None:
