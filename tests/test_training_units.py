@@ -119,6 +119,8 @@ def test_shipped_configs_are_valid(tmp_path):
             assert per_step == 128 * 5, name
             assert args.per_device_train_batch_size * args.steps_per_generation * 8 == 256 * 5, name
             assert args.beta == 0.01 and args.loss_type == "grpo" and cfg["max_pixels"] == 4_194_304
+            # vLLM colocate generates the rollouts where TRL allows it (not Qwen3-VL: TRL #6401)
+            assert args.use_vllm == ("qwen3" not in name) and args.vllm_mode == "colocate", name
 
 
 # ----------------------------------------------------------------------------------------
