@@ -120,3 +120,20 @@ def test_qwen3_vl_with_vllm_colocate_is_refused(setup):
         line = refused(setup, "--model", model, "--set", "use_vllm=true", "--set", f"vllm_mode={mode}",
                        "--set", "num_generations=1", model=False)
         assert "6401" not in line and ("vLLM" in line or "num_generations" in line)
+
+
+def test_out_is_the_run_folder_option_and_output_its_old_spelling(setup):
+    """`--out` names the run folder as in every other command; `--output` still works (hidden,
+    the old spelling); the two naming different folders is refused in one line."""
+    out = setup["root"] / "spelled"
+    for flag in ("--out", "--output"):
+        result = run_cli("train", "grpo", "-c", "tiny_grpo", "--data", setup["data"], flag, out, "--no-coldstart",
+                         "--model", setup["tiny"], "--set", "lora_r=abc", ok=False)
+        assert result.exit_code == 1 and "lora_r must be an integer" in result.output  # the folder was taken
+    both = run_cli("train", "grpo", "-c", "tiny_grpo", "--data", setup["data"], "--out", out, "--output",
+                   setup["root"] / "elsewhere", "--model", setup["tiny"], ok=False)
+    assert both.exit_code == 2 and "name different folders" in both.output and "Traceback" not in both.output
+    help_text = run_cli("train", "sft", "--help").output
+    assert "--out" in help_text and "--output" not in help_text
+    options = help_text[help_text.index("Options:"):]
+    assert options.index("--config") < options.index("--model") < options.index("--out")

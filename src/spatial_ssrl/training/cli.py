@@ -102,16 +102,31 @@ def train_group():
 
 
 def _common(f):
-    f = click.option("--config", "-c", "config", default=None,
-                     help="YAML config (TRL config fields + ours), or a shipped config name (`ssrl train configs`).")(f)
-    f = click.option("--model", "-m", default=None, help="Checkpoint folder or hub id.")(f)
-    f = click.option("--data", "-d", default=None, help="Dataset folder.")(f)
-    f = click.option("--output", "-o", default=None, help="Run folder (checkpoints, logs, final model).")(f)
-    f = click.option("--max-steps", default=None, type=click.IntRange(min=1), help="Stop after this many steps.")(f)
-    f = click.option("--resume", is_flag=True, help="Continue the run in --output from its last complete checkpoint.")(f)
-    f = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-                     help="Override any config key (YAML value), e.g. --set beta=0.02. Repeatable.")(f)
+    """The options every training command takes, listed in --help in this order."""
+    options = [
+        click.option("--config", "-c", "config", default=None, show_default="the built-in defaults, docs/config.md",
+                     help="YAML config (TRL config fields + ours), or a shipped config name (`ssrl train configs`)."),
+        click.option("--model", "-m", default=None, show_default="the config's",
+                     help="Checkpoint folder or hub id."),
+        click.option("--data", "-d", default=None, show_default="the config's", help="Dataset folder."),
+        click.option("--out", "-o", "output", default=None, show_default="the config's",
+                     help="Run folder (checkpoints, logs, final model)."),
+        click.option("--output", "output_old", default=None, hidden=True),  # the old spelling of --out
+        click.option("--max-steps", default=None, type=click.IntRange(min=1), show_default="the config's",
+                     help="Stop after this many steps."),
+        click.option("--resume", is_flag=True, help="Continue the run in --out from its last complete checkpoint."),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                     help="Override any config key (YAML value), e.g. --set beta=0.02. Repeatable."),
+    ]
+    for option in reversed(options):
+        f = option(f)
     return f
+
+
+def _out(output, output_old):
+    if output and output_old and output != output_old:
+        raise click.UsageError("--out and --output (its old spelling) name different folders")
+    return output or output_old
 
 
 def _run(kind: str, config, model, data, output, max_steps, resume, sets, **extra) -> None:
@@ -188,9 +203,9 @@ def _write_failure(exc: BaseException, out: str | None) -> str | None:
 
 @train_group.command("sft")
 @_common
-def sft_command(config, model, data, output, max_steps, resume, sets):
-    """SFT cold start (LoRA by default), merged into a plain checkpoint in --output."""
-    _run("sft", config, model, data, output, max_steps, resume, sets)
+def sft_command(config, model, data, output, output_old, max_steps, resume, sets):
+    """SFT cold start (LoRA by default), merged into a plain checkpoint in --out."""
+    _run("sft", config, model, data, _out(output, output_old), max_steps, resume, sets)
 
 
 @train_group.command("grpo")
@@ -203,11 +218,12 @@ def sft_command(config, model, data, output, max_steps, resume, sets):
               help="With --online: fixed = the paper's plan; schedule = one level up every "
                    "curriculum_schedule_every steps; adaptive = levels and task weights steered toward "
                    "curriculum_target pass rate. Default: fixed.")
-def grpo_command(config, model, data, output, max_steps, resume, sets, no_coldstart, online, curriculum):
+def grpo_command(config, model, data, output, output_old, max_steps, resume, sets, no_coldstart, online,
+                 curriculum):
     """GRPO with the verifiable reward (per-task accuracy logged)."""
     if curriculum and curriculum != "fixed" and not online and not any(s.startswith("online=") for s in sets):
         raise click.UsageError("--curriculum schedule/adaptive needs --online (levels apply to samples made live)")
-    _run("grpo", config, model, data, output, max_steps, resume, sets, no_coldstart=no_coldstart,
+    _run("grpo", config, model, data, _out(output, output_old), max_steps, resume, sets, no_coldstart=no_coldstart,
          online=online, curriculum=curriculum)
 
 

@@ -232,7 +232,7 @@ def build_config(kind: str, config_file: str | None = None, overrides: dict[str,
     trl = {k: v for k, v in merged.items() if k not in OUR_KEYS}
     for key in ("model", "output") if opts.get("online") else ("model", "data", "output"):
         if not opts[key]:
-            raise ConfigError(f"no {key} given: set '{key}' in the config or pass --{key}")
+            raise ConfigError(f"no {key} given: set '{key}' in the config or pass --{'out' if key == 'output' else key}")
     _check_our_types(opts)
     _check_trl_types(kind, trl)
     _check_values(opts)

@@ -114,15 +114,15 @@ def check_run_folder(output: str, kind: str, resume: bool, holding_lock: bool = 
     if not is_main_process():  # the main process checks, locks and writes; the others follow it
         return last_checkpoint(output) if resume else None
     if os.path.lexists(output) and not os.path.isdir(output):
-        raise RunFolderError(f"--output {output} exists and is not a folder")
+        raise RunFolderError(f"--out {output} exists and is not a folder")
     if not holding_lock and is_locked(output):
         raise RunFolderError(busy_message(output))
     entries = _entries(output)
     marker = read_marker(output) if entries else None
     if entries and marker is None:
-        raise RunFolderError(f"--output {output} holds files this program did not write; choose another folder")
+        raise RunFolderError(f"--out {output} holds files this program did not write; choose another folder")
     if marker is not None and marker.get("kind") != kind:
-        raise RunFolderError(f"--output {output} holds a {marker.get('kind')} run, not a {kind} one; "
+        raise RunFolderError(f"--out {output} holds a {marker.get('kind')} run, not a {kind} one; "
                              "choose another folder")
     checkpoint = None
     if resume:
@@ -133,7 +133,7 @@ def check_run_folder(output: str, kind: str, resume: bool, holding_lock: bool = 
             raise RunFolderError(f"--resume: {output} has no complete checkpoint yet; drop --resume to start over "
                                  "in another folder")
     elif marker is not None and complete_checkpoints(output):
-        raise RunFolderError(f"--output {output} already holds a {kind} run; pass --resume to continue it "
+        raise RunFolderError(f"--out {output} already holds a {kind} run; pass --resume to continue it "
                              "or choose another folder")
     return checkpoint
 
