@@ -9,6 +9,7 @@ import sys
 import click
 
 from . import __version__
+from .cliutil import dataset_option, pick_dataset
 from .interrupt import exit_interrupted
 
 OUTPUT_ENTRIES = (
@@ -395,7 +396,7 @@ def list_tasks():
 
 
 @main.command()
-@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@dataset_option(exists=True)
 @click.option("--out", "-o", default=None, type=click.Path(dir_okay=False),
               help="HTML file to write (default: DATASET/preview.html).")
 @click.option("--num", "-n", default=50, show_default=True, type=click.IntRange(min=1),
@@ -406,8 +407,9 @@ def list_tasks():
                    "to keep the page small; captions still give the stored size. 0 embeds every "
                    "image's original bytes.")
 @click.option("--overwrite", is_flag=True, help="Let --out replace a file that an earlier preview did not write.")
-def preview(dataset, out, num, seed, max_side, overwrite):
+def preview(dataset, data_option, out, num, seed, max_side, overwrite):
     """Write one self-contained HTML page showing samples of a dataset."""
+    dataset = pick_dataset(dataset, data_option)
     from .preview import PreviewError, write_preview
 
     out = out or os.path.join(dataset, "preview.html")

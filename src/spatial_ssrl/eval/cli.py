@@ -135,7 +135,9 @@ def _parse_options(pairs: tuple[str, ...]) -> dict:
                    "paper's numbers; several may follow one --compare. Each run is labelled by its folder.")
 @click.option("--harness", type=click.Choice(["native", "lmms-eval"]), default="native", show_default=True,
               help="lmms-eval: run its tasks (--tasks) on --model for general skills (the lmms extra).")
-@click.option("--tasks", "harness_tasks", default=None, help="lmms-eval tasks, comma-separated (with --harness lmms-eval).")
+@click.option("--harness-tasks", "harness_tasks", default=None,
+              help="lmms-eval tasks, comma-separated (with --harness lmms-eval).")
+@click.option("--tasks", "harness_tasks_old", default=None, hidden=True)  # the old spelling of --harness-tasks
 @click.option("--include-path", default=None, type=click.Path(exists=True, file_okay=False),
               help="A folder of lmms-eval task YAMLs of your own (with --harness lmms-eval).")
 @click.option("--list-benchmarks", is_flag=True, help="List the benchmarks and exit.")
@@ -144,7 +146,8 @@ def _parse_options(pairs: tuple[str, ...]) -> dict:
 def eval_command(model, api_base, api_model, predictions_file, data, split_name, bench, bench_path, bench_options,
                  frames, circular, out, backend, batch_size, in_flight, timeout, retries, request_deadline, max_response_bytes,
                  max_new_tokens, temperature, top_p,
-                 no_format_prompt, limit, min_pixels, max_pixels, compare_files, harness, harness_tasks, include_path,
+                 no_format_prompt, limit, min_pixels, max_pixels, compare_files, harness, harness_tasks,
+                 harness_tasks_old, include_path,
                  list_benchmarks, quiet, more_compare_files, suite=None, bench_root=None):
     """Evaluate a model on held-out pretext tasks or a spatial benchmark, or score predictions.
 
@@ -194,6 +197,7 @@ def eval_command(model, api_base, api_model, predictions_file, data, split_name,
         raise click.UsageError("--out is required")
     if timeout <= 0:
         raise click.ClickException(f"--timeout must be more than 0 seconds (got {timeout:g})")
+    harness_tasks = harness_tasks or harness_tasks_old
     if harness == "lmms-eval":
         _run_lmms(model, harness_tasks, include_path, out, batch_size, limit, max_new_tokens, temperature, top_p,
                   min_pixels, max_pixels, quiet, others=(data, bench, predictions_file, api_base))
@@ -435,7 +439,7 @@ def _run_lmms(model, tasks, include_path, out, batch_size, limit, max_new_tokens
     from .runner import Decoding, EvalError
 
     if not model or not tasks:
-        raise click.UsageError("--harness lmms-eval needs --model and --tasks")
+        raise click.UsageError("--harness lmms-eval needs --model and --harness-tasks")
     if any(others):
         raise click.UsageError("--harness lmms-eval runs lmms-eval's own tasks: drop --data, --bench, "
                                "--predictions and --api-base")
@@ -460,12 +464,17 @@ def _run_lmms(model, tasks, include_path, out, batch_size, limit, max_new_tokens
 @click.option("--model", "-m", required=True, help="Qwen2.5-VL / Qwen3-VL checkpoint.")
 @click.option("--image", "-i", "images", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
               help="Image file (repeatable; in order).")
-@click.option("--question", "-q", required=True, help="The question; <image> marks where each image goes (default: all first).")
+@click.option("--question", "-Q", default=None,
+              help="The question; <image> marks where each image goes (default: all first).  [required]")
+@click.option("-q", "question_old", default=None, hidden=True)  # the old short spelling of --question
 @click.option("--no-format-prompt", is_flag=True, help="Do not append the training format suffix.")
 @click.option("--max-new-tokens", default=1024, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-pixels", default=None, type=click.IntRange(min=1), help="Image processor upper bound.")
-def infer_command(model, images, question, no_format_prompt, max_new_tokens, max_pixels):
+def infer_command(model, images, question, question_old, no_format_prompt, max_new_tokens, max_pixels):
     """Answer one question about one or more images, greedily; print the reasoning and the parsed answer."""
+    question = question if question is not None else question_old
+    if question is None:
+        raise click.UsageError("Missing option '--question' / '-Q'.")
     from PIL import Image, UnidentifiedImageError
 
     from ..prompts import IMAGE_TOKEN, with_format_suffix

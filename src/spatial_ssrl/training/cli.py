@@ -6,6 +6,7 @@ import os
 
 import click
 
+from ..cliutil import dataset_option, pick_dataset
 from ..interrupt import exit_interrupted
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
@@ -33,18 +34,19 @@ def resolve_config(value: str | None) -> str | None:
 
 
 @click.command("split", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("dataset", type=click.Path(file_okay=False))
+@dataset_option()
 @click.option("--test-fraction", default=0.05, show_default=True, type=click.FloatRange(0, 1, max_open=True),
               help="Share of source images held out for validation and `ssrl eval` (split 'test').")
 @click.option("--coldstart-fraction", default=0.0, show_default=True, type=click.FloatRange(0, 1, max_open=True),
               help="Share of source images kept for the SFT cold start (split 'coldstart'), never seen by GRPO.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Which sources go where.")
 @click.option("--shard-rows", default=1000, show_default=True, type=click.IntRange(min=1), help="Rows per shard.")
-def split_command(dataset, test_fraction, coldstart_fraction, seed, shard_rows):
+def split_command(dataset, data_option, test_fraction, coldstart_fraction, seed, shard_rows):
     """Split a dataset in place by source image into train / test (/ coldstart).
 
     No source image is in two splits. Shards become data/<split>-XXXXX-of-YYYYY.parquet
     (llamafactory: <split>.jsonl), which datasets.load_dataset reads as splits."""
+    dataset = pick_dataset(dataset, data_option)
     from .split import SplitError, split_dataset
 
     try:
@@ -238,7 +240,7 @@ def configs_command():
 
 
 @click.command("stats", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("dataset", type=click.Path(file_okay=False))
+@dataset_option()
 @click.option("--model", "-m", required=True,
               help="The model you will train (checkpoint folder or hub id): its processor counts the tokens.")
 @click.option("--split", "split_name", default="train", show_default=True, help="Which split to count.")
@@ -249,9 +251,10 @@ def configs_command():
               help="Largest image area in pixels, as the framework is set (default: the processor's own; "
                    "the paper's GRPO runs use 4194304).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def stats_command(dataset, model, split_name, min_pixels, max_pixels, as_json):
+def stats_command(dataset, data_option, model, split_name, min_pixels, max_pixels, as_json):
     """Prompt token lengths of a dataset (text and images through the model's processor) and
     the EasyR1, verl and LLaMA-Factory settings that keep every row whole."""
+    dataset = pick_dataset(dataset, data_option)
     import json
 
     from ..readers import DatasetError, open_dataset

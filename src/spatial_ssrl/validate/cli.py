@@ -7,11 +7,12 @@ import sys
 
 import click
 
+from ..cliutil import dataset_option, pick_dataset
 from ..readers import DatasetError
 
 
 @click.command("validate")
-@click.argument("dataset", type=click.Path(file_okay=False))
+@dataset_option()
 @click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False),
               help="Write the full report (per-sample results included) as JSON.")
 @click.option("--overwrite", is_flag=True, help="Let --out replace a file that an earlier validate did not write.")
@@ -22,11 +23,12 @@ from ..readers import DatasetError
               help="Where an input root of the dataset lives now (its sources are stored as LABEL/path; "
                    "the manifest's source_roots say where they were). Repeatable.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def validate_command(dataset: str, out_path: str | None, overwrite: bool, num: int | None, seed: int,
-                     source_roots: tuple[str, ...], quiet: bool) -> None:
+def validate_command(dataset: str | None, data_option: str | None, out_path: str | None, overwrite: bool,
+                     num: int | None, seed: int, source_roots: tuple[str, ...], quiet: bool) -> None:
     """Re-derive every sample's answer from its source image (or depth) and its rendered
     images, through code separate from the generator's, and re-check the ambiguity rules.
     Exits 1 when any sample fails."""
+    dataset = pick_dataset(dataset, data_option)
     from ..outfiles import (
         OutFileError,
         check_out_file,
