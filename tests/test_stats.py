@@ -25,11 +25,27 @@ def setup(tmp_path_factory):
     run_cli("tiny-model", "--arch", "qwen2_5_vl", "--out", tiny)
     from spatial_ssrl.training.models import load_processor
 
-    return {"root": root, "data": data, "tiny": tiny, "processor": load_processor(str(tiny), *BOUNDS)}
+    return {"root": root, "data": data, "tiny": tiny, "processor": load_processor(str(tiny), *BOUNDS),
+            "own": load_processor(str(tiny))}
 
 
-def _oracle(processor, rec, response=None) -> int:
-    """The processor's own count of a row: its images decoded, the prompt expanded."""
+def _easyr1_resize(im, min_pixels, max_pixels):
+    """EasyR1's process_image (verl/utils/dataset.py, b44b311), written again here: scale an
+    image over max_pixels down (under min_pixels up) to that area, sides truncated."""
+    import math
+
+    if im.width * im.height > max_pixels:
+        f = math.sqrt(max_pixels / (im.width * im.height))
+        im = im.resize((int(im.width * f), int(im.height * f)))
+    if im.width * im.height < min_pixels:
+        f = math.sqrt(min_pixels / (im.width * im.height))
+        im = im.resize((int(im.width * f), int(im.height * f)))
+    return im
+
+
+def _oracle(processor, rec, response=None, easyr1_bounds=None) -> int:
+    """The processor's own count of a row: its images decoded (first resized as EasyR1 does,
+    with ``easyr1_bounds``), the prompt expanded."""
     from PIL import Image
 
     from spatial_ssrl.prompts import content_parts
@@ -39,6 +55,8 @@ def _oracle(processor, rec, response=None) -> int:
         messages.append({"role": "assistant", "content": [{"type": "text", "text": response}]})
     text = processor.apply_chat_template(messages, add_generation_prompt=response is None, tokenize=False)
     images = [Image.open(io.BytesIO(b)).convert("RGB") for b in rec.images]
+    if easyr1_bounds:
+        images = [_easyr1_resize(im, *easyr1_bounds) for im in images]
     return int(processor(images=images, text=[text], add_special_tokens=False, return_tensors="pt")["input_ids"]
                .shape[1])
 
@@ -59,10 +77,13 @@ def test_every_row_as_the_processor_counts_it(setup):
     from spatial_ssrl.training.stats import token_lengths
 
     reader = open_dataset(str(setup["data"]))
-    got = token_lengths(reader, "train", setup["processor"], *BOUNDS)
+    got = token_lengths(reader, "train", setup["processor"], *BOUNDS, own_processor=setup["own"])
     records = list(reader.records("train"))
     assert len(got.prompt) == len(records) == 10 and got.skipped == {}
     assert got.prompt == [_oracle(setup["processor"], r) for r in records]
+    # EasyR1 / LLaMA-Factory: images resized first, then the processor with its own bounds
+    assert got.prompt_prescaled == [_oracle(setup["own"], r, easyr1_bounds=BOUNDS) for r in records]
+    assert got.prompt_prescaled != got.prompt
     assert got.sequence == got.prompt and got.with_response == 0
     assert all(p == t + i for p, t, i in zip(got.prompt, got.text, got.image))
     assert max(got.image) > 4 * min(got.image)  # crop rows show five images, shuffle rows one
@@ -74,15 +95,17 @@ def test_cli_figures_and_settings(setup):
     done = run_cli("stats", setup["data"], "--model", setup["tiny"], "--min-pixels", BOUNDS[0],
                    "--max-pixels", BOUNDS[1], "--json")
     summary = json.loads(done.output)
-    oracle = [_oracle(setup["processor"], r) for r in open_dataset(str(setup["data"])).records("train")]
+    records = list(open_dataset(str(setup["data"])).records("train"))
+    oracle = [_oracle(setup["processor"], r) for r in records]
+    easyr1 = [_oracle(setup["own"], r, easyr1_bounds=BOUNDS) for r in records]
     assert summary["rows"] == 10 and summary["prompt_tokens"]["max"] == max(oracle)
-    for name, key in (("EasyR1", "data.max_prompt_length"), ("verl", "data.max_prompt_length")):
+    for name, counts in (("EasyR1", easyr1), ("verl", oracle)):
         st = summary["settings"][name]
-        assert st["setting"] == key and st["value"] == max(oracle)
-        assert st["rows_over_default"] == sum(v > st["default"] for v in oracle)
+        assert st["setting"] == "data.max_prompt_length" and st["value"] == max(counts)
+        assert st["rows_over_default"] == sum(v > st["default"] for v in counts)
     text = run_cli("stats", setup["data"], "--model", setup["tiny"], "--min-pixels", BOUNDS[0],
                    "--max-pixels", BOUNDS[1]).output
-    assert f"EasyR1         data.max_prompt_length={max(oracle)}" in text
+    assert f"EasyR1         data.max_prompt_length={max(easyr1)}" in text
     # a pixel bound changes the count: fewer pixels, fewer tokens
     small = json.loads(run_cli("stats", setup["data"], "--model", setup["tiny"], "--max-pixels", 12544,
                                "--json").output)
@@ -103,7 +126,7 @@ def test_supervised_rows_count_the_response(setup):
                                  "--max-pixels", BOUNDS[1], "--json").output)
     records = list(open_dataset(str(cold)).records("train"))
     assert summary["rows_with_response"] == summary["rows"] == len(records) == 3
-    oracle = [_oracle(setup["processor"], r, r.extras["assistant message"]) for r in records]
+    oracle = [_oracle(setup["own"], r, r.extras["assistant message"], easyr1_bounds=BOUNDS) for r in records]
     assert summary["settings"]["LLaMA-Factory"]["value"] == max(oracle)
     assert summary["sequence_tokens"]["max"] > summary["prompt_tokens"]["max"]
 

@@ -275,7 +275,8 @@ def stats_command(dataset, data_option, model, split_name, min_pixels, max_pixel
     try:
         check_model_folder(model)
         processor = load_processor(model, min_pixels, max_pixels)
-        counted = token_lengths(reader, split_name, processor, min_pixels, max_pixels)
+        own = load_processor(model)  # its own bounds: EasyR1 and LLaMA-Factory scale images before it
+        counted = token_lengths(reader, split_name, processor, min_pixels, max_pixels, own_processor=own)
     except ModelError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:

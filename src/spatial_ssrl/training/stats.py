@@ -8,7 +8,14 @@ drops it silently with ``filter_overlong_prompts``; verl (``data.max_prompt_leng
 its filter counts no image tokens; LLaMA-Factory's ``cutoff_len`` (2048) cuts the sequence,
 images included. :func:`token_lengths` counts each row as the processor sees it: the chat
 template around the question and its format suffix, each image placeholder expanded to the
-image's tokens at the given pixel bounds, plus, for supervised rows, the target response.
+image's tokens, plus, for supervised rows, the target response.
+
+The frameworks size images in two ways. TRL (``ssrl train``) and verl give the bounds to the
+processor, which rounds each side to its patch grid within them. EasyR1 (``process_image`` in
+``verl/utils/dataset.py``) and LLaMA-Factory first scale an image outside the bounds to the
+bound's area, truncating each side to whole pixels, and then hand it to the processor with the
+processor's own bounds; the counts differ by a few tokens per image, so each framework's
+setting is computed its own way (``bench/check_recipes.py`` checks EasyR1's against its code).
 
 Image tokens depend only on an image's size, so the processor is run once per distinct size
 on a blank image of that size (exact, and fast on datasets with a few sizes); sizes are read
@@ -41,6 +48,8 @@ class TokenStats:
     max_pixels: int | None
     prompt: list[int] = field(default_factory=list)
     sequence: list[int] = field(default_factory=list)
+    prompt_prescaled: list[int] = field(default_factory=list)  # images sized as EasyR1 / LLaMA-Factory do
+    sequence_prescaled: list[int] = field(default_factory=list)
     text: list[int] = field(default_factory=list)
     image: list[int] = field(default_factory=list)
     with_response: int = 0
@@ -57,7 +66,8 @@ class TokenStats:
 
         settings = {}
         for name, (key, default, source) in FRAMEWORKS.items():
-            values = self.sequence if name == "LLaMA-Factory" else self.prompt
+            values = {"EasyR1": self.prompt_prescaled, "verl": self.prompt,
+                      "LLaMA-Factory": self.sequence_prescaled}[name]
             if not values:
                 continue
             settings[name] = {"setting": key, "value": max(values), "default": default, "default_source": source,
@@ -65,24 +75,39 @@ class TokenStats:
         return {"split": self.split, "rows": len(self.prompt), "rows_with_response": self.with_response,
                 "min_pixels": self.min_pixels, "max_pixels": self.max_pixels, "prompt_tokens": figures(self.prompt),
                 "text_tokens": figures(self.text), "image_tokens": figures(self.image),
-                "sequence_tokens": figures(self.sequence), "settings": settings, "skipped": dict(self.skipped)}
+                "sequence_tokens": figures(self.sequence), "prompt_tokens_prescaled": figures(self.prompt_prescaled),
+                "settings": settings, "skipped": dict(self.skipped)}
 
 
 class ImageTokens:
-    """Tokens the processor gives an image of a size (cached per size)."""
+    """Tokens the processor gives an image of a size (cached per size). With ``prescale``
+    (min, max pixels), the image is first scaled as EasyR1 and LLaMA-Factory do."""
 
-    def __init__(self, processor):
+    def __init__(self, processor, prescale: tuple[int | None, int | None] | None = None):
         self.image_processor = processor.image_processor
         self.merge = int(getattr(self.image_processor, "merge_size", 2) or 1)
+        self.prescale = prescale
         self.cache: dict[tuple[int, int], int] = {}
 
     def __call__(self, size: tuple[int, int]) -> int:
         if size not in self.cache:
             from PIL import Image
 
-            grid = self.image_processor(images=[Image.new("RGB", size)], return_tensors="np")["image_grid_thw"]
+            shown = prescaled(size, *self.prescale) if self.prescale else size
+            grid = self.image_processor(images=[Image.new("RGB", shown)], return_tensors="np")["image_grid_thw"]
             self.cache[size] = int(grid[0].prod()) // (self.merge ** 2)
         return self.cache[size]
+
+
+def prescaled(size: tuple[int, int], min_pixels: int | None, max_pixels: int | None) -> tuple[int, int]:
+    """(width, height) after EasyR1's and LLaMA-Factory's own resize: an image over
+    ``max_pixels`` (or under ``min_pixels``) is scaled to that area, each side truncated."""
+    w, h = size
+    for bound, outside in ((max_pixels, lambda a: a > max_pixels), (min_pixels, lambda a: a < min_pixels)):
+        if bound is not None and outside(w * h):
+            factor = math.sqrt(bound / (w * h))
+            w, h = int(w * factor), int(h * factor)
+    return w, h
 
 
 def _size(data: bytes) -> tuple[int, int] | None:
@@ -96,13 +121,16 @@ def _size(data: bytes) -> tuple[int, int] | None:
 
 
 def token_lengths(reader, split: str, processor, min_pixels: int | None = None,
-                  max_pixels: int | None = None) -> TokenStats:
+                  max_pixels: int | None = None, own_processor=None) -> TokenStats:
     """Count the rows of ``split`` of a dataset (a :class:`spatial_ssrl.readers.DatasetReader`)
-    with ``processor`` (its pixel bounds already set to ``min_pixels`` / ``max_pixels``)."""
+    with ``processor`` (its pixel bounds already set to ``min_pixels`` / ``max_pixels``) and,
+    with ``own_processor`` (the same model's processor with its own bounds), the way EasyR1 and
+    LLaMA-Factory size the images (``prompt_prescaled``, ``sequence_prescaled``)."""
     from ..prompts import IMAGE_TOKEN, content_parts
 
     tokenizer = processor.tokenizer
     images = ImageTokens(processor)
+    images_pre = ImageTokens(own_processor, (min_pixels, max_pixels)) if own_processor is not None else images
     stats = TokenStats(split, min_pixels, max_pixels)
     for rec in reader.records(split):
         if rec.problem is None:
@@ -116,6 +144,7 @@ def token_lengths(reader, split: str, processor, min_pixels: int | None = None,
         text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         n_text = len(tokenizer(text, add_special_tokens=False)["input_ids"])
         n_image = sum(images(s) for s in sizes)
+        n_image_pre = sum(images_pre(s) for s in sizes)
         prompt = n_text - len(sizes) + n_image  # the template holds one placeholder token per image
         response = rec.extras.get("assistant (target)") or rec.extras.get("assistant message")
         sequence = prompt
@@ -128,6 +157,8 @@ def token_lengths(reader, split: str, processor, min_pixels: int | None = None,
         stats.sequence.append(sequence)
         stats.text.append(n_text - len(sizes))
         stats.image.append(n_image)
+        stats.prompt_prescaled.append(prompt - n_image + n_image_pre)
+        stats.sequence_prescaled.append(sequence - n_image + n_image_pre)
     return stats
 
 
