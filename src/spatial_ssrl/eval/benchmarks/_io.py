@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..base import BenchmarkError
+from ..base import BenchmarkError, Skipped
 
 ImageDecoder = Callable[[Mapping[str, str]], tuple[list[bytes] | None, str | None]]
 """A TSV row -> ``(encoded images, None)`` or ``(None, reason)``."""
@@ -200,6 +200,16 @@ class TsvImages:
             ok = isinstance(value, list) and value and all(isinstance(v, str) for v in value)
             self._counts[cell] = len(value) if ok else 1
         return self._counts[cell]
+
+    def take(self, row: Mapping[str, str], item_id: str, decode: bool) -> tuple[list[bytes], int] | Skipped:
+        """The row's images (decoded, or none when ``decode`` is off) and how many its cell
+        holds; a :class:`~spatial_ssrl.eval.base.Skipped` naming the cell when they do not decode."""
+        if not decode:
+            return [], self.count(row)
+        got, reason = self.decode(row)
+        if got is None:
+            return Skipped(item_id, reason or "undecodable_image", self.detail(row, item_id))
+        return got, len(got)
 
     def detail(self, row: Mapping[str, str], item_id: str) -> str:
         """Where the row's image is: the file, the row's index and the column (and the index

@@ -133,14 +133,11 @@ class Spatial457(Benchmark):
             if not answer:
                 skipped.append(Skipped(item_id, "no_answer"))
                 continue
-            decoded: list[bytes] = []
-            if images:
-                got, reason = media.decode(row)
-                if got is None:
-                    skipped.append(Skipped(item_id, reason or "undecodable_image", media.detail(row, item_id)))
-                    continue
-                decoded = got
-            n_images = len(decoded) if images else media.count(row)
+            taken = media.take(row, item_id, images)
+            if isinstance(taken, Skipped):
+                skipped.append(taken)
+                continue
+            decoded, n_images = taken
             items.append(EvalItem(
                 id=item_id, question="<image>" * n_images + f"{str(row['question']).strip()}\n{INSTRUCTION}",
                 images=decoded, answer=answer, category=str(row["category"]).strip() or "unknown",

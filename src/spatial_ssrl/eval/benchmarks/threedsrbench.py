@@ -141,14 +141,11 @@ class ThreeDSRBench(Benchmark):
             if len(options) < 2 or answer not in "ABCD"[:len(options)] or not answer:
                 skipped.append(Skipped(item_id, "answer_not_an_option"))
                 continue
-            decoded: list[bytes] = []
-            if images:
-                got, reason = media.decode(row)
-                if got is None:
-                    skipped.append(Skipped(item_id, reason or "undecodable_image", media.detail(row, item_id)))
-                    continue
-                decoded = got
-            n_images = len(decoded) if images else media.count(row)
+            taken = media.take(row, item_id, images)
+            if isinstance(taken, Skipped):
+                skipped.append(taken)
+                continue
+            decoded, n_images = taken
             sub = str(row["category"]).strip()
             items.append(EvalItem(
                 id=item_id,
