@@ -43,10 +43,10 @@ def training_wait(refs, mix, steps: int, workers: int, tmp: str) -> dict:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from spatial_ssrl.models import load_model, load_processor
     from spatial_ssrl.tiny import build_tiny_model
     from spatial_ssrl.training.callbacks import CurriculumCallback
     from spatial_ssrl.training.curriculum import CurriculumSettings, GroupRecorder
-    from spatial_ssrl.training.models import load_model, load_processor
     from spatial_ssrl.training.online import OnlineFeeder, curriculum_for
     from spatial_ssrl.training.rewards import make_rewards
 

@@ -125,7 +125,7 @@ def run(server, items: list[Item], in_flight: int, reps: int, through_eval: bool
 
 
 def _eval_run(server, items: list[Item], in_flight: int) -> None:
-    """The ``ssrl eval --api-base`` path: the runner appending each prediction to a fresh
+    """The ``ssrl eval ... --api-base`` path: the runner appending each prediction to a fresh
     predictions.jsonl as it arrives."""
     import tempfile
 

@@ -142,7 +142,7 @@ def main() -> int:
         record("infer", done, seconds)
 
         ev = os.path.join(tmp, "eval")
-        done, seconds = _cli("eval", "--model", grpo, "--data", data, "--out", ev, "--backend", "transformers",
+        done, seconds = _cli("eval", "dataset", "--model", grpo, "--data", data, "--out", ev, "--backend", "transformers",
                              "--max-new-tokens", 32, "-q")
         figures = {}
         if done.returncode == 0:

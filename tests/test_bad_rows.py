@@ -102,8 +102,7 @@ def test_grpo_skips_undecodable_rows_and_trains_on_the_rest(setup):
 def test_pretext_eval_counts_undecodable_items_as_skipped(setup):
     out = setup["root"] / "ev"
     bad = setup["spoiled"]["test"]
-    result = run_cli("eval", "--model", setup["tiny"], "--data", setup["data"], "--out", out,
-                     "--max-new-tokens", 4, "--batch-size", 4, "-q")
+    result = run_cli("eval", "dataset", "--model", setup["tiny"], "--data", setup["data"], "--out", out, "--max-new-tokens", 4, "--batch-size", 4, "-q")
     assert f"{len(bad)} items skipped (undecodable_image {len(bad)})" in result.output
     res = json.loads((out / "results.json").read_text())
     assert res["n"] == len(ids(setup["data"], "test")) - len(bad)
@@ -129,14 +128,40 @@ def test_coldstart_cleans_killed_runs_and_refuses_a_second_writer(setup, tmp_pat
     assert sorted(os.listdir(tmp_path / "other")) == ["data", "llamafactory", "manifest.json"]
 
 
+def test_coldstart_overwrite_replaces_only_its_own_folder(setup, tmp_path):
+    out = tmp_path / "cold"
+    run_cli("coldstart", "--data", setup["data"], "--out", out, "--num", 3, "--seed", 1)
+    first = json.loads((out / "manifest.json").read_text())
+    again = run_cli("coldstart", "--data", setup["data"], "--out", out, "--num", 3, ok=False)
+    assert again.exit_code == 1 and "--overwrite" in again.output
+    run_cli("coldstart", "--data", setup["data"], "--out", out, "--num", 4, "--seed", 2, "--overwrite")
+    second = json.loads((out / "manifest.json").read_text())
+    assert (first["seed"], second["seed"]) == (1, 2) and second["num_requested"] == 4
+    rows = [json.loads(line) for line in (out / "llamafactory" / "train.jsonl").read_text().splitlines()]
+    assert len(rows) == second["num_written"]
+    assert sorted(os.listdir(tmp_path)) == ["cold"]  # no working or old folder left beside it
+    # a file of the user's inside: refused with --overwrite too, and nothing moves
+    (out / "data" / "notes.txt").write_text("mine")
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    refused = run_cli("coldstart", "--data", setup["data"], "--out", out, "--num", 3, "--overwrite", ok=False)
+    assert refused.exit_code == 1 and "did not write (data/notes.txt)" in refused.output
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+    # a folder that is not a cold start of ours at all
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.txt").write_text("mine")
+    refused = run_cli("coldstart", "--data", setup["data"], "--out", other, "--num", 3, "--overwrite", ok=False)
+    assert refused.exit_code == 1 and "not a cold-start folder of ours" in refused.output
+    assert os.listdir(other) == ["x.txt"]
+
+
 def test_one_evaluation_per_output_folder(setup, tmp_path):
     from spatial_ssrl.locking import FolderLock
 
     out = tmp_path / "ev"
     out.mkdir()
     with FolderLock(str(out)):
-        result = run_cli("eval", "--model", setup["tiny"], "--data", setup["data"], "--out", out,
-                         "--max-new-tokens", 4, "-q", ok=False)
+        result = run_cli("eval", "dataset", "--model", setup["tiny"], "--data", setup["data"], "--out", out, "--max-new-tokens", 4, "-q", ok=False)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip().splitlines()[-1] == (
         f"Error: {out} is in use by another ssrl command (PID {os.getpid()}); wait for it to finish or choose "

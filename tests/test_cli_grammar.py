@@ -1,8 +1,8 @@
 """One spelling for one thing across commands: a dataset is --data/-d everywhere (preview,
 validate, split and stats also take it as their first argument, as they used to), the run
 folder of train is --out like every other output, infer's question is --question/-Q (-q, its
-old short form, still works, hidden), eval's lmms-eval tasks are --harness-tasks (--tasks,
-hidden, still works). Old spellings stay for a release."""
+old short form, still works, hidden), eval's modes are subcommands (the flag form, tested in
+test_eval_subcommands.py, still works). Old spellings stay for a release."""
 
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ def test_help_shows_the_new_spellings_only():
     infer = run_cli("infer", "--help").output
     assert "--question" in infer and "-Q" in infer and "-q," not in infer
     ev = run_cli("eval", "--help").output
-    assert "--harness-tasks" in ev and "--tasks " not in ev
+    assert "legacy" not in ev and "--list-benchmarks" not in ev
+    lmms = run_cli("eval", "lmms-eval", "--help").output
+    assert "TASKS..." in lmms and "--tasks" not in lmms and "--harness" not in lmms
     for cmd in ("validate", "preview", "split", "stats"):
         assert "-d, --data" in run_cli(cmd, "--help").output, cmd
 

@@ -54,7 +54,7 @@ def test_circular_through_ssrl_eval(tmp_path):
     preds.write_text("".join(json.dumps({"id": sid, "response": boxed("Z" if sid in wrong_later else text)}) + "\n"
                              for sid, text in truth.items()))
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["eval", "--predictions", str(preds), "--bench", "viewspatial",
+    result = CliRunner().invoke(main, ["eval", "predictions", str(preds), "--bench", "viewspatial",
                                        "--bench-path", str(root), "--out", str(out), "--circular"])
     assert result.exit_code == 0, result.output
     res = json.loads((out / "results.json").read_text())

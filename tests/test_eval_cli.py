@@ -32,8 +32,7 @@ def setup(tmp_path_factory):
 
 def test_pretext_eval_on_a_tiny_model_agrees_with_ssrl_score(setup):
     out = setup["root"] / "ev"
-    result = run_cli("eval", "--model", setup["tiny"], "--data", setup["data"], "--out", out,
-                     "--max-new-tokens", 8, "--batch-size", 4, "-q")
+    result = run_cli("eval", "dataset", "--model", setup["tiny"], "--data", setup["data"], "--out", out, "--max-new-tokens", 8, "--batch-size", 4, "-q")
     assert "pretext: accuracy" in result.output
     res = json.loads((out / "results.json").read_text())
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
@@ -48,8 +47,7 @@ def test_pretext_eval_on_a_tiny_model_agrees_with_ssrl_score(setup):
     assert json.loads(report.read_text())["accuracy"] == res["accuracy"]
     # a second run finds every item done: nothing generated, the same results
     before = (out / "predictions.jsonl").read_text()
-    run_cli("eval", "--model", setup["tiny"], "--data", setup["data"], "--out", out, "--max-new-tokens", 8,
-            "--batch-size", 4, "-q")
+    run_cli("eval", "dataset", "--model", setup["tiny"], "--data", setup["data"], "--out", out, "--max-new-tokens", 8, "--batch-size", 4, "-q")
     assert (out / "predictions.jsonl").read_text() == before
 
 
@@ -69,7 +67,7 @@ def test_scoring_predictions_made_elsewhere(setup, tmp_path):
     preds = tmp_path / "preds.jsonl"
     preds.write_text("\n".join(lines) + "\n{not json\n")
     out = tmp_path / "scored"
-    run_cli("eval", "--predictions", preds, "--data", setup["data"], "--out", out)
+    run_cli("eval", "predictions", preds, "--data", setup["data"], "--out", out)
     res = json.loads((out / "results.json").read_text())
     expected = 100.0 * sum(1 for i in range(len(rows)) if i % 2 == 0) / len(rows)
     assert res["accuracy"] == pytest.approx(expected)
@@ -78,7 +76,7 @@ def test_scoring_predictions_made_elsewhere(setup, tmp_path):
     # an item without a prediction counts as wrong
     preds.write_text("\n".join(lines[1:]) + "\n")
     out2 = tmp_path / "scored2"
-    run_cli("eval", "--predictions", preds, "--data", setup["data"], "--out", out2)
+    run_cli("eval", "predictions", preds, "--data", setup["data"], "--out", out2)
     res2 = json.loads((out2 / "results.json").read_text())
     assert res2["accuracy"] == pytest.approx(100.0 * (sum(1 for i in range(len(rows)) if i % 2 == 0) - 1) / len(rows))
 
@@ -103,7 +101,7 @@ def test_compare_puts_models_beside_the_paper(setup, tmp_path):
     a.write_text(json.dumps({"benchmark": "3dsrbench", "accuracy": 50.0, "model": "/m/base"}))
     b.write_text(json.dumps({"benchmark": "3dsrbench", "accuracy": 52.5, "model": "/m/ssrl"}))
     out = tmp_path / "cmp"
-    result = run_cli("eval", "--compare", a, "--compare", b, "--out", out)
+    result = run_cli("eval", "compare", a, b, "--out", out)
     lines = result.output.strip().splitlines()
     assert lines[0] == "| model | 3dsrbench |"
     assert "| base | 50.00 |" in lines and "| ssrl | 52.50 |" in lines
@@ -117,11 +115,11 @@ def test_eval_refusals_are_one_line(setup, tmp_path):
     theirs.mkdir()
     (theirs / "notes.txt").write_text("keep")
     cases = [
-        (["--model", setup["tiny"], "--data", setup["data"], "--out", theirs], "did not write"),
-        (["--model", setup["tiny"], "--data", setup["data"], "--split", "nope", "--out", tmp_path / "o"],
+        (["dataset", "--model", setup["tiny"], "--data", setup["data"], "--out", theirs], "did not write"),
+        (["dataset", "--model", setup["tiny"], "--data", setup["data"], "--split", "nope", "--out", tmp_path / "o"],
          "has no 'nope' split"),
-        (["--model", tmp_path, "--data", setup["data"], "--out", tmp_path / "o2"], "no config.json"),
-        (["--model", setup["tiny"], "--bench", "nosuch", "--bench-path", tmp_path, "--out", tmp_path / "o3"],
+        (["dataset", "--model", tmp_path, "--data", setup["data"], "--out", tmp_path / "o2"], "no config.json"),
+        (["benchmark", "nosuch", "--model", setup["tiny"], "--bench-path", tmp_path, "--out", tmp_path / "o3"],
          "unknown benchmark 'nosuch'"),
     ]
     for args, words in cases:
@@ -132,8 +130,7 @@ def test_eval_refusals_are_one_line(setup, tmp_path):
     # the same folder for another evaluation is refused, the first one's files are kept
     out = setup["root"] / "ev"
     if out.exists():
-        result = run_cli("eval", "--model", setup["tiny"], "--data", setup["data"], "--out", out,
-                         "--max-new-tokens", 9, "-q", ok=False)
+        result = run_cli("eval", "dataset", "--model", setup["tiny"], "--data", setup["data"], "--out", out, "--max-new-tokens", 9, "-q", ok=False)
         assert result.exit_code == 1 and "holds another evaluation (its decoding differ)" in result.output
 
 
@@ -146,8 +143,7 @@ def test_a_benchmark_end_to_end_on_a_tiny_model(setup, tmp_path):
     folder.mkdir()
     _write_tsv(folder / "3dsrbench_v1_vlmevalkit_circular.tsv", _srb_rows())
     out = tmp_path / "out"
-    result = run_cli("eval", "--model", setup["tiny"], "--bench", "3dsrbench", "--bench-path", folder,
-                     "--out", out, "--max-new-tokens", 6, "-q")
+    result = run_cli("eval", "benchmark", "3dsrbench", "--model", setup["tiny"], "--bench-path", folder, "--out", out, "--max-new-tokens", 6, "-q")
     assert "3dsrbench: accuracy" in result.output and "1 items skipped (undecodable_image 1)" in result.output
     res = json.loads((out / "results.json").read_text())
     assert res["benchmark"] == "3dsrbench" and res["items"] == 18 and res["skipped"]["count"] == 1
@@ -166,8 +162,7 @@ def test_a_benchmark_with_image_files_on_a_tiny_model(setup, tmp_path):
 
     root, _ = view_repo(tmp_path)
     out = tmp_path / "out"
-    result = run_cli("eval", "--model", setup["tiny"], "--bench", "viewspatial", "--bench-path", root,
-                     "--out", out, "--max-new-tokens", 4, "-q")
+    result = run_cli("eval", "benchmark", "viewspatial", "--model", setup["tiny"], "--bench-path", root, "--out", out, "--max-new-tokens", 4, "-q")
     res = json.loads((out / "results.json").read_text())
     assert res["benchmark"] == "viewspatial" and res["items"] >= 1, result.output
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]

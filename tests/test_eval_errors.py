@@ -61,7 +61,7 @@ def test_predictions_keyed_by_qid_score_as_by_index(srb, tmp_path):
     by_index = _preds(tmp_path / "index.jsonl", [{"id": i, "response": _box(a)} for i, (_, a, _) in enumerate(SRB)])
     by_qid = _preds(tmp_path / "qid.jsonl", [{"id": q, "response": _box(a)} for q, a, _ in SRB])
     for preds, out in ((by_index, tmp_path / "o1"), (by_qid, tmp_path / "o2")):
-        result = run_cli("eval", "--predictions", preds, "--bench", "3dsrbench", "--bench-path", srb, "--out", out)
+        result = run_cli("eval", "predictions", preds, "--bench", "3dsrbench", "--bench-path", srb, "--out", out)
         assert "3dsrbench: accuracy 100.00%" in result.output
         res = json.loads((out / "results.json").read_text())
         assert res["accuracy"] == 100.0 and res["unmatched_predictions"] == 0
@@ -69,26 +69,25 @@ def test_predictions_keyed_by_qid_score_as_by_index(srb, tmp_path):
 
 def test_predictions_that_match_no_item(srb, tmp_path):
     preds = _preds(tmp_path / "p.jsonl", [{"id": f"q{i}", "response": _box("A")} for i in range(4)])
-    result = run_cli("eval", "--predictions", preds, "--bench", "3dsrbench", "--bench-path", srb,
-                     "--out", tmp_path / "o", ok=False)
+    result = run_cli("eval", "predictions", preds, "--bench", "3dsrbench", "--bench-path", srb, "--out", tmp_path / "o", ok=False)
     _one_line_error(result, "no prediction matches a 3dsrbench item by its \"id\"")
     assert "'q0'" in result.output and "'0'" in result.output and "'aaaaaaaa'" in result.output
     assert not (tmp_path / "o").exists()
     # some unmatched: a warning with the count, and the count in results.json
     _preds(preds, [{"id": 0, "response": _box("A")}, {"id": "q9", "response": _box("A")},
                    {"id": "q8", "response": _box("A")}])
-    result = run_cli("eval", "--predictions", preds, "--bench", "3dsrbench", "--bench-path", srb, "--out", tmp_path / "o")
+    result = run_cli("eval", "predictions", preds, "--bench", "3dsrbench", "--bench-path", srb, "--out", tmp_path / "o")
     assert "warning: 2 of 3 predictions match no 3dsrbench item (e.g. id 'q9')" in result.output
     assert json.loads((tmp_path / "o" / "results.json").read_text())["unmatched_predictions"] == 2
 
 
 def test_a_missing_or_empty_predictions_file_is_an_error(srb, tmp_path):
     args = ("--bench", "3dsrbench", "--bench-path", srb, "--out", tmp_path / "o")
-    _one_line_error(run_cli("eval", "--predictions", tmp_path / "nope.jsonl", *args, ok=False),
+    _one_line_error(run_cli("eval", "predictions", tmp_path / "nope.jsonl", *args, ok=False),
                     "nope.jsonl: no such file")
     empty = tmp_path / "empty.jsonl"
     empty.write_text("{not json\n")
-    _one_line_error(run_cli("eval", "--predictions", empty, *args, ok=False), "no prediction in it")
+    _one_line_error(run_cli("eval", "predictions", empty, *args, ok=False), "no prediction in it")
     assert not (tmp_path / "o").exists()
 
 
@@ -110,7 +109,7 @@ def test_duplicates_and_malformed_lines_one_rule_for_eval_and_score(srb, tmp_pat
     assert read.malformed == [6, 7, 8] and read.duplicates == ["0"]
     assert [(sid, r) for _, sid, r in read.answers()] == [("0", _box("A")), ("1", _box("B"))]
     out = tmp_path / "o"
-    result = run_cli("eval", "--predictions", preds, "--bench", "3dsrbench", "--bench-path", srb, "--out", out)
+    result = run_cli("eval", "predictions", preds, "--bench", "3dsrbench", "--bench-path", srb, "--out", out)
     res = json.loads((out / "results.json").read_text())
     assert res["malformed_prediction_lines"] == 3 and res["duplicate_prediction_ids"] == 1
     assert res["metrics"]["vanilla"] == 50.0  # rows 0 and 1 right, 2 and 3 unanswered
@@ -143,7 +142,7 @@ def test_a_torn_last_line_is_cut_before_a_rerun_appends(srb, tmp_path):
 
     out = tmp_path / "o"
     with OpenAIServer(answer=lambda body: _box("A")) as server:
-        args = ("eval", "--api-base", server.api_base, "--api-model", "m", "--bench", "3dsrbench",
+        args = ("eval", "benchmark", "3dsrbench", "--api-base", server.api_base, "--api-model", "m",
                 "--bench-path", srb, "--out", out, "-q")
         run_cli(*args)
         lines = (out / "predictions.jsonl").read_text().splitlines()
@@ -165,8 +164,7 @@ def test_every_request_failing_is_an_error_with_the_reason(srb, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = tmp_path / "o"
-    result = run_cli("eval", "--api-base", f"http://127.0.0.1:{port}/v1", "--api-model", "m", "--bench", "3dsrbench",
-                     "--bench-path", srb, "--out", out, "--retries", 0, "--timeout", 2, "-q", ok=False)
+    result = run_cli("eval", "benchmark", "3dsrbench", "--api-base", f"http://127.0.0.1:{port}/v1", "--api-model", "m", "--bench-path", srb, "--out", out, "--retries", 0, "--timeout", 2, "-q", ok=False)
     _one_line_error(result, "no item got a response: 4 requests failed (connection refused 4)")
     assert not (out / "results.json").exists()
 
@@ -178,14 +176,12 @@ def test_skipped_items_say_why(tmp_path):
              "question": "Where?", "answer": "A. left", "choices": "A. left\nB. right"} for i in range(3)]
     (root / "eval" / "ViewSpatial-Bench.json").write_text(json.dumps(rows))
     # a run that generates needs the images (no request is made: nothing is left to ask)
-    result = run_cli("eval", "--api-base", "http://127.0.0.1:9/v1", "--api-model", "m", "--bench", "viewspatial",
-                     "--bench-path", root, "--out", tmp_path / "o", ok=False)
+    result = run_cli("eval", "benchmark", "viewspatial", "--api-base", "http://127.0.0.1:9/v1", "--api-model", "m", "--bench-path", root, "--out", tmp_path / "o", ok=False)
     _one_line_error(result, "no items to evaluate; 3 items skipped (missing_image 3); first: 0 (missing_image: "
                             "ViewSpatial-Bench/x/0.jpg (looked for in ")
     # scoring predictions needs none: the three are scored
     preds = _preds(tmp_path / "p.jsonl", [{"id": "0", "response": _box("A")}])
-    result = run_cli("eval", "--predictions", preds, "--bench", "viewspatial", "--bench-path", root,
-                     "--out", tmp_path / "o2")
+    result = run_cli("eval", "predictions", preds, "--bench", "viewspatial", "--bench-path", root, "--out", tmp_path / "o2")
     assert "viewspatial: accuracy 33.33% (strict 33.33%) over 3 items" in result.output
 
 
@@ -198,42 +194,41 @@ def test_compare_takes_several_files_and_globs_labelled_by_folder(tmp_path):
         (tmp_path / "eval" / name / "results.json").write_text(json.dumps(res))
     a, b = (tmp_path / "eval" / n / "results.json" for n in ("base", "ssrl"))
     out = tmp_path / "cmp"
-    result = run_cli("eval", "--compare", a, b, "--out", out)  # the shell expanded eval/*/results.json
+    result = run_cli("eval", "compare", a, b, "--out", out)  # the shell expanded eval/*/results.json
     lines = result.output.strip().splitlines()
     assert lines[0] == "| model | 3dsrbench | 3dsrbench strict |"
     assert "| base | 50.00 | - |" in lines and "| ssrl | 52.50 | 48.00 |" in lines
     assert "| *Spatial-SSRL-7B (paper)* | 56.53 |  |" in lines
-    quoted = run_cli("eval", "--compare", str(tmp_path / "eval" / "*" / "results.json"))
+    quoted = run_cli("eval", "compare", str(tmp_path / "eval" / "*" / "results.json"))
     assert quoted.output == result.output
-    folders = run_cli("eval", "--compare", str(tmp_path / "eval" / "*"))  # folders holding results.json
+    folders = run_cli("eval", "compare", str(tmp_path / "eval" / "*"))  # folders holding results.json
     assert folders.output == result.output
-    _one_line_error(run_cli("eval", "--compare", str(tmp_path / "nothing" / "*.json"), ok=False), "no file matches")
+    _one_line_error(run_cli("eval", "compare", str(tmp_path / "nothing" / "*.json"), ok=False), "no file matches")
     # one model's benchmarks in sibling folders share a row, labelled by the folder holding them
     for bench, acc in (("3dsrbench", 40.0), ("viewspatial", 30.0)):
         (tmp_path / "run7" / bench).mkdir(parents=True)
         (tmp_path / "run7" / bench / "results.json").write_text(
             json.dumps({"benchmark": bench, "accuracy": acc, "model": "/m/run7"}))
-    merged = run_cli("eval", "--compare", str(tmp_path / "run7" / "*" / "results.json"), a).output.splitlines()
+    merged = run_cli("eval", "compare", str(tmp_path / "run7" / "*" / "results.json"), a).output.splitlines()
     assert merged[0] == "| model | 3dsrbench | viewspatial | average |"
     assert "| run7 | 40.00 | 30.00 | 35.00 |" in merged and "| base | 50.00 | - |  |" in merged
     # a compare.md of the user's is not replaced
     theirs = tmp_path / "theirs"
     theirs.mkdir()
     (theirs / "compare.md").write_text("my notes\n")
-    _one_line_error(run_cli("eval", "--compare", a, "--out", theirs, ok=False), "compare.md was not written by")
+    _one_line_error(run_cli("eval", "compare", a, "--out", theirs, ok=False), "compare.md was not written by")
     assert (theirs / "compare.md").read_text() == "my notes\n"
 
 
 def test_a_bad_timeout_is_one_line(srb, tmp_path):
     for value in ("0", "-1"):
-        result = run_cli("eval", "--api-base", "http://127.0.0.1:9/v1", "--api-model", "m", "--bench", "3dsrbench",
-                         "--bench-path", srb, "--out", tmp_path / "o", "--timeout", value, ok=False)
+        result = run_cli("eval", "benchmark", "3dsrbench", "--api-base", "http://127.0.0.1:9/v1", "--api-model", "m", "--bench-path", srb, "--out", tmp_path / "o", "--timeout", value, ok=False)
         _one_line_error(result, "--timeout must be more than 0 seconds")
 
 
 def test_results_files_of_a_user_are_never_replaced(srb, tmp_path):
     preds = _preds(tmp_path / "p.jsonl", [{"id": i, "response": _box("A")} for i in range(4)])
-    args = ("eval", "--predictions", preds, "--bench", "3dsrbench", "--bench-path", srb, "--out")
+    args = ("eval", "predictions", preds, "--bench", "3dsrbench", "--bench-path", srb, "--out")
     for name in ("results.json", "results.md", "results.png"):
         theirs = tmp_path / f"theirs-{name}"
         theirs.mkdir()

@@ -75,7 +75,7 @@ def test_bench_by_name_from_the_offline_hub_cache(offline_cache, tmp_path):
                                                           "README.md": b"# 3DSRBench\n"})
     preds = _preds(tmp_path / "preds.jsonl", {"0": "A", "1": "A", "2": "A"})  # 2 of 3 right
     out = tmp_path / "ev"
-    run_cli("eval", "--bench", "3dsrbench", "--predictions", preds, "--out", out)
+    run_cli("eval", "predictions", preds, "--bench", "3dsrbench", "--out", out)
     res = json.loads((out / "results.json").read_text())
     assert res["data"] == str(snapshot)  # the snapshot folder, given to the module as it is
     assert res["n"] == 3 and res["skipped"]["count"] == 0
@@ -85,7 +85,7 @@ def test_bench_by_name_from_the_offline_hub_cache(offline_cache, tmp_path):
     folder.mkdir()
     (folder / "3dsrbench_v1_vlmevalkit_circular.tsv").write_bytes(_srb_tsv())
     preds = _preds(tmp_path / "preds2.jsonl", {"0": "A", "1": "B", "2": "A"})
-    run_cli("eval", "--bench", "3dsrbench", "--bench-path", folder, "--predictions", preds, "--out", tmp_path / "ev2")
+    run_cli("eval", "predictions", preds, "--bench", "3dsrbench", "--bench-path", folder, "--out", tmp_path / "ev2")
     res = json.loads((tmp_path / "ev2" / "results.json").read_text())
     assert res["data"] == str(folder) and res["accuracy"] == pytest.approx(100.0)
 
@@ -121,7 +121,7 @@ def test_image_archives_of_a_snapshot_are_unpacked_once(offline_cache, tmp_path)
     })
     preds = _preds(tmp_path / "preds.jsonl", {"0": "A", "1": "B", "2": "A"})  # 2 of 3 right
     out = tmp_path / "ev"
-    run_cli("eval", "--bench", "viewspatial", "--predictions", preds, "--out", out)
+    run_cli("eval", "predictions", preds, "--bench", "viewspatial", "--out", out)
     res = json.loads((out / "results.json").read_text())
     view = tmp_path / "ssrl-unpacked" / "datasets--lidingm--ViewSpatial-Bench" / COMMIT
     assert res["data"] == str(view)
@@ -131,14 +131,14 @@ def test_image_archives_of_a_snapshot_are_unpacked_once(offline_cache, tmp_path)
     # a second run unpacks nothing again
     marker = view / ".val2017.zip.unpacked"
     before = marker.stat().st_mtime_ns
-    run_cli("eval", "--bench", "viewspatial", "--predictions", preds, "--out", tmp_path / "ev2")
+    run_cli("eval", "predictions", preds, "--bench", "viewspatial", "--out", tmp_path / "ev2")
     assert marker.stat().st_mtime_ns == before
 
 
 def test_missing_cache_offline_is_one_line(offline_cache, tmp_path):
     preds = _preds(tmp_path / "preds.jsonl", {"0": "A"})
     out = tmp_path / "ev"
-    result = run_cli("eval", "--bench", "3dsrbench", "--predictions", preds, "--out", out, ok=False)
+    result = run_cli("eval", "predictions", preds, "--bench", "3dsrbench", "--out", out, ok=False)
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.output
@@ -150,7 +150,7 @@ def test_missing_cache_offline_is_one_line(offline_cache, tmp_path):
 
 def test_a_benchmark_not_on_the_hub_asks_for_its_path(offline_cache, tmp_path):
     preds = _preds(tmp_path / "preds.jsonl", {"0": "A"})
-    result = run_cli("eval", "--bench", "whatsup", "--predictions", preds, "--out", tmp_path / "ev", ok=False)
+    result = run_cli("eval", "predictions", preds, "--bench", "whatsup", "--out", tmp_path / "ev", ok=False)
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
     assert "whatsup is not on the Hugging Face Hub: pass --bench-path" in result.output
 

@@ -354,7 +354,7 @@ def test_scores_without_media_as_with_them(broken, tmp_path):
     preds = tmp_path / "preds.jsonl"
     preds.write_text("".join(json.dumps({"id": k, "response": v}) + "\n" for k, v in answers.items()))
     out = tmp_path / "scored"
-    result = _cli("--predictions", preds, "--bench", case.bench, "--bench-path", path, "--out", out,
+    result = _cli("predictions", preds, "--bench", case.bench, "--bench-path", path, "--out", out,
                   *_option_args(case))
     assert result.exit_code == 0, result.output
     res = json.loads((out / "results.json").read_text())
@@ -372,7 +372,7 @@ def test_a_run_needing_the_media_names_what_is_missing(broken, tmp_path):
     skipped = get_benchmark(case.bench).load(str(path), **case.options)[1]
     n = len(skipped)
     assert n == len(intact) and {s.reason for s in skipped} == {case.reason}
-    result = _cli("--api-base", "http://127.0.0.1:9/v1", "--api-model", "m", "--bench", case.bench,
+    result = _cli("benchmark", case.bench, "--api-base", "http://127.0.0.1:9/v1", "--api-model", "m",
                   "--bench-path", path, "--out", tmp_path / "run", *_option_args(case))
     assert result.exit_code == 1, result.output
     text = " ".join(result.output.split())  # a long path may wrap

@@ -67,8 +67,7 @@ def test_failing_and_slow_requests_are_counted_and_retried(data, tmp_path):
 
     out = tmp_path / "run"
     with OpenAIServer(answer=answer, script=script) as server:
-        result = run_cli("eval", "--api-base", server.api_base, "--api-model", "m", "--data", d, "--out", out,
-                         "--timeout", 1, "--retries", 1, "--in-flight", 4, "-q")
+        result = run_cli("eval", "dataset", "--api-base", server.api_base, "--api-model", "m", "--data", d, "--out", out, "--timeout", 1, "--retries", 1, "--in-flight", 4, "-q")
         n_flip = sum(r["task"] == "flip" for r in rows)
         assert n_flip and f"{n_flip} backend errors" in result.output
         res = json.loads((out / "results.json").read_text())
@@ -80,8 +79,7 @@ def test_failing_and_slow_requests_are_counted_and_retried(data, tmp_path):
         assert res["accuracy"] == pytest.approx(100.0 * (len(rows) - n_flip) / len(rows))
         # a second run asks again only for the failed items
         server.reset()
-        run_cli("eval", "--api-base", server.api_base, "--api-model", "m", "--data", d, "--out", out,
-                "--timeout", 1, "--retries", 0, "--in-flight", 4, "-q")
+        run_cli("eval", "dataset", "--api-base", server.api_base, "--api-model", "m", "--data", d, "--out", out, "--timeout", 1, "--retries", 0, "--in-flight", 4, "-q")
         again = _requested_ids(server, rows)
         assert sorted(again) == sorted(r["id"] for r in rows if r["task"] == "flip")
 
@@ -90,7 +88,7 @@ def test_interrupted_run_continues_without_repeating(data, tmp_path):
     d, rows = data
     out = tmp_path / "run"
     with OpenAIServer(answer=lambda body: "<think>x</think> \\boxed{A}", delay=0.25) as server:
-        cmd = [sys.executable, "-m", "spatial_ssrl.cli", "eval", "--api-base", server.api_base, "--api-model", "m",
+        cmd = [sys.executable, "-m", "spatial_ssrl.cli", "eval", "dataset", "--api-base", server.api_base, "--api-model", "m",
                "--data", str(d), "--out", str(out), "--in-flight", "2", "-q"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         preds = out / "predictions.jsonl"
@@ -112,8 +110,7 @@ def test_interrupted_run_continues_without_repeating(data, tmp_path):
         first = [json.loads(line)["id"] for line in preds.read_text().splitlines()]
         assert 4 <= len(first) < len(rows)
         server.reset()
-        run_cli("eval", "--api-base", server.api_base, "--api-model", "m", "--data", d, "--out", out,
-                "--in-flight", 2, "-q")
+        run_cli("eval", "dataset", "--api-base", server.api_base, "--api-model", "m", "--data", d, "--out", out, "--in-flight", 2, "-q")
         second = _requested_ids(server, rows)
     assert not set(first) & set(second)
     assert sorted(first + second) == sorted(r["id"] for r in rows)
@@ -132,13 +129,11 @@ def test_request_limits_are_options_of_ssrl_eval(data, tmp_path):
     d, _rows = data
     out = tmp_path / "big"
     with OpenAIServer(answer=lambda body: "x" * 5000) as server:
-        result = run_cli("eval", "--api-base", server.api_base, "--api-model", "m", "--data", d, "--out", out,
-                         "--retries", 0, "--max-response-bytes", 2000, "-q", ok=False)
+        result = run_cli("eval", "dataset", "--api-base", server.api_base, "--api-model", "m", "--data", d, "--out", out, "--retries", 0, "--max-response-bytes", 2000, "-q", ok=False)
     assert result.exit_code != 0 and "response too large" in result.output
     out = tmp_path / "drip"
     t0 = time.monotonic()
     with OpenAIServer(script=lambda question, n: Drip(1.0)) as server:
-        result = run_cli("eval", "--api-base", server.api_base, "--api-model", "m", "--data", d, "--out", out,
-                         "--retries", 0, "--timeout", 5, "--request-deadline", 1.5, "--in-flight", 16, "-q", ok=False)
+        result = run_cli("eval", "dataset", "--api-base", server.api_base, "--api-model", "m", "--data", d, "--out", out, "--retries", 0, "--timeout", 5, "--request-deadline", 1.5, "--in-flight", 16, "-q", ok=False)
     assert result.exit_code != 0 and "deadline exceeded" in result.output
     assert time.monotonic() - t0 < 20

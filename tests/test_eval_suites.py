@@ -60,8 +60,7 @@ def predictions(folder, right: int):
 def test_paper_suite_from_a_bench_root_then_compared(tmp_path):
     root = bench_root(tmp_path)
     out1, out2 = tmp_path / "base", tmp_path / "trained"
-    result = run_cli("eval", "--suite", "paper", "--bench-root", root, "--predictions", predictions(tmp_path / "p1", 1),
-                     "--out", out1)
+    result = run_cli("eval", "predictions", predictions(tmp_path / "p1", 1), "--suite", "paper", "--bench-root", root, "--out", out1)
     assert "suite paper: 3 benchmarks run, 4 skipped" in result.output
     summary = json.loads((out1 / "suite.json").read_text())
     assert summary["benchmarks"] == ["viewspatial", "vsi-bench", "3dsrbench", "spatial457", "spatialeval",
@@ -79,10 +78,9 @@ def test_paper_suite_from_a_bench_root_then_compared(tmp_path):
     assert "| base | 33.33 (" in table and f"- base: whatsup skipped: no whatsup/ in {root}" in table
     assert (out1 / "suite.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    run_cli("eval", "--suite", "paper", "--bench-root", root, "--predictions", predictions(tmp_path / "p2", 3),
-            "--out", out2)
+    run_cli("eval", "predictions", predictions(tmp_path / "p2", 3), "--suite", "paper", "--bench-root", root, "--out", out2)
     cmp_out = tmp_path / "cmp"
-    result = run_cli("eval", "--compare", out1, out2, "--out", cmp_out)
+    result = run_cli("eval", "compare", out1, out2, "--out", cmp_out)
     rows = [line for line in (cmp_out / "suite.md").read_text().splitlines() if line.startswith(("| base", "| trained"))]
     assert [r.split(" | ")[0] for r in rows] == ["| base", "| trained"]  # a row per run, labelled by folder
     assert rows[1].split(" | ")[3].startswith("100.00 (")  # 3dsrbench column of the second run
@@ -95,7 +93,7 @@ def test_suite_from_the_hub_cache_skips_what_cannot_be_had(tmp_path, monkeypatch
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     hub_cache(cache, "ccvl/3DSRBench", {"3dsrbench_v1_vlmevalkit_circular.tsv": _srb_tsv()})
     out = tmp_path / "easi"
-    result = run_cli("eval", "--suite", "easi", "--predictions", predictions(tmp_path / "p", 2), "--out", out)
+    result = run_cli("eval", "predictions", predictions(tmp_path / "p", 2), "--suite", "easi", "--out", out)
     summary = json.loads((out / "suite.json").read_text())
     assert list(summary["results"]) == ["3dsrbench"]
     assert summary["results"]["3dsrbench"]["accuracy"] == pytest.approx(200 / 3)
@@ -109,8 +107,7 @@ def test_suite_refuses_a_folder_of_foreign_files(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    result = run_cli("eval", "--suite", "paper", "--bench-root", bench_root(tmp_path), "--predictions",
-                     predictions(tmp_path / "p", 1), "--out", out, ok=False)
+    result = run_cli("eval", "predictions", predictions(tmp_path / "p", 1), "--suite", "paper", "--bench-root", bench_root(tmp_path), "--out", out, ok=False)
     assert result.exit_code == 1 and "holds files this program did not write (notes.txt)" in result.output
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
@@ -119,8 +116,7 @@ def test_a_suite_where_nothing_runs_is_an_error_and_writes_no_table(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     out = tmp_path / "out"
-    result = run_cli("eval", "--suite", "paper", "--bench-root", empty, "--predictions", predictions(tmp_path / "p", 1),
-                     "--out", out, ok=False)
+    result = run_cli("eval", "predictions", predictions(tmp_path / "p", 1), "--suite", "paper", "--bench-root", empty, "--out", out, ok=False)
     assert result.exit_code == 1
     assert f"suite paper: no benchmark could run (7 skipped; viewspatial: no viewspatial/ in {empty})" in result.output
     assert not (out / "suite.json").exists()

@@ -159,8 +159,7 @@ def test_unknown_task_is_one_line(lmms_setup):
     """Through `ssrl eval --harness lmms-eval`: an unknown task is a one-line error."""
     root, model, tasks = lmms_setup
     out = root / "unknown"
-    result = run_cli("eval", "--harness", "lmms-eval", "--model", model, "--tasks", "no_such_task_xyz",
-                     "--include-path", tasks, "--out", out, "-q", ok=False)
+    result = run_cli("eval", "lmms-eval", "no_such_task_xyz", "--model", model, "--include-path", tasks, "--out", out, "-q", ok=False)
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and "no task no_such_task_xyz" in lines[0]

@@ -103,9 +103,9 @@ def test_adaptive_curriculum_inside_grpo_on_a_tiny_model(tmp_path):
     require("trl")
     from trl import GRPOConfig, GRPOTrainer
 
+    from spatial_ssrl.models import load_model, load_processor
     from spatial_ssrl.tiny import build_tiny_model
     from spatial_ssrl.training.callbacks import CurriculumCallback
-    from spatial_ssrl.training.models import load_model, load_processor
     from spatial_ssrl.training.rewards import _task_accuracy
 
     names = [lv.name for lv in task_levels("shuffle")]

@@ -23,7 +23,7 @@ def setup(tmp_path_factory):
     data, tiny = root / "data", root / "tiny"
     run_cli("generate", "--out", data, "--num", 10, "--seed", 4, "--workers", 1, "-q", "--tasks", "crop,shuffle")
     run_cli("tiny-model", "--arch", "qwen2_5_vl", "--out", tiny)
-    from spatial_ssrl.training.models import load_processor
+    from spatial_ssrl.models import load_processor
 
     return {"root": root, "data": data, "tiny": tiny, "processor": load_processor(str(tiny), *BOUNDS),
             "own": load_processor(str(tiny))}

@@ -244,8 +244,8 @@ def test_trl_rewards_agree_with_ssrl_score(tmp_path, trl_data):
 def test_five_image_crop_prompt_through_trl_and_the_processor(tiny, trl_data, tmp_path):
     from trl.data_utils import prepare_multimodal_messages
 
+    from spatial_ssrl.models import load_processor
     from spatial_ssrl.training.data import grpo_dataset
-    from spatial_ssrl.training.models import load_processor
 
     ds, stats = grpo_dataset(str(trl_data), "train", cache_dir=str(tmp_path), tasks=["crop"])
     row = ds[0]
@@ -264,7 +264,7 @@ def test_five_image_crop_prompt_through_trl_and_the_processor(tiny, trl_data, tm
 
 
 def test_pixel_view_gives_vllm_the_trainers_bounds(tiny, tmp_path):
-    from spatial_ssrl.training.models import load_processor, pixel_view
+    from spatial_ssrl.models import load_processor, pixel_view
 
     processor = load_processor(str(tiny), 4096, 8192)
     view = Path(pixel_view(str(tiny), processor, str(tmp_path / "view")))

@@ -57,7 +57,7 @@ class _Commands(click.Group):
             exit_interrupted()
 
 
-@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, prog_name="ssrl")
 def main() -> None:
     """Spatial-SSRL: self-supervised spatial pretext tasks for vision-language models."""

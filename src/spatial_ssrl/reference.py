@@ -153,7 +153,8 @@ def _option_row(param) -> str:
         kind = param.type.name if not isinstance(param.type, click.Choice) else " \\| ".join(param.type.choices)
         if param.multiple:
             kind += ", repeatable"
-    empty = param.default is None or param.default is False or param.default == ()
+    empty = param.default is None or param.default is False or param.default == () \
+        or type(param.default).__name__ == "Sentinel"  # click's UNSET: no default given
     default = "" if param.is_flag or empty or callable(param.default) else _cell(param.default)
     if param.required:
         default = "required"

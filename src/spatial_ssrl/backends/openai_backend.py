@@ -478,3 +478,20 @@ class OpenAIBackend:
         finally:
             stop.set()  # on an interrupt: no new requests, back-off sleeps end, answers in flight dropped
         return results  # type: ignore[return-value]
+
+
+def make_generate(spec, decoding):
+    """A GenerateFn sending each item to ``spec.api_base`` as ``spec.api_model``; requests stay
+    in flight across items (``run.chunk``: the evaluation hands over large chunks)."""
+    limits = {"request_deadline": spec.request_deadline}
+    if spec.max_response_bytes is not None:
+        limits["max_response_bytes"] = spec.max_response_bytes
+    backend = OpenAIBackend(spec.api_base, spec.api_model, max_in_flight=spec.in_flight, timeout=spec.timeout,
+                            retries=spec.retries, max_tokens=decoding.max_new_tokens,
+                            temperature=decoding.temperature, top_p=decoding.top_p, **limits)
+
+    def run(items, on_result):
+        backend.generate(items, on_result=lambda i, r: on_result(i, r.text, r.error))
+
+    run.chunk = 4096
+    return run

@@ -28,6 +28,46 @@ def _pil(image):
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
+TRAIN_EXTRA_HINT = "running a model needs the train extra: pip install 'spatial-ssrl[train]'"
+
+
+def make_generate(spec, decoding):
+    """A GenerateFn running ``spec.model`` in-process: bf16 with ``device_map="auto"`` on a GPU,
+    float32 on the CPU. The model folder is checked now (config.json only); the weights load
+    on the first call."""
+    from . import BackendError
+
+    try:
+        import torch
+    except ImportError:
+        raise BackendError(TRAIN_EXTRA_HINT) from None
+    from ..models import ModelError, check_model_folder, load_model, load_processor
+
+    try:
+        check_model_folder(spec.model)
+    except ModelError as exc:
+        raise BackendError(str(exc)) from None
+    loaded: dict = {}
+
+    def run(items, on_result):
+        if not loaded:
+            try:
+                loaded["processor"] = load_processor(spec.model, spec.min_pixels, spec.max_pixels)
+                device_map = "auto" if torch.cuda.is_available() else None
+                loaded["model"] = load_model(spec.model, "auto", device_map=device_map, training=False)
+            except ModelError as exc:
+                raise BackendError(str(exc)) from None
+        model, processor = loaded["model"], loaded["processor"]
+        for start in range(0, len(items), spec.batch_size):
+            batch = items[start:start + spec.batch_size]
+            texts = generate(model, processor, batch, max_new_tokens=decoding.max_new_tokens,
+                             temperature=decoding.temperature, top_p=decoding.top_p, batch_size=spec.batch_size)
+            for i, text in enumerate(texts):
+                on_result(start + i, text, None)
+
+    return run
+
+
 def messages_for(question: str) -> list[dict]:
     """A one-turn conversation whose content interleaves image and text parts (the question
     is used as given: append the format suffix beforehand if the model should see it)."""

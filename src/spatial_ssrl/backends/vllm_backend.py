@@ -5,17 +5,17 @@ from __future__ import annotations
 import io
 
 
-def vllm_generate(model_path: str, decoding, min_pixels: int | None = None, max_pixels: int | None = None,
-                  max_images: int = 8):
+def make_generate(spec, decoding, max_images: int = 8):
     """A GenerateFn: batches of items through ``vllm.LLM.generate`` with the model's chat
     template; the processor's pixel bounds are passed to vLLM's multimodal processor, so
     vLLM resizes images exactly as the transformers processor does."""
-    import click
+    from . import BackendError
 
     try:
         from vllm import LLM, SamplingParams
     except ImportError:
-        raise click.ClickException("--backend vllm needs vLLM: pip install 'spatial-ssrl[vllm]'") from None
+        raise BackendError("--backend vllm needs vLLM: pip install 'spatial-ssrl[vllm]'") from None
+    model_path, min_pixels, max_pixels = spec.model, spec.min_pixels, spec.max_pixels
     from PIL import Image
 
     from .transformers_backend import messages_for

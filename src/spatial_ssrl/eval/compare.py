@@ -1,4 +1,4 @@
-"""``ssrl eval --compare``: runs side by side, with the paper's published numbers.
+"""``ssrl eval compare``: runs side by side, with the paper's published numbers.
 
 Takes results.json files, their folders or glob patterns (quoted, or expanded by the shell:
 ``--compare eval/*/results.json``). A row is a run: the results of one model (its full path,

@@ -1,4 +1,4 @@
-"""General benchmarks through lmms-eval (``ssrl eval --harness lmms-eval``), not re-implemented.
+"""General benchmarks through lmms-eval (``ssrl eval lmms-eval``), not re-implemented.
 
 lmms-eval runs in a child process (``python -c <bootstrap> eval --model ... --tasks ...``):
 its heavy imports stay out of ours, a failure cannot take our process down, and Ctrl-C ends
@@ -8,7 +8,7 @@ submission files, and ``log.txt`` (its stdout and stderr, colour codes removed).
 
 Each task asked for then becomes one of our result dicts, written to ``OUT/<task>/results.json``
 (+ ``results.md``, ``results.png``) like every other benchmark of ``ssrl eval``, so
-``ssrl eval --compare`` tables them: ``benchmark`` ``lmms:<task>``, ``accuracy`` in percent
+``ssrl eval compare`` tables them: ``benchmark`` ``lmms:<task>``, ``accuracy`` in percent
 (lmms-eval reports some metrics as fractions and some in percent; see :data:`KNOWN_METRICS`),
 ``metric`` (which lmms-eval metric that is), ``n``, ``per_category`` (the subtasks of a group),
 ``metrics`` (the task's other metrics), ``harness`` (name, version, raw value, scale, files).

@@ -1,4 +1,4 @@
-"""Benchmarks by name from the Hugging Face Hub: ``ssrl eval --bench NAME`` without ``--bench-path``.
+"""Benchmarks by name from the Hugging Face Hub: ``ssrl eval benchmark NAME`` without ``--bench-path``.
 
 A benchmark module names its official dataset repository in ``hub_repo`` (None: not on the Hub,
 the user passes ``--bench-path``) and, when that repository holds several configurations of

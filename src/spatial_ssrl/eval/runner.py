@@ -392,3 +392,26 @@ def _fix_modes(out: str) -> None:
 
 def decoding_dict(d: Decoding) -> dict[str, Any]:
     return asdict(d)
+
+
+def clear_own(out: str) -> list[str]:
+    """``--overwrite``: remove the predictions and results an earlier evaluation of ours left
+    in ``out`` (under the folder's lock, so not while another run writes there); a folder
+    holding anything we did not write is refused as before. Returns the names removed."""
+    from ..locking import FolderBusy, FolderLock
+
+    if not os.path.isdir(out):
+        return []
+    check_out_dir(out, None)
+    lock = FolderLock(out)
+    try:
+        lock.acquire()
+    except FolderBusy as exc:
+        raise EvalError(str(exc)) from None
+    try:
+        removed = [n for n in OWN_FILES if os.path.lexists(os.path.join(out, n))]
+        for name in removed:
+            os.unlink(os.path.join(out, name))
+        return removed
+    finally:
+        lock.release()

@@ -1,7 +1,7 @@
-"""``ssrl eval --suite NAME``: the benchmarks a field reports together, run one after another,
+"""``ssrl eval suite NAME``: the benchmarks a field reports together, run one after another,
 compared in one table.
 
-A suite is a line of :data:`SUITES`. Each benchmark of it runs as ``--bench`` would, into
+A suite is a line of :data:`SUITES`. Each benchmark of it runs as ``ssrl eval benchmark`` would, into
 ``OUT/<benchmark>/``; its files come from ``--bench-root DIR`` (``DIR/<benchmark>/``, the folder
 named by the benchmark's name, the suite's name for it or one of its aliases) or else from the
 Hugging Face Hub. A benchmark that cannot run (no module for it, no files, no predictions for
@@ -167,7 +167,7 @@ def read_suite(folder: str) -> dict:
     except (OSError, ValueError):
         data = None
     if not isinstance(data, dict) or "suite" not in data or "results" not in data:
-        raise ValueError(f"{folder} is not a folder of ssrl eval --suite (no readable suite.json)")
+        raise ValueError(f"{folder} is not a folder of ssrl eval suite (no readable suite.json)")
     return data
 
 

@@ -5,7 +5,7 @@ coldstart``) in any format, read through :func:`spatial_ssrl.readers.open_datase
 split's ids, tasks, variants, answers, answer types and options; images are never loaded.
 
 Predictions are JSON lines ``{"id": ..., "response": ...}``, read by
-:func:`read_predictions`, the one rule ``ssrl score`` and ``ssrl eval --predictions`` share:
+:func:`read_predictions`, the one rule ``ssrl score`` and ``ssrl eval predictions`` share:
 lines that are not such an object are *malformed* (counted and reported by line number); a
 line ``{"id", "response": null, "error"}`` is a request that failed (``ssrl eval`` writes
 them); an id given a second answer is a *duplicate* (counted; the first answer is kept). Ids

@@ -68,7 +68,9 @@ def split_command(dataset, data_option, test_fraction, coldstart_fraction, seed,
 @click.option("--split", "split_name", default="coldstart", show_default=True,
               help="Split to draw from (`ssrl split --coldstart-fraction` makes 'coldstart').")
 @click.option("--seed", default=0, show_default=True, type=int, help="Which samples are picked.")
-def coldstart_command(data, out, num, split_name, seed):
+@click.option("--overwrite", is_flag=True,
+              help="Replace a cold-start folder this command wrote in --out (once the new one is complete).")
+def coldstart_command(data, out, num, split_name, seed, overwrite):
     """Write SFT cold-start data: question + format suffix, a short <think> rationale, the boxed answer.
 
     OUT/data/*.parquet is a TRL SFT dataset (messages + images), OUT/llamafactory/ the
@@ -76,7 +78,7 @@ def coldstart_command(data, out, num, split_name, seed):
     from .coldstart import ColdStartError, make_coldstart
 
     try:
-        manifest = make_coldstart(data, out, num=num, split=split_name, seed=seed)
+        manifest = make_coldstart(data, out, num=num, split=split_name, seed=seed, overwrite=overwrite)
     except ColdStartError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
@@ -143,9 +145,9 @@ def _run(kind: str, config, model, data, output, max_steps, resume, sets, **extr
         raise click.ClickException(TRAIN_EXTRA_HINT) from None
     import warnings
 
+    from ..models import ModelError
     from .data import DataError
     from .grpo import ColdStartRequired
-    from .models import ModelError
     from .online import OnlineError
     from .runs import RunFolderError, last_checkpoint
 
@@ -267,7 +269,7 @@ def stats_command(dataset, data_option, model, split_name, min_pixels, max_pixel
     if min_pixels and max_pixels and min_pixels > max_pixels:
         raise click.ClickException(f"--min-pixels {min_pixels} is above --max-pixels {max_pixels}")
     try:
-        from .models import ModelError, check_model_folder, load_processor
+        from ..models import ModelError, check_model_folder, load_processor
     except ImportError:
         raise click.ClickException(TRAIN_EXTRA_HINT) from None
     from .stats import report_lines, token_lengths

@@ -185,8 +185,9 @@ def _schema():
 
 
 def make_coldstart(data: str, out: str, num: int = 3600, split: str = "coldstart", seed: int = 0,
-                   rows_per_shard: int = 1000) -> dict:
-    """Write the cold-start set for ``data`` into ``out`` (a new folder); return its manifest."""
+                   rows_per_shard: int = 1000, overwrite: bool = False) -> dict:
+    """Write the cold-start set for ``data`` into ``out`` (a new folder, or with ``overwrite`` a
+    cold-start folder of ours, replaced once the new one is complete); return its manifest."""
     if num < 1:
         raise ColdStartError("--num must be at least 1")
     try:
@@ -207,7 +208,10 @@ def make_coldstart(data: str, out: str, num: int = 3600, split: str = "coldstart
     positions = pick_even(index, len(index), seed, ordered=True)  # the first num, then stand-ins
 
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
-        raise ColdStartError(f"--out {out} already exists and is not an empty folder; choose another")
+        if not overwrite:
+            raise ColdStartError(f"--out {out} already exists and is not an empty folder; choose another "
+                                 "(or --overwrite to replace a cold start of ours)")
+        _check_replaceable(out)
     parent = os.path.dirname(os.path.abspath(out)) or "."
     try:
         os.makedirs(parent, exist_ok=True)
@@ -241,6 +245,29 @@ def make_coldstart(data: str, out: str, num: int = 3600, split: str = "coldstart
 
 
 WORK_PREFIX = ".tmp-ssrl-coldstart-"
+
+
+def _check_replaceable(out: str) -> None:
+    """``--overwrite`` replaces only a folder this command wrote: its manifest says so and every
+    file in it is one the manifest lists (or lies in a folder it lists)."""
+    try:
+        with open(os.path.join(out, "manifest.json"), encoding="utf-8") as fh:
+            manifest = json.load(fh)
+    except (OSError, ValueError):
+        manifest = None
+    if not isinstance(manifest, dict) or manifest.get("kind") != "coldstart" or not isinstance(manifest.get("files"), list):
+        raise ColdStartError(f"--out {out} is not a cold-start folder of ours (no manifest.json of ssrl coldstart); "
+                             "--overwrite replaces only those: choose another folder")
+    listed = {"manifest.json", *map(str, manifest["files"])}
+    foreign = []
+    for root, dirs, files in os.walk(out):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            rel = os.path.relpath(os.path.join(root, name), out)
+            if rel not in listed and not any(rel.startswith(d + os.sep) for d in listed):
+                foreign.append(rel)
+    if foreign:
+        raise ColdStartError(f"--out {out} holds files this program did not write ({', '.join(sorted(foreign)[:3])}); "
+                             "nothing was replaced")
 
 
 def _work_key(out: str) -> str:
@@ -364,9 +391,16 @@ def _write(reader, index, positions, split, data, num, seed, rows_per_shard, wor
     if written == 0:
         raise ColdStartError(f"every picked sample of the {split} split of {data} has an undecodable image "
                              f"(e.g. {skipped[0]}); nothing was written")
-    if os.path.isdir(out):
-        os.rmdir(out)  # empty, checked above
-    os.replace(work, out)
+    if os.path.isdir(out) and os.listdir(out):  # --overwrite: an earlier cold start of ours, checked again
+        _check_replaceable(out)
+        old = os.path.join(os.path.dirname(work), WORK_PREFIX + "old-" + _work_key(out))
+        os.replace(out, old)  # (a leftover of a killed run: removed by the next run's clean-up)
+        os.replace(work, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        if os.path.isdir(out):
+            os.rmdir(out)  # empty, checked above
+        os.replace(work, out)
     os.unlink(os.path.join(out, LOCK_FILE))  # still held through its descriptor until released
     return manifest
 

@@ -17,7 +17,7 @@ def check_coldstart(model_path: str, no_coldstart: bool) -> None:
     """The paper starts GRPO from the cold-started model; refuse another start unless the
     user says so with ``--no-coldstart`` (peers report the cold start can hurt RL, so the
     comparison should be one flag away, and never happen by accident)."""
-    from .models import read_marker
+    from ..models import read_marker
 
     if no_coldstart:
         return
@@ -55,6 +55,13 @@ def check_vllm_images(cfg: RunConfig, model: str, model_config: dict | None) -> 
 def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -> RunOutcome:
     from trl import GRPOTrainer
 
+    from ..models import (
+        check_model_folder,
+        freeze_vision_tower,
+        load_model,
+        load_processor,
+        pixel_view,
+    )
     from ..readers import DatasetError, open_dataset
     from .callbacks import (
         CheckpointMarkerCallback,
@@ -70,13 +77,6 @@ def run_grpo(cfg: RunConfig, resume: bool = False, no_coldstart: bool = False) -
         plan_grpo_rows,
         say_skipped,
         validation_records,
-    )
-    from .models import (
-        check_model_folder,
-        freeze_vision_tower,
-        load_model,
-        load_processor,
-        pixel_view,
     )
     from .resume import exact_resume
     from .rewards import make_rewards

@@ -19,8 +19,8 @@ from typing import Any
 
 from .. import __version__
 from ..locking import LOCK_FILE, FolderBusy, FolderLock, busy_message, is_locked
+from ..models import RUN_MARKER, has_weights, read_marker
 from ..writers.base import atomic_write_json, fsync_path
-from .models import RUN_MARKER, has_weights, read_marker
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 

@@ -76,15 +76,15 @@ def lora_config(o: dict):
 def run_sft(cfg: RunConfig, resume: bool = False) -> RunOutcome:
     from trl import SFTTrainer
 
-    from ..readers import DatasetError, open_dataset
-    from .callbacks import CheckpointMarkerCallback, JsonlLogCallback
-    from .data import DataError, say_skipped, sft_dataset
-    from .models import (
+    from ..models import (
         check_model_folder,
         freeze_vision_tower,
         load_model,
         load_processor,
     )
+    from ..readers import DatasetError, open_dataset
+    from .callbacks import CheckpointMarkerCallback, JsonlLogCallback
+    from .data import DataError, say_skipped, sft_dataset
     from .resume import exact_resume
     from .runs import check_run_folder, run_folder, write_marker
 

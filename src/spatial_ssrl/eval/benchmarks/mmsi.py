@@ -17,7 +17,7 @@ a space and a letter (so the article in "A bike" is not read); right when it equ
 per ``question_type``.
 
 Circular evaluation (``MMSIBenchCircular`` in the same file; the OpenCompass spatial leaderboard's
-protocol): ``circular=True`` (``ssrl eval --circular``) asks each question four times, its
+protocol): ``circular=True`` (``--circular``) asks each question four times, its
 options in the cyclic orders ABCD, BCDA, CDAB, DABC (the option now at letter j is the one
 originally at letter j+k, the answer letter follows its text), the question rebuilt as the text
 before ``Options:`` plus ``Options: A: ..., B: ...``; a question counts only when all four are
