@@ -55,3 +55,22 @@ def test_a_readme_of_the_user_is_kept(tmp_path, fmt):
     result = _run("generate", "--out", out, "--num", 4, "--tasks", "flip", "--workers", 1, "-q", "--format", fmt)
     assert (out / "README.md").read_bytes() == mine
     assert "no dataset card written" in result.output
+
+
+def test_the_card_is_written_while_the_folder_is_still_locked(tmp_path, monkeypatch):
+    """Between the dataset moving in and its card, no other run may take the folder: the card
+    is written before generate lets its lock go."""
+    from spatial_ssrl.locking import is_locked
+    from spatial_ssrl.writers import card as card_module
+
+    seen = []
+    real = card_module.write_card
+
+    def watching(out, manifest):
+        seen.append(is_locked(str(out)))
+        return real(out, manifest)
+
+    monkeypatch.setattr(card_module, "write_card", watching)
+    out = tmp_path / "ds"
+    _run("generate", "--out", out, "--num", 4, "--tasks", "flip", "--workers", 1, "-q")
+    assert seen == [True] and (out / "README.md").is_file() and not is_locked(str(out))

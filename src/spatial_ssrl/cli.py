@@ -265,9 +265,19 @@ def _generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side
                 f"no samples were written: {_no_samples_reason(result.manifest)}{kept_old}"
             )
         from .engine.outdir import OutDirError
+        from .writers.card import CARD, write_card
+
+        card_notes: list[str] = []
+
+        def card() -> None:  # written before the folder's lock is let go: no other run in between
+            try:
+                if not write_card(out, result.manifest):
+                    card_notes.append(f"kept {os.path.join(out, CARD)} (not written by ssrl): no dataset card written")
+            except OSError as exc:  # the dataset is in place; the card is a courtesy
+                card_notes.append(f"could not write the dataset card {os.path.join(out, CARD)}: {_os_error_text(exc)}")
 
         try:
-            kept = staging.commit()
+            kept = staging.commit(finish=card)
         except OutDirError as exc:
             raise click.ClickException(f"{exc}{kept_old}") from None
         committed = True
@@ -298,13 +308,8 @@ def _generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side
             staging.discard()
     for path in kept:
         click.echo(f"kept {path} (not written by ssrl)", err=True)
-    from .writers.card import CARD, write_card
-
-    try:
-        if not write_card(out, result.manifest):
-            click.echo(f"kept {os.path.join(out, CARD)} (not written by ssrl): no dataset card written", err=True)
-    except OSError as exc:  # the dataset is in place; the card is a courtesy
-        click.echo(f"could not write the dataset card {os.path.join(out, CARD)}: {_os_error_text(exc)}", err=True)
+    for note in card_notes:
+        click.echo(note, err=True)
     if not quiet:
         _print_summary(result.manifest, out)
 

@@ -393,9 +393,9 @@ class Staging:
             except OSError:
                 pass
 
-    def commit(self) -> list[str]:
-        """Move the staged run into OUT, replacing the previous run's files (ours only).
-        Returns foreign files left in place."""
+    def commit(self, finish=None) -> list[str]:
+        """Move the staged run into OUT, replacing the previous run's files (ours only), then
+        call ``finish()`` (if given) while OUT is still locked. Returns foreign files left in place."""
         out = self.out
         own = inspect(out, self.fmt, self.overwrite)  # again: the folder may have changed meanwhile
         new = sorted(os.listdir(self.path))
@@ -441,5 +441,9 @@ class Staging:
             except OSError:
                 pass
             self.created = False  # OUT now holds the dataset
-            self.discard()
+            try:
+                if finish is not None:
+                    finish()
+            finally:
+                self.discard()
         return kept
