@@ -432,6 +432,7 @@ def _register_commands() -> None:
     from .tiny.cli import tiny_model_command
     from .training.cli import (
         coldstart_command,
+        pixel_bounds_command,
         split_command,
         stats_command,
         train_group,
@@ -446,6 +447,7 @@ def _register_commands() -> None:
     main.add_command(split_command, name="split")
     main.add_command(coldstart_command, name="coldstart")
     main.add_command(stats_command, name="stats")
+    main.add_command(pixel_bounds_command, name="pixel-bounds")
     main.add_command(train_group, name="train")
     main.add_command(tiny_model_command, name="tiny-model")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 from typing import Any
 
 RUN_MARKER = "ssrl_run.json"  # written into every run folder and final checkpoint of ours
@@ -128,11 +129,27 @@ def resolve_dtype(name: str, training: bool = True):
     return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
 
 
+_OWN_BOUNDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # image processor -> its checkpoint's bounds
+
+
+def _bounds(ip) -> tuple:
+    return (dict(getattr(ip, "size", None) or {}),
+            *(getattr(ip, attr) for attr in ("min_pixels", "max_pixels") if hasattr(ip, attr)))
+
+
+def _restore(ip, bounds: tuple) -> None:
+    ip.size = dict(bounds[0])
+    for attr, value in zip([a for a in ("min_pixels", "max_pixels") if hasattr(ip, a)], bounds[1:]):
+        setattr(ip, attr, value)
+
+
 def set_pixel_bounds(processor, min_pixels: int | None, max_pixels: int | None) -> None:
-    """Bound the image processor's resize (Qwen-VL: total pixels per image)."""
+    """Bound the image processor's resize (Qwen-VL: total pixels per image) for this run; the
+    checkpoint's own bounds are remembered for :func:`save_processor`."""
     ip = getattr(processor, "image_processor", None)
     if ip is None or (min_pixels is None and max_pixels is None):
         return
+    _OWN_BOUNDS.setdefault(ip, _bounds(ip))
     size = dict(getattr(ip, "size", None) or {})
     if min_pixels is not None:
         size["shortest_edge"] = int(min_pixels)
@@ -142,6 +159,24 @@ def set_pixel_bounds(processor, min_pixels: int | None, max_pixels: int | None) 
     for attr, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
         if value is not None and hasattr(ip, attr):
             setattr(ip, attr, int(value))
+
+
+def save_processor(processor, folder: str) -> None:
+    """Save ``processor`` into ``folder`` with the pixel bounds of the checkpoint it was loaded
+    from, not the run's: the bounds are a setting of training, as they are of LLaMA-Factory and
+    EasyR1, so the folder sizes images as its base model did wherever it is loaded next (vLLM,
+    EasyR1, verl, ``ssrl eval`` without ``--max-pixels``)."""
+    ip = getattr(processor, "image_processor", None)
+    own = _OWN_BOUNDS.get(ip) if ip is not None else None
+    if own is None:
+        processor.save_pretrained(folder)
+        return
+    run = _bounds(ip)
+    _restore(ip, own)
+    try:
+        processor.save_pretrained(folder)
+    finally:
+        _restore(ip, run)
 
 
 def load_processor(path: str, min_pixels: int | None = None, max_pixels: int | None = None,
@@ -212,3 +247,121 @@ def read_marker(path: str) -> dict | None:
         return data if isinstance(data, dict) else None
     except (OSError, ValueError):
         return None
+
+
+def add_v4_files(out_dir: str) -> None:
+    """Make the folder load in transformers 4.x too (4.57 is what EasyR1 and verl pin), as the
+    Qwen checkpoints on the Hub do: transformers 5 writes the special tokens as a list under
+    ``extra_special_tokens`` (4.x takes that key for a dict of named tokens and fails), keeps the
+    image and video processor settings only inside ``processor_config.json`` (4.x reads
+    ``preprocessor_config.json`` and ``video_preprocessor_config.json``) and the text rope
+    settings only as ``rope_parameters`` (4.x reads ``rope_scaling`` and ``rope_theta``).
+    Version 5 reads all of these older spellings as well. Used on every folder we write: the
+    tiny model and the final model of a training run."""
+    def edit(name: str, change) -> None:
+        path = os.path.join(out_dir, name)
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        if change(data):
+            with open(path, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, indent=2, sort_keys=True)
+                fh.write("\n")
+
+    def tokens(cfg: dict) -> bool:
+        if isinstance(cfg.get("extra_special_tokens"), list):
+            cfg["additional_special_tokens"] = cfg.pop("extra_special_tokens")
+            return True
+        return False
+
+    def rope(cfg: dict) -> bool:
+        text = cfg.get("text_config") or {}
+        params = text.get("rope_parameters")
+        if not isinstance(params, dict) or "rope_scaling" in text:
+            return False
+        text["rope_theta"] = params.get("rope_theta")
+        text["rope_scaling"] = {k: v for k, v in params.items() if k != "rope_theta"}
+        if "mrope_section" in params and cfg.get("model_type") == "qwen2_5_vl":
+            text["rope_scaling"]["type"] = "mrope"  # how 4.x's Qwen2.5-VL names multimodal rope
+        return True
+
+    edit("tokenizer_config.json", tokens)
+    edit("config.json", rope)
+    with open(os.path.join(out_dir, "processor_config.json"), encoding="utf-8") as fh:
+        processor = json.load(fh)
+    for key, name in (("image_processor", "preprocessor_config.json"),
+                      ("video_processor", "video_preprocessor_config.json")):
+        if isinstance(processor.get(key), dict) and not os.path.exists(os.path.join(out_dir, name)):
+            with open(os.path.join(out_dir, name), "w", encoding="utf-8") as fh:
+                json.dump({**processor[key], "processor_class": processor.get("processor_class")}, fh, indent=2,
+                          sort_keys=True)
+                fh.write("\n")
+
+
+PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
+
+
+def _image_settings(name: str, cfg: dict) -> dict | None:
+    """The image processor's settings inside one of the processor files (``processor_config.json``
+    nests them under ``image_processor``; ``preprocessor_config.json`` is them)."""
+    if name == "processor_config.json":
+        ip = cfg.get("image_processor")
+        return ip if isinstance(ip, dict) else None
+    return cfg
+
+
+def folder_pixel_bounds(folder: str) -> dict[str, tuple[int | None, int | None]]:
+    """The pixel bounds each processor file of a model folder holds: file -> (min, max)."""
+    out = {}
+    for name in PROCESSOR_FILES:
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as fh:
+                cfg = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{path}: not readable JSON ({exc})") from None
+        ip = _image_settings(name, cfg) if isinstance(cfg, dict) else None
+        if ip is None:
+            continue
+        size = ip.get("size") if isinstance(ip.get("size"), dict) else {}
+        out[name] = (ip.get("min_pixels", size.get("shortest_edge")), ip.get("max_pixels", size.get("longest_edge")))
+    return out
+
+
+def set_folder_pixel_bounds(folder: str, min_pixels: int | None, max_pixels: int | None) -> list[str]:
+    """Write new pixel bounds into a model folder's processor files, in place (each through a
+    temporary file and a rename), touching no other key; returns the files changed. For a
+    framework that takes its bounds from the folder (verl)."""
+    import tempfile
+
+    found = folder_pixel_bounds(folder)
+    if not found:
+        raise ModelError(f"{folder} has no image processor settings ({' or '.join(PROCESSOR_FILES)})")
+    changed = []
+    for name in found:
+        path = os.path.join(folder, name)
+        with open(path, encoding="utf-8") as fh:
+            cfg = json.load(fh)
+        ip = _image_settings(name, cfg)
+        size = dict(ip.get("size") or {})
+        for key, attr, value in (("shortest_edge", "min_pixels", min_pixels), ("longest_edge", "max_pixels", max_pixels)):
+            if value is None:
+                continue
+            size[key] = int(value)
+            if attr in ip:
+                ip[attr] = int(value)
+        ip["size"] = size
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-ssrl-", suffix="-" + name)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(cfg, fh, indent=2, sort_keys=True)
+                fh.write("\n")
+            os.chmod(tmp, os.stat(path).st_mode & 0o777)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        changed.append(name)
+    return changed

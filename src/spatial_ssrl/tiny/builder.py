@@ -374,54 +374,9 @@ def _write_checkpoint(arch: str, out_dir: str, seed: int, s: dict[str, int]) -> 
     finally:
         if bars:
             hf_logging.enable_progress_bar()
-    _add_v4_files(out_dir)
+    from ..models import add_v4_files
 
-
-def _add_v4_files(out_dir: str) -> None:
-    """Make the folder load in transformers 4.x too (4.57 is what EasyR1 and verl pin), as the
-    Qwen checkpoints on the Hub do: transformers 5 writes the special tokens as a list under
-    ``extra_special_tokens`` (4.x takes that key for a dict of named tokens and fails), keeps the
-    image and video processor settings only inside ``processor_config.json`` (4.x reads
-    ``preprocessor_config.json`` and ``video_preprocessor_config.json``) and the text rope
-    settings only as ``rope_parameters`` (4.x reads ``rope_scaling`` and ``rope_theta``).
-    Version 5 reads all of these older spellings as well."""
-    def edit(name: str, change) -> None:
-        path = os.path.join(out_dir, name)
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-        if change(data):
-            with open(path, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=2, sort_keys=True)
-                fh.write("\n")
-
-    def tokens(cfg: dict) -> bool:
-        if isinstance(cfg.get("extra_special_tokens"), list):
-            cfg["additional_special_tokens"] = cfg.pop("extra_special_tokens")
-            return True
-        return False
-
-    def rope(cfg: dict) -> bool:
-        text = cfg.get("text_config") or {}
-        params = text.get("rope_parameters")
-        if not isinstance(params, dict) or "rope_scaling" in text:
-            return False
-        text["rope_theta"] = params.get("rope_theta")
-        text["rope_scaling"] = {k: v for k, v in params.items() if k != "rope_theta"}
-        if "mrope_section" in params and cfg.get("model_type") == "qwen2_5_vl":
-            text["rope_scaling"]["type"] = "mrope"  # how 4.x's Qwen2.5-VL names multimodal rope
-        return True
-
-    edit("tokenizer_config.json", tokens)
-    edit("config.json", rope)
-    with open(os.path.join(out_dir, "processor_config.json"), encoding="utf-8") as fh:
-        processor = json.load(fh)
-    for key, name in (("image_processor", "preprocessor_config.json"),
-                      ("video_processor", "video_preprocessor_config.json")):
-        if isinstance(processor.get(key), dict) and not os.path.exists(os.path.join(out_dir, name)):
-            with open(os.path.join(out_dir, name), "w", encoding="utf-8") as fh:
-                json.dump({**processor[key], "processor_class": processor.get("processor_class")}, fh, indent=2,
-                          sort_keys=True)
-                fh.write("\n")
+    add_v4_files(out_dir)
 
 
 def _model_class(arch: str) -> Any:

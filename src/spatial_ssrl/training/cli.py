@@ -241,6 +241,37 @@ def configs_command():
         click.echo(f"{'accelerate/' + name:<28} {path}")
 
 
+@click.command("pixel-bounds", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--min-pixels", type=click.IntRange(min=1), default=None, help="New smallest image area in pixels.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None, help="New largest image area in pixels.")
+def pixel_bounds_command(folder, min_pixels, max_pixels):
+    """Show, or set, the image pixel bounds a model folder's processor carries: what frameworks
+    that read them from the folder (verl; EasyR1 and vLLM within their own settings) size
+    images by. Training folders of ours keep their base model's bounds."""
+    from ..models import ModelError, folder_pixel_bounds, set_folder_pixel_bounds
+
+    if not os.path.isdir(folder):
+        raise click.ClickException(f"{folder}: no such folder")
+    try:
+        before = folder_pixel_bounds(folder)
+        if not before:
+            raise ModelError(f"{folder} has no image processor settings (processor_config.json or "
+                             "preprocessor_config.json): not a vision-language model folder")
+        low = min_pixels if min_pixels is not None else min((b[0] for b in before.values() if b[0]), default=None)
+        high = max_pixels if max_pixels is not None else max((b[1] for b in before.values() if b[1]), default=None)
+        if (min_pixels or max_pixels) and low and high and low > high:
+            raise ModelError(f"the smallest area {low} would be above the largest {high}")
+        if min_pixels or max_pixels:
+            set_folder_pixel_bounds(folder, min_pixels, max_pixels)
+    except ModelError as exc:
+        raise click.ClickException(str(exc)) from None
+    for name, (lo, hi) in folder_pixel_bounds(folder).items():
+        old = before.get(name)
+        was = f" (was {old[0]} to {old[1]})" if old and old != (lo, hi) else ""
+        click.echo(f"{name}: {lo} to {hi} pixels{was}")
+
+
 @click.command("stats", context_settings={"help_option_names": ["-h", "--help"]})
 @dataset_option()
 @click.option("--model", "-m", required=True,

@@ -130,12 +130,17 @@ def run_sft(cfg: RunConfig, resume: bool = False) -> RunOutcome:
 
 def save_final(trainer, processor, output: str, merge: bool) -> str:
     """Write the final model at the top of the run folder: config + safetensors + processor.
-    A LoRA adapter is merged into the weights first (``merge``), so no adapter files remain."""
+    A LoRA adapter is merged into the weights first (``merge``), so no adapter files remain.
+    The folder loads in transformers 4.57 as well as 5.x (:func:`~spatial_ssrl.models.add_v4_files`)
+    and carries the base model's pixel bounds (:func:`~spatial_ssrl.models.save_processor`)."""
+    from ..models import add_v4_files, save_processor
+
     model = trainer.accelerator.unwrap_model(trainer.model)
     if merge and hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     if trainer.accelerator.is_main_process:
         model.save_pretrained(output, safe_serialization=True)
-        processor.save_pretrained(output)
+        save_processor(processor, output)  # with the base model's pixel bounds, not the run's
+        add_v4_files(output)  # EasyR1 and verl load it with transformers 4.57
     trainer.accelerator.wait_for_everyone()
     return output

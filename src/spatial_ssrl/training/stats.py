@@ -4,18 +4,22 @@ A crop sample on a large photo shows five images; at Qwen2.5-VL's paper pixel bo
 prompt needs thousands of tokens, and each framework acts differently on a prompt longer than
 its setting: EasyR1 (``data.max_prompt_length``, 2048 in ``examples/config.yaml``, b44b311)
 drops it silently with ``filter_overlong_prompts``; verl (``data.max_prompt_length``, 512 in
-``verl/trainer/config/data/legacy_data.yaml``, b178a3c) stops with ``truncation: error``, and
-its filter counts no image tokens; LLaMA-Factory's ``cutoff_len`` (2048) cuts the sequence,
+``verl/trainer/config/data/legacy_data.yaml``, b178a3c) pads each prompt to it in its agent
+loop, so a longer one cannot be batched, and its optional filter counts no image tokens;
+LLaMA-Factory's ``cutoff_len`` (2048) cuts the sequence,
 images included. :func:`token_lengths` counts each row as the processor sees it: the chat
 template around the question and its format suffix, each image placeholder expanded to the
 image's tokens, plus, for supervised rows, the target response.
 
-The frameworks size images in two ways. TRL (``ssrl train``) and verl give the bounds to the
-processor, which rounds each side to its patch grid within them. EasyR1 (``process_image`` in
+The frameworks size images in two ways. TRL (``ssrl train``) gives the bounds to the processor,
+which rounds each side to its patch grid within them; verl has no bound setting and leaves them
+to the model folder's processor (after qwen-vl-utils rounds the image to whole patches), so its
+count is the processor's at the folder's bounds (``ssrl pixel-bounds`` shows and sets them). EasyR1 (``process_image`` in
 ``verl/utils/dataset.py``) and LLaMA-Factory first scale an image outside the bounds to the
 bound's area, truncating each side to whole pixels, and then hand it to the processor with the
 processor's own bounds; the counts differ by a few tokens per image, so each framework's
-setting is computed its own way (``bench/check_recipes.py`` checks EasyR1's against its code).
+setting is computed its own way (``bench/check_recipes.py`` checks each against its framework's
+code).
 
 Image tokens depend only on an image's size, so the processor is run once per distinct size
 on a blank image of that size (exact, and fast on datasets with a few sizes); sizes are read
