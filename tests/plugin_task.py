@@ -1,6 +1,9 @@
-"""A third-party task used by the plugin test: how far was the image rotated?"""
+"""A third-party task used by the plugin test: how far was the image rotated? (Named
+quarter_turn: the built-in task `rotation` already takes that name.)"""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import numpy as np
 
@@ -10,9 +13,9 @@ LETTERS = "ABCD"
 
 
 class RotationTask(PretextTask):
-    name = "rotation"
+    name = "quarter_turn"
     answer_type = "choice"
-    paper_counts = {"4-way": 1.0}
+    paper_counts: ClassVar[dict[str, float]] = {"4-way": 1.0}
 
     def make_params(self, rng, item):
         return {"quarter_turns": int(rng.integers(4))}

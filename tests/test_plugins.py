@@ -6,16 +6,16 @@ from importlib.metadata import EntryPoint
 
 import numpy as np
 import pytest
+from pixels import decode, load_source, read_rows
 
 import spatial_ssrl.tasks as tasks_mod
-from pixels import decode, load_source, read_rows
 from spatial_ssrl.engine import GenerateConfig, parse_mix, run_generation
 from spatial_ssrl.sources import builtin_photos
 
 
 @pytest.fixture
 def rotation_plugin(monkeypatch):
-    ep = EntryPoint(name="rotation", value="plugin_task:RotationTask", group=tasks_mod.ENTRY_POINT_GROUP)
+    ep = EntryPoint(name="quarter_turn", value="plugin_task:RotationTask", group=tasks_mod.ENTRY_POINT_GROUP)
 
     def fake_entry_points(group=None):
         return [ep] if group == tasks_mod.ENTRY_POINT_GROUP else []
@@ -27,11 +27,11 @@ def rotation_plugin(monkeypatch):
 
 
 def test_entry_point_task_generates(rotation_plugin, tmp_path):
-    assert "rotation" in tasks_mod.available_tasks()
-    mix = parse_mix("rotation=1,flip=1")
+    assert "quarter_turn" in tasks_mod.available_tasks()
+    mix = parse_mix("quarter_turn=1,flip=1")
     run_generation(builtin_photos()[:3], str(tmp_path), GenerateConfig(num=6, mix=mix, workers=1))
     rows = read_rows(tmp_path)
-    rot = [r for r in rows if r["task"] == "rotation"]
+    rot = [r for r in rows if r["task"] == "quarter_turn"]
     assert len(rot) == 3
     for r in rot:
         out, src = decode(r["images"][0]), load_source(r["source"])
@@ -40,5 +40,5 @@ def test_entry_point_task_generates(rotation_plugin, tmp_path):
 
 
 def test_unknown_task_without_plugin():
-    with pytest.raises(Exception, match="unknown task 'rotation'"):
-        parse_mix("rotation")
+    with pytest.raises(Exception, match="unknown task 'quarter_turn'"):
+        parse_mix("quarter_turn")

@@ -262,3 +262,16 @@ def test_adapters_agree_with_score():
         assert overall_reward([c], answer=[a], answer_type=[kind])[0] == pytest.approx(expected)
         assert easyr1_module.compute_score([{"response": c, "ground_truth": a, "answer_type": kind}])[0]["overall"] == pytest.approx(expected)
         assert verl_module.compute_score("x", c, a, {"answer_type": kind})["score"] == pytest.approx(expected)
+
+
+def test_verl_knows_every_registered_task():
+    """verl's reward adapter finds an answer type by task name when the row does not carry it:
+    every registered task is there, with the type its class declares."""
+    from spatial_ssrl.reward.verl import TASK_ANSWER_TYPES
+    from spatial_ssrl.tasks import available_tasks
+
+    tasks = {n: c for n, c in available_tasks().items() if c.__module__.startswith("spatial_ssrl.tasks.")}
+    assert len(tasks) >= 10
+    assert {name: cls.answer_type for name, cls in tasks.items() if name in TASK_ANSWER_TYPES} == \
+        {name: TASK_ANSWER_TYPES[name] for name in tasks if name in TASK_ANSWER_TYPES}
+    assert sorted(set(tasks) - set(TASK_ANSWER_TYPES)) == []

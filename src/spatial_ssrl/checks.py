@@ -23,10 +23,23 @@ class AmbiguityThresholds:
     """Two shuffle patches closer than this cannot be told apart."""
     flip_symmetry: float = 6.0
     """A patch this close to its own mirror image does not show its flip."""
+    rotation_symmetry: float = 6.0
+    """A square (image or patch) this close to itself turned by 90 or 180 degrees does not
+    show its rotation."""
     crop_distractor: float = 6.0
     """A crop option this close to the true crop is a second right answer."""
     uniform_std: float = 6.0
     """An image whose luminance standard deviation is below this is blank."""
+    temporal_frame_distance: float = 2.0
+    """temporal: two frames of a clip closer than this (on thumbnails) cannot be put in
+    order; when every pair is, the clip is near-static."""
+    camera_min_overlap: float = 0.4
+    """camera_motion: least share of the first view's pixels the second view must also see."""
+    camera_min_flow: float = 0.015
+    """camera_motion: least median image motion, as a share of the image width."""
+    camera_confusion: float = 0.01
+    """camera_motion: a distractor whose predicted image motion comes this close to the true
+    one (mean difference, as a share of the image width) makes the question ambiguous."""
 
 
 def thumbnail(rgb: np.ndarray, width: int = THUMB, height: int | None = None) -> np.ndarray:

@@ -73,7 +73,9 @@ def main() -> None:
               help="Number of samples to write.")
 @click.option("--tasks", "-t", "tasks_spec", default=None, metavar="SPEC",
               help="Comma list of task[:variant][=weight], e.g. 'shuffle,flip' or 'shuffle=0.5,crop=0.5' "
-                   "or 'shuffle:1x3=1,crop=1'. Default: every task the inputs allow, in the paper's proportions.")
+                   "or 'shuffle:1x3=1,crop=1'. Default: the paper's five tasks, those the inputs allow, in the "
+                   "paper's proportions. 'all': those five and the tasks beyond the paper, in equal shares "
+                   "(ssrl tasks lists them).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Run seed.")
 @click.option("--workers", "-w", default=None, type=click.IntRange(min=1),
               help="Worker processes (default: the CPU count).")
@@ -193,7 +195,9 @@ def _generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side
             ignored["excluded_overlap"] = ignored.get("excluded_overlap", 0) + dropped
     if not refs:
         raise click.BadParameter("no image files found in the given inputs", param_hint="--input")
-    with_depth = any(r.kind != "image" for r in refs)
+    from .engine.run import DEPTH_KINDS
+
+    with_depth = any(r.kind in DEPTH_KINDS for r in refs)  # (a video has no depth)
     try:
         mix = parse_mix(tasks_spec, with_depth=with_depth)
     except MixError as exc:
@@ -394,10 +398,18 @@ def list_tasks():
     for name, cls in available_tasks().items():
         counts = cls.paper_counts
         variants = ", ".join(f"{v} ({c:g})" for v, c in counts.items())
+        if not counts:  # a task outside the paper: its variants, and how it joins a mix
+            variants = ", ".join(cls.variants()) + f" (not in the default mix: --tasks {name} or --tasks all)"
         click.echo(f"{name:<8} answer_type={cls.answer_type:<12} variants: {variants}")
-        paper = paper_level(name)
+        paper = paper_level(name) if counts else None
         names = [f"[{lv.name}]" if lv.name == paper else lv.name for lv in task_levels(name)]
-        click.echo(f"{'':<8} levels, easy to hard ([paper]): {' < '.join(names)}")
+        marked = " ([paper])" if paper else ""
+        click.echo(f"{'':<8} levels, easy to hard{marked}: {' < '.join(names)}")
+    from .engine.mix import PRESETS
+
+    registered = available_tasks()
+    for preset, members in PRESETS.items():
+        click.echo(f"preset --tasks {preset}: {', '.join(t for t in members if t in registered)} (equal shares)")
 
 
 @main.command()

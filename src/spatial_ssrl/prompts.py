@@ -179,6 +179,149 @@ class PaperPrompts:
             "chosen from 'A', 'B', 'C', and 'D'."
         )
 
+    # -- tasks beyond the paper's five (issue 24) ---------------------------------------
+
+    def distance(self, mode: str) -> str:
+        """Metric distance (ours, in the style of the depth question): ``camera``, how far
+        the point marked 1 is from the camera (the straight line from the camera's centre
+        to the point, not the depth along the viewing axis); ``pair``, how far apart the
+        points marked 1 and 2 are in 3D. The answer is a number of metres."""
+        fmt = "where the format of the answer is 'X.XX', a single number of meters with two decimals"
+        if mode == "camera":
+            return (
+                f"{IMAGE_TOKEN}The original image has one point marked as 1, at the center of the circle. Consider "
+                "the content, the sizes of familiar objects, perspective, depth and other cues, and estimate the "
+                "straight-line distance from the camera to the marked point in 3D space, measured from the "
+                "camera's center to the point itself (not only its depth along the camera's viewing direction), "
+                f"{fmt}."
+            )
+        if mode == "pair":
+            return (
+                f"{IMAGE_TOKEN}The original image has two points marked as 1 and 2, each at the center of its "
+                "circle. Consider the content, the sizes of familiar objects, perspective, depths of the two "
+                "points and other cues, and estimate the straight-line distance between the two points in 3D "
+                f"space, {fmt}."
+            )
+        raise ValueError(f"unknown distance question {mode!r}; expected 'camera' or 'pair'")
+
+    def rotation_option(self, turn: int) -> str:
+        """The option text of a clockwise turn of 0, 90, 180 or 270 degrees."""
+        try:
+            return _ROTATION_OPTIONS[turn]
+        except KeyError:
+            raise ValueError(f"a rotation turn is 0, 90, 180 or 270 degrees, not {turn!r}") from None
+
+    def rotation(self, options: list[str], patch: int | None = None, rows: int = 1, cols: int = 1) -> str:
+        """Rotation: the whole image (``patch`` None) or the patch labelled ``patch`` of a
+        ``rows`` x ``cols`` grid may be turned; ``options`` in letter order."""
+        listed = "".join(f" {chr(65 + i)}. {text}" for i, text in enumerate(options))
+        letters = [f"'{chr(65 + i)}'" for i in range(len(options))]
+        choose = " and ".join(letters) if len(letters) == 2 else ", ".join(letters[:-1]) + ", and " + letters[-1]
+        if patch is None:
+            return (
+                f"{IMAGE_TOKEN}The image may have been rotated by a multiple of 90 degrees. Based on visual "
+                "clues such as the direction of gravity, the positions of the sky and the ground, and the "
+                f"orientation of objects and text, how has the image been rotated from its upright view?{listed}. "
+                f"The final answer should be chosen from {choose}."
+            )
+        n = rows * cols
+        grid = "" if (rows, cols) == (2, 2) else f" ({rows} rows, {cols} columns)"
+        order = "" if (rows, cols) == (2, 2) else ", row by row"
+        return (
+            f"{IMAGE_TOKEN}The image has been divided into {n} patches{grid} labeled {_number_list(n)}{order}. "
+            f"The patch labeled {patch} may have been rotated in place by a multiple of 90 degrees. Based on "
+            "visual clues such as continuity, alignment, and context, how has the patch labeled "
+            f"{patch} been rotated?{listed}. The final answer should be chosen from {choose}."
+        )
+
+
+    def camera_motion(self, options: list[str]) -> str:
+        """Camera motion (ours): two views of one scene, the second taken after the camera
+        moved; ``options`` (motion texts such as 'Moved left' or 'Moved forward and turned
+        right') in letter order A-D."""
+        if len(options) != 4:
+            raise ValueError("the camera motion question has exactly four options")
+        listed = "".join(f" {letter}. {text}" for letter, text in zip("ABCD", options))
+        return (
+            f"{IMAGE_TOKEN}{IMAGE_TOKEN}The two images show the same scene taken by one camera, the first image "
+            "before and the second image after the camera moved. Directions are as seen from the camera when it "
+            "took the first image: 'moved' means the camera shifted that way without turning, 'turned' means it "
+            "rotated in place to that side. How did the camera move from the first image to the second?"
+            f"{listed}. Consider cues such as parallax between near and far things, what enters or leaves the "
+            "view, and how sizes and positions change. The final answer should be chosen from 'A', 'B', 'C', "
+            "and 'D'."
+        )
+
+    def correspondence(self, n: int = 4) -> str:
+        """Cross-view correspondence (ours): point 1 marked in the first image, ``n``
+        candidates (3 to 6) marked A, B, ... in the second; which is the same 3D point."""
+        if not 3 <= n <= 6:
+            raise ValueError(f"the correspondence question has 3 to 6 candidates, got {n}")
+        letters = [chr(65 + i) for i in range(n)]
+        marked = ", ".join(letters[:-1]) + ", and " + letters[-1]
+        choose = ", ".join(f"'{x}'" for x in letters[:-1]) + ", and " + f"'{letters[-1]}'"
+        return (
+            f"{IMAGE_TOKEN}{IMAGE_TOKEN}The two images show the same scene from two different viewpoints. The first "
+            "image has one point marked as 1, at the center of its circle. The second image has "
+            f"{('three', 'four', 'five', 'six')[n - 3]} points marked as {marked}, each at the center of its circle, and exactly "
+            "one of them is the same point in 3D space as point 1. Based on visual clues such as the surrounding "
+            "content, textures, object shapes, and how the viewpoint changed, which point in the second image is "
+            f"point 1? The final answer should be chosen from {choose}."
+        )
+
+    def temporal(self, k: int, motion: str | None = None, first: int | None = None) -> str:
+        """Temporal order (ours): ``k`` frames (3 to 6) of one clip shown in shuffled order,
+        labeled 1..k; the answer lists the labels from the earliest frame to the latest. A
+        path of a still camera through a still scene reads the same backwards, so the
+        question says which way the camera went (``motion``: a key of
+        :data:`TEMPORAL_MOTIONS`) or which frame is the earliest (``first``)."""
+        if not 3 <= k <= 6:
+            raise ValueError(f"the temporal order question has 3 to 6 frames, got {k}")
+        if (motion is None) == (first is None):
+            raise ValueError("the temporal order question takes a camera motion or the earliest frame, not both")
+        shown = " ".join(f"Frame {i}: {IMAGE_TOKEN}" for i in range(1, k + 1))
+        labels = [str(i) for i in range(1, k + 1)]
+        listed = ", ".join(labels[:-1]) + ", and " + labels[-1]
+        if motion is not None:
+            try:
+                hint = f"While the clip was recorded, the camera {TEMPORAL_MOTIONS[motion]}."
+            except KeyError:
+                raise ValueError(f"unknown camera motion {motion!r}; expected one of "
+                                 f"{', '.join(TEMPORAL_MOTIONS)}") from None
+        else:
+            if not 1 <= int(first) <= k:
+                raise ValueError(f"the earliest frame must be one of the labels 1..{k}, got {first}")
+            hint = f"The frame labeled {int(first)} is the earliest of them."
+        fmt = "-".join(_ORDINALS[:k])
+        return (
+            f"{shown} These {_NUMBER_WORDS[k]} frames come from one video clip and are shown in shuffled "
+            f"order, labeled {listed}. {hint} Based on visual clues such as how the viewpoint changes, how "
+            "objects shift, grow or shrink, and what comes into or leaves view, answer the order in which the "
+            f"frames were recorded, from the earliest to the latest, where the format is '{fmt}' with each "
+            "position given by a frame label."
+        )
+
+
+# Camera motions the temporal task names, and how its question words them.
+TEMPORAL_MOTIONS = {
+    "forward": "moved steadily forward",
+    "backward": "moved steadily backward",
+    "left": "moved steadily to its left, sideways, without turning",
+    "right": "moved steadily to its right, sideways, without turning",
+    "turn_left": "turned steadily to the left in place",
+    "turn_right": "turned steadily to the right in place",
+}
+_ORDINALS = ("First", "Second", "Third", "Fourth", "Fifth", "Sixth")
+_NUMBER_WORDS = {3: "three", 4: "four", 5: "five", 6: "six"}
+
+# Option texts of the rotation task, by clockwise turn in degrees.
+_ROTATION_OPTIONS = {
+    0: "not rotated",
+    90: "rotated 90 degrees clockwise",
+    180: "rotated 180 degrees",
+    270: "rotated 90 degrees counterclockwise",
+}
+
 
 PROMPT_SETS = {"paper": PaperPrompts()}
 

@@ -110,6 +110,15 @@ def _requires_depth(task: str) -> bool:
     return bool(getattr(get_task_class(task), "requires_depth", False))
 
 
+def _source_kinds(task: str) -> frozenset | None:
+    """The source kinds a task takes when it names them (``source_kinds``: the temporal
+    task takes ``video`` and ``procedural``); None: the still sources (image, rgbd,
+    procedural; only those with depth for a depth task). Videos go only to tasks that
+    name them."""
+    kinds = getattr(get_task_class(task), "source_kinds", None)
+    return frozenset(kinds) if kinds else None
+
+
 PHOTO_FIRST_QUOTA = 16
 """Depth-free samples each real photo takes before procedural scenes share that work."""
 
@@ -126,15 +135,21 @@ class _Dealer:
     those slots go round-robin over the photos only; after that over every source. With
     inputs of one's own (never procedural) this is plain round-robin; with the built-in
     inputs a small run shows mostly photos and the procedural scenes serve mainly the
-    depth tasks."""
+    depth tasks.
+
+    A task naming ``source_kinds`` (the temporal task: videos and procedural scenes) has a
+    pool and cursor of its own over the sources of those kinds; videos are in no other
+    pool."""
 
     def __init__(self, refs: list[SourceRef], seed: int):
         rng = np.random.default_rng([int(seed), 0x5EED])
         self.order = [refs[i] for i in rng.permutation(len(refs))]
         self.depth_order = [r for r in self.order if r.kind in DEPTH_KINDS]
-        self.photo_order = [r for r in self.order if r.kind != "procedural"]
-        if len(self.photo_order) == len(self.order):
+        self.still_order = [r for r in self.order if r.kind != "video"]  # videos: only tasks naming them
+        self.photo_order = [r for r in self.still_order if r.kind != "procedural"]
+        if len(self.photo_order) == len(self.still_order):
             self.photo_order = []  # nothing to put first
+        self.kind_orders: dict[frozenset, list[SourceRef]] = {}  # pools of tasks with source_kinds
         self.photo_cursor = 0
         self.depth_free_taken: dict[str, int] = defaultdict(int)
         self.cursors = {False: 0, True: 0}
@@ -146,7 +161,7 @@ class _Dealer:
         return ref.id not in self.bad and not (depth and ref.id in self.bad_depth)
 
     def usable(self, depth: bool = False) -> int:
-        pool = self.depth_order if depth else self.order
+        pool = self.depth_order if depth else self.still_order
         return sum(self._ok(r, depth) for r in pool)
 
     def _photo(self) -> SourceRef | None:
@@ -166,16 +181,24 @@ class _Dealer:
         undealt: list[tuple[str, str]] = []
         for task, variant in slots:
             depth = _requires_depth(task)
-            pool = self.depth_order if depth else self.order
+            kinds = _source_kinds(task)
+            cursor: object = depth
+            pool = self.depth_order if depth else self.still_order
+            if kinds is not None:
+                cursor = kinds
+                if kinds not in self.kind_orders:
+                    self.kind_orders[kinds] = [r for r in self.order if r.kind in kinds]
+                    self.cursors[kinds] = 0
+                pool = self.kind_orders[kinds]
             n = len(pool)
-            chosen = None if depth or not self.photo_order else self._photo()
+            chosen = None if depth or kinds is not None or not self.photo_order else self._photo()
             for _ in range(n if chosen is None else 0):
-                ref = pool[self.cursors[depth] % n]
-                self.cursors[depth] += 1
+                ref = pool[self.cursors[cursor] % n]
+                self.cursors[cursor] += 1
                 if self._ok(ref, depth):
                     chosen = ref
                     break
-            if chosen is not None and not depth:
+            if chosen is not None and not depth and kinds is None:
                 self.depth_free_taken[chosen.id] += 1
             if chosen is None:
                 undealt.append((task, variant))
@@ -336,6 +359,13 @@ class RunTally:
         self.unfilled: Counter = Counter()
         self.written = 0
         self.pending: list[tuple[str, str]] = []
+        # a video no task of the mix takes (image-only tasks never get one) is a named skip
+        clip_kinds = {k for k in (_source_kinds(e.task) for e in config.mix) if k}
+        for ref in refs:
+            if ref.kind == "video" and not any("video" in k for k in clip_kinds):
+                self.skips["video_not_used_by_image_tasks"] += 1
+                if len(self.skipped_files["video_not_used_by_image_tasks"]) < MAX_LISTED_SKIPS:
+                    self.skipped_files["video_not_used_by_image_tasks"].append(ref.path)
 
     def rounds(self) -> Iterator[tuple[int, list[tuple[SourceRef, list[Job]]]]]:
         """``(round number, units)`` for each round; the slots left at the end (rounds used up,

@@ -2,7 +2,8 @@
 
 ``score(response, answer, answer_type)`` returns ``overall = 0.9 * accuracy + 0.1 * format``
 (weights configurable) with both parts in {0, 1} (accuracy can be fractional only with the
-opt-in permutation ``partial_credit``).
+opt-in permutation ``partial_credit``, and for ``numeric`` answers, which earn VSI-Bench's
+mean relative accuracy: see :mod:`.numeric`).
 
 Format (1 or 0): the response starts with a ``<think>...</think>`` block (whitespace inside
 the tags tolerated: ``< think >``, ``</ think>``), has no other think tag, and the text after
@@ -37,6 +38,7 @@ from .canon import (
     clean_text,
     infer_answer_type,
 )
+from .numeric import canonical_numeric, mean_relative_accuracy, read_length
 from .parsing import (
     ParsedResponse,
     check_format,
@@ -93,13 +95,16 @@ __all__ = [
     "canonical_choice",
     "canonical_exact",
     "canonical_flip",
+    "canonical_numeric",
     "canonical_permutation",
     "canonicalize",
     "check_format",
     "clean_text",
     "extract_answer",
     "infer_answer_type",
+    "mean_relative_accuracy",
     "parse_response",
+    "read_length",
     "scan_boxes",
     "score",
 ]

@@ -15,6 +15,9 @@ plausibly uses for *one* answer and refuse anything that names two answers.
   a permutation of the ground truth's labels (same set, same length).
 - ``flip``: ``3-0``, ``3, 0``, ``(3,0)``, ``3-vertical``, ``3 horizontally``,
   ``Label 3, Direction 1`` -> ``3-0`` / ``3-1`` (0 = vertical, 1 = horizontal).
+- ``numeric``: one length, ``2.5``, ``2.5 m``, ``250 cm``, ``2500 mm``, ``8.2 feet``, in metres
+  (a bare number is metres) -> ``2.5`` (see :mod:`.numeric`). Two numbers or a range
+  (``2-3 m``, ``2 or 3``) are refused. Scored with partial credit (mean relative accuracy).
 - ``exact``: a fallback for answers of no known type: LaTeX wrappers, outer punctuation
   and case are dropped, then strings are compared.
 
@@ -29,7 +32,9 @@ import re
 import string
 from collections.abc import Iterable, Sequence
 
-ANSWER_TYPES = ("choice", "permutation", "flip", "exact")
+from .numeric import canonical_numeric
+
+ANSWER_TYPES = ("choice", "permutation", "flip", "exact", "numeric")
 LETTERS = string.ascii_uppercase
 
 # LaTeX commands (\text, \mathrm, \textbf, \boxed, \left, \quad, ...), escaped characters
@@ -64,6 +69,8 @@ _DIRECTION_WORDS = {
 _FLIP_NOISE = frozenset({"label", "patch", "direction", "dir", "flipped", "flip", "is"})
 
 Result = tuple  # (canonical or None, reason or None)
+# a ground truth written as a decimal number with a point: a numeric answer
+_DECIMAL = re.compile(r"^[0-9]{1,15}\.[0-9]{1,15}$")
 
 
 def clean_text(raw: str) -> str:
@@ -274,7 +281,8 @@ def infer_answer_type(answer: str) -> str:
 
     One letter -> ``choice``; hyphen-separated integers -> ``flip`` when there are exactly
     two (``Label-Direction``, e.g. ``3-0``) and ``permutation`` when there are three or
-    more; anything else -> ``exact``. No Spatial-SSRL task has a two-piece permutation
+    more; a decimal number with a point (``2.35``, the distance task's metres) ->
+    ``numeric``; anything else -> ``exact``. No Spatial-SSRL task has a two-piece permutation
     (the smallest is a three-strip shuffle or a three-region depth order), so a pair is
     always a flip answer; pass the type explicitly for anything else.
     """
@@ -284,6 +292,8 @@ def infer_answer_type(answer: str) -> str:
     parts = text.split("-")
     if len(parts) >= 2 and all(_digits(p) for p in parts):
         return "flip" if len(parts) == 2 else "permutation"
+    if _DECIMAL.match(text):
+        return "numeric"
     return "exact"
 
 
@@ -306,6 +316,9 @@ def _ground_truth(answer: str, answer_type: str, options: tuple[str, ...] | None
     if answer_type == "exact":
         value, _ = canonical_exact(answer)
         return value, None
+    if answer_type == "numeric":
+        value, _ = canonical_numeric(answer)
+        return value, None
     raise ValueError(f"unknown answer_type {answer_type!r}; expected one of {', '.join(ANSWER_TYPES)}")
 
 
@@ -327,6 +340,8 @@ def _read_cached(raw: str, answer_type: str, param) -> Result:
         return canonical_permutation(raw, param)
     if answer_type == "flip":
         return canonical_flip(raw)
+    if answer_type == "numeric":
+        return canonical_numeric(raw)
     return canonical_exact(raw)
 
 

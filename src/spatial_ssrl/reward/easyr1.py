@@ -14,7 +14,8 @@ Extra keyword arguments come from ``worker.reward.reward_function_kwargs``: ``fo
 (0.1) and the other options of :func:`spatial_ssrl.reward.score`; unknown ones are ignored.
 
 EasyR1 passes only the ground-truth string, so the answer type is inferred from it (one
-letter: choice; two hyphen-separated integers: flip; three or more: permutation; see
+letter: choice; two hyphen-separated integers: flip; three or more: permutation; a decimal
+number such as ``2.35``: numeric, the distance task's metres; see
 :func:`spatial_ssrl.reward.infer_answer_type`). An input dict may carry ``answer_type`` and
 ``options`` keys to override that.
 

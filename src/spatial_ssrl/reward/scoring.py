@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .canon import ANSWER_TYPES, infer_answer_type, read_prediction
+from .numeric import mean_relative_accuracy
 from .parsing import DEFAULT_MAX_ANSWER_CHARS, DEFAULT_MAX_BOXES, parse_response
 
 DEFAULT_FORMAT_WEIGHT = 0.1
@@ -63,8 +64,13 @@ def score(
     Arguments:
         response: the model's text (None counts as an empty response).
         answer: the ground truth as written in the dataset (``"A"``, ``"0-2-3-1"``, ``"3-0"``).
-        answer_type: ``"choice"``, ``"permutation"``, ``"flip"`` or ``"exact"``; inferred
-            from ``answer`` when None (see :func:`infer_answer_type`).
+        answer_type: ``"choice"``, ``"permutation"``, ``"flip"``, ``"numeric"`` or
+            ``"exact"``; inferred from ``answer`` when None (see :func:`infer_answer_type`).
+            A ``numeric`` answer (a length in metres) earns partial credit: its accuracy is
+            the mean relative accuracy of the one length the box states
+            (:func:`spatial_ssrl.reward.numeric.mean_relative_accuracy`), 1.0 only within
+            5 % of the truth; a reading that is not 1.0 has the reason ``approximate``
+            (some credit) or ``wrong_answer`` (none).
         options: the option texts of a choice question, in letter order; lets the text of
             an option stand for its letter.
         accuracy_weight, format_weight: the reward's weights; ``accuracy_weight`` defaults
@@ -128,6 +134,10 @@ def score(
                         break
             if hedged and not allow_hedging:
                 reason = "hedged"
+            elif kind == "numeric":
+                accuracy = mean_relative_accuracy(float(prediction), float(truth))
+                if accuracy < 1.0:
+                    reason = "approximate" if accuracy > 0.0 else "wrong_answer"
             elif prediction == truth:
                 accuracy = 1.0
             else:

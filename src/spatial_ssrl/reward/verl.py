@@ -34,6 +34,11 @@ TASK_ANSWER_TYPES = {
     "flip": "flip",
     "crop": "choice",
     "position": "choice",
+    "distance": "numeric",
+    "rotation": "choice",
+    "camera_motion": "choice",
+    "correspondence": "choice",
+    "temporal": "permutation",
 }
 
 

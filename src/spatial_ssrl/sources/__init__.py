@@ -13,8 +13,6 @@ from .images import LoadOptions, load_item
 from .middlebury import builtin_rgbd
 from .rgbd import DiscoveryReport, discover_rgbd, load_rgbd_item
 
-
-
 DEFAULT_PROCEDURAL_SCENES = 24
 
 
@@ -49,8 +47,11 @@ def cool_down() -> None:
         procedural.cool_down()
 
 
-def load_source_item(ref: SourceRef, options: LoadOptions = LoadOptions()) -> Item:
-    """Load any source ref: plain images, RGB-D pairs and procedural scenes."""
+_DEFAULT_LOAD = LoadOptions()
+
+
+def load_source_item(ref: SourceRef, options: LoadOptions = _DEFAULT_LOAD) -> Item:
+    """Load any source ref: plain images, RGB-D pairs, procedural scenes and videos."""
     if ref.kind == "image":
         return load_item(ref, options)
     if ref.kind == "rgbd":
@@ -59,24 +60,28 @@ def load_source_item(ref: SourceRef, options: LoadOptions = LoadOptions()) -> It
         from .procedural import load_procedural_item
 
         return load_procedural_item(ref, options)
+    if ref.kind == "video":
+        from .video import load_video_item
+
+        return load_video_item(ref, options)
     raise ValueError(f"unknown source kind {ref.kind!r} for {ref.path}")
 
 
 __all__ = [
-    "cool_down",
-    "load_source_item",
-    "warm_up",
     "IMAGE_EXTENSIONS",
+    "DiscoveryReport",
     "Item",
     "LoadOptions",
     "SourceRef",
     "SourceSkip",
-    "DiscoveryReport",
     "builtin_photos",
     "builtin_rgbd",
+    "cool_down",
     "default_refs",
-    "discover_rgbd",
-    "load_rgbd_item",
     "discover",
+    "discover_rgbd",
     "load_item",
+    "load_rgbd_item",
+    "load_source_item",
+    "warm_up",
 ]

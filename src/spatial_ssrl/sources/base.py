@@ -67,6 +67,10 @@ class Item:
     depth_kind: str | None = None
     depth_path: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    file: str | None = None
+    """The file the pixels were read from, as this machine names it (``path`` is the portable
+    name a dataset stores): for tasks that read a sibling file, as the other view of a stereo
+    pair. Never stored in a dataset."""
 
     @property
     def has_depth(self) -> bool:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .base import SourceRef, display_path
+from .video import VIDEO_EXTENSIONS
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
@@ -37,6 +38,11 @@ class InputError(ValueError):
 
 def _is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def source_kind_of(path: str) -> str:
+    """``video`` for a video file name (:data:`.video.VIDEO_EXTENSIONS`), else ``image``."""
+    return "video" if os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS else "image"
 
 
 def _noter(ignored: Counter) -> Callable[[str, str], None]:
@@ -134,7 +140,7 @@ def _walk_images(root: Path, ignored: Counter) -> list[Path]:
     found = []
     for dirpath, filenames in walk_folders(root, _noter(ignored)):
         for name in filenames:
-            if _is_image_name(name):
+            if _is_image_name(name) or source_kind_of(name) == "video":
                 found.append(Path(dirpath) / name)
             else:
                 ignored["not_an_image_extension"] += 1
@@ -155,7 +161,7 @@ def _read_list_file(path: Path) -> list[Path]:
     base = path.parent
     entries = []
     try:
-        fh = open(path, encoding="utf-8", errors="surrogateescape")
+        fh = open(path, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115 - closed by the with below
     except OSError as exc:
         raise InputError(f"cannot read list file {display_path(str(path))}: {exc.strerror or exc}") from None
     with fh:
@@ -171,13 +177,14 @@ def _read_list_file(path: Path) -> list[Path]:
 def discover(inputs: list[str]) -> tuple[list[SourceRef], Counter]:
     """Expand input arguments into an ordered, de-duplicated list of source refs.
 
-    - a folder is searched recursively for image extensions (others are counted as
-      ``not_an_image_extension``);
+    - a folder is searched recursively for image extensions and video extensions (``.mp4``,
+      ``.webm``, ``.mkv``, ``.mov``, ``.m4v``: refs of kind ``video``); others are counted as
+      ``not_an_image_extension``;
     - a ``.txt``/``.lst``/``.list`` file lists one path per line (relative paths are taken
       from the list file's folder; ``#`` starts a comment); listed paths that do not exist
       are kept and become ``not_found`` skips when loaded;
     - any other file is taken as an image whatever its extension (a non-image becomes a
-      ``not_an_image`` skip when loaded).
+      ``not_an_image`` skip when loaded), or as a video when its extension says so.
 
     Ids are stable: ``<folder name>/<path inside the folder>`` for folder inputs, the
     file name for single files, made unique with a ``#n`` suffix if two inputs collide.
@@ -197,7 +204,7 @@ def discover(inputs: list[str]) -> tuple[list[SourceRef], Counter]:
         used_ids[sid] += 1
         if used_ids[sid] > 1:
             sid = f"{sid}#{used_ids[sid]}"
-        refs.append(SourceRef(id=sid, path=key))
+        refs.append(SourceRef(id=sid, path=key, kind=source_kind_of(key)))
 
     for raw in inputs:
         p = Path(os.path.expanduser(str(raw)))

@@ -178,4 +178,4 @@ def load_item(ref: SourceRef, options: LoadOptions = LoadOptions()) -> Item:
             info["resize"] = resize
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     rgb.setflags(write=False)
-    return Item(id=ref.id, rgb=rgb, path=display_path(ref.name or path), info=info)
+    return Item(id=ref.id, rgb=rgb, path=display_path(ref.name or path), info=info, file=path)

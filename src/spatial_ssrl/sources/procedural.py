@@ -29,6 +29,19 @@ Conventions
 
 A scene's layout does not depend on the image size: rendering seed 17 at 640x480 and at
 1280x960 shows the same room, with intrinsics scaled to the pixel grid.
+
+Posed views
+-----------
+The frame above (the default camera's) is the *scene frame*. :func:`render_view` renders
+the same scene from a camera placed anywhere inside the room: a :class:`Pose` gives its
+position in the scene frame (metres) and its orientation as a yaw about the vertical axis
+(positive turns the camera's forward, +Z, toward +X: the camera turns right, the yaw
+convention of the boxes) and a pitch (positive tilts the optical axis up, toward -Y).
+There is no roll, so the camera's X axis stays horizontal. The camera-to-scene rotation is
+``R = R_yaw @ R_pitch`` and a point maps as ``p_scene = R @ p_camera + position``. Depth,
+intrinsics and pixel conventions are those of the posed camera; shading and textures live
+in the scene frame, so a surface looks the same from every pose. The default pose (all
+zeros) renders exactly what :func:`render_scene` renders, byte for byte.
 """
 
 from __future__ import annotations
@@ -83,6 +96,97 @@ _GREY_FILES = ("grass.png", "gravel.png")
 _TEXTURE_MAX_SIDE = 512
 
 _HIT_EPS = 1e-6
+
+
+# --------------------------------------------------------------------------- camera pose
+
+#: Largest pitch (degrees, either way) a posed camera may have: the steepest ray then
+#: still meets a wall at a finite distance (the room has no ceiling).
+MAX_PITCH_DEG = 30.0
+#: Least clearance (metres) a posed camera keeps from walls, the floor and objects.
+CAMERA_MARGIN = 0.3
+#: Highest a posed camera may stand above the floor (metres).
+MAX_CAMERA_HEIGHT = 2.6
+
+
+@dataclass(frozen=True)
+class Pose:
+    """A camera's place in the scene frame: position (x, y, z) in metres (Y points down,
+    so a camera raised by 0.5 m has ``y = -0.5``), yaw and pitch in degrees (see the
+    module docstring). ``Pose()`` is the default camera."""
+
+    x: float = 0.0
+    y: float = 0.0
+    z: float = 0.0
+    yaw_deg: float = 0.0
+    pitch_deg: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("x", "y", "z", "yaw_deg", "pitch_deg"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+                    or not math.isfinite(float(value)):
+                raise ValueError(f"pose {name} must be a finite number, got {value!r}")
+            object.__setattr__(self, name, float(value))
+
+    @property
+    def is_default(self) -> bool:
+        return self.x == 0.0 and self.y == 0.0 and self.z == 0.0 and self.yaw_deg == 0.0 \
+            and self.pitch_deg == 0.0
+
+    @property
+    def position(self) -> np.ndarray:
+        return np.array([self.x, self.y, self.z])
+
+    def rotation(self) -> np.ndarray:
+        """3x3 camera-to-scene rotation ``R_yaw @ R_pitch``: its columns are the camera's
+        right, down and forward axes in the scene frame."""
+        cy, sy = math.cos(math.radians(self.yaw_deg)), math.sin(math.radians(self.yaw_deg))
+        cp, sp = math.cos(math.radians(self.pitch_deg)), math.sin(math.radians(self.pitch_deg))
+        yaw = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
+        pitch = np.array([[1.0, 0.0, 0.0], [0.0, cp, -sp], [0.0, sp, cp]])
+        return yaw @ pitch
+
+    def to_scene(self, points: Any) -> np.ndarray:
+        """Camera-frame points (..., 3) in the scene frame."""
+        return np.asarray(points, dtype=np.float64) @ self.rotation().T + self.position
+
+    def to_camera(self, points: Any) -> np.ndarray:
+        """Scene-frame points (..., 3) in this camera's frame."""
+        return (np.asarray(points, dtype=np.float64) - self.position) @ self.rotation()
+
+    def moved(self, right: float = 0.0, down: float = 0.0, forward: float = 0.0,
+              turn_deg: float = 0.0, tilt_deg: float = 0.0) -> Pose:
+        """This camera after a step along its own axes (metres) and then a turn (yaw,
+        positive to the right) and a tilt (pitch, positive up)."""
+        step = self.rotation() @ np.array([right, down, forward], dtype=np.float64)
+        return Pose(self.x + float(step[0]), self.y + float(step[1]), self.z + float(step[2]),
+                    self.yaw_deg + float(turn_deg), self.pitch_deg + float(tilt_deg))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (floats kept exactly: JSON round-trips them)."""
+        return {"position": [self.x, self.y, self.z], "yaw_deg": self.yaw_deg, "pitch_deg": self.pitch_deg}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Pose:
+        """The inverse of :meth:`to_dict`; ``pitch_deg`` may be left out. ValueError names
+        what is wrong with malformed data."""
+        if not isinstance(data, dict):
+            # one exception type for every kind of malformed pose data
+            raise ValueError(  # noqa: TRY004
+                f"a pose is a dict with position, yaw_deg and pitch_deg, got {type(data).__name__}")
+        unknown = set(data) - {"position", "yaw_deg", "pitch_deg"}
+        if unknown:
+            raise ValueError(f"unknown pose keys: {', '.join(sorted(unknown))}")
+        pos = data.get("position")
+        if not isinstance(pos, (list, tuple)) or len(pos) != 3:
+            raise ValueError("pose position must be a list of three numbers [x, y, z]")
+        if "yaw_deg" not in data:
+            raise ValueError("pose has no yaw_deg")
+        return cls(pos[0], pos[1], pos[2], data["yaw_deg"], data.get("pitch_deg", 0.0))
+
+
+DEFAULT_POSE = Pose()
 
 
 # --------------------------------------------------------------------------- scene model
@@ -363,7 +467,7 @@ def _layout(seed: int) -> _Layout:
             top = h_cam - float(u(2.0, 2.8))
             hgt = float(u(0.6, 1.3))
             if wall.id == LEFT_WALL_ID:  # tangent runs backwards along this wall
-                s0, w = -(s0 + w), w
+                s0 = -(s0 + w)
             posters.append(
                 (wall.id, _Rect(s0, top, s0 + w, top + hgt,
                                 _PHOTO_FILES[int(rng.integers(len(_PHOTO_FILES)))], frame=0.05))
@@ -439,7 +543,7 @@ def _textures() -> dict[str, np.ndarray]:
         from .builtin import builtin_data_dir
 
         root = builtin_data_dir()
-    except Exception:  # pragma: no cover - scikit-image absent
+    except Exception:  # noqa: BLE001  # pragma: no cover - scikit-image absent
         root = ""
     names = _PHOTO_FILES + _GREY_FILES
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ssrl-textures") as pool:
@@ -593,17 +697,21 @@ def _corners(obj: SceneObject) -> np.ndarray:
 
 def _screen_rect(points: np.ndarray, intr: tuple, width: int, height: int) -> tuple[int, int, int, int] | None:
     """Pixel rectangle [u0, u1) x [v0, v1) that contains the projection of ``points``
-    (all with Z > 0), with a pixel of margin; None if it is off screen."""
+    (all with Z > 0), with a pixel of margin; None if it is off screen. Points given in
+    the camera frame; when some lie behind the camera the whole frame is returned, when
+    all do (a convex object wholly behind a posed camera) None."""
     fx, fy, cx, cy = intr
     z = points[:, 2]
+    if np.all(z <= 0.0):
+        return None
     if np.any(z <= 1e-6):
         return (0, width, 0, height)
     us = fx * points[:, 0] / z + cx
     vs = fy * points[:, 1] / z + cy
-    u0 = max(0, int(math.floor(us.min())) - 1)
-    u1 = min(width, int(math.ceil(us.max())) + 2)
-    v0 = max(0, int(math.floor(vs.min())) - 1)
-    v1 = min(height, int(math.ceil(vs.max())) + 2)
+    u0 = max(0, math.floor(us.min()) - 1)
+    u1 = min(width, math.ceil(us.max()) + 2)
+    v0 = max(0, math.floor(vs.min()) - 1)
+    v1 = min(height, math.ceil(vs.max()) + 2)
     if u0 >= u1 or v0 >= v1:
         return None
     return (u0, u1, v0, v1)
@@ -616,58 +724,107 @@ class _Trace:
     dx: np.ndarray  # W
     dy: np.ndarray  # H
     intr: tuple[float, float, float, float]
+    pose: Pose | None = None
+    """None for the default camera (camera frame = scene frame)."""
+    dirs: tuple = ()
+    """Scene-frame ray directions (x, y, z), each broadcastable to HxW (see :func:`_rays`)."""
+
+    def to_camera(self, points: np.ndarray) -> np.ndarray:
+        return points if self.pose is None else self.pose.to_camera(points)
 
 
-def _trace(lay: _Layout, width: int, height: int) -> _Trace:
+def _rays(pose: Pose | None, dx: np.ndarray, dy: np.ndarray) -> tuple:
+    """Scene-frame directions of the rays ``(dx[u], dy[v], 1)`` of a camera at ``pose``,
+    as three arrays broadcastable to HxW. A level camera (no pitch) keeps them separable:
+    x and z depend on the column only, y on the row only, so walls are traced per column
+    and the floor per row. The default camera's are the camera-frame rays themselves (z a
+    plain 1.0), which keeps its arithmetic, and so its pixels, exactly as they always were."""
+    if pose is None:
+        return dx[None, :], dy[:, None], 1.0
+    cy, sy = math.cos(math.radians(pose.yaw_deg)), math.sin(math.radians(pose.yaw_deg))
+    if pose.pitch_deg == 0.0:
+        return (cy * dx + sy)[None, :], dy[:, None], (cy - sy * dx)[None, :]
+    cp, sp = math.cos(math.radians(pose.pitch_deg)), math.sin(math.radians(pose.pitch_deg))
+    ry = cp * dy[:, None] - sp + 0.0 * dx[None, :]  # R_pitch @ (dx, dy, 1)
+    rz = sp * dy[:, None] + cp + 0.0 * dx[None, :]
+    rx = dx[None, :] + 0.0 * dy[:, None]
+    return cy * rx + sy * rz, ry, cy * rz - sy * rx  # then R_yaw
+
+
+def _cut(a: Any, v0: int, v1: int, u0: int, u1: int) -> Any:
+    """The [v0:v1, u0:u1] window of a direction array broadcastable to HxW."""
+    if np.isscalar(a):
+        return a
+    rows = slice(v0, v1) if a.shape[0] > 1 else slice(None)
+    cols = slice(u0, u1) if a.shape[1] > 1 else slice(None)
+    return a[rows, cols]
+
+
+def _trace(lay: _Layout, width: int, height: int, pose: Pose | None = None) -> _Trace:
     intr = lay.intrinsics(width, height)
     fx, fy, cx, cy = intr
     dx = (np.arange(width, dtype=np.float64) - cx) / fx
     dy = (np.arange(height, dtype=np.float64) - cy) / fy
+    if pose is not None and pose.is_default:
+        pose = None
+    rx, ry, rz = dirs = _rays(pose, dx, dy)
+    ox, oy, oz = (0.0, 0.0, 0.0) if pose is None else (pose.x, pose.y, pose.z)
 
-    # Walls are vertical, so their hit distance depends on the column only; the floor's
-    # on the row only. The room is closed, so every ray leaves it through some wall.
-    t_wall = np.full(width, np.inf)
-    wall_id = np.zeros(width, dtype=np.int16)
+    # Walls are vertical, so for a level camera their hit distance depends on the column
+    # only; the floor's on the row only. The room is closed, so every ray leaves it
+    # through some wall (a pitched camera's rays too: the pitch is bounded).
+    t_wall = np.full(np.broadcast_shapes(np.shape(rx), np.shape(rz)), np.inf)
+    wall_id = np.zeros(t_wall.shape, dtype=np.int16)
     for wall in lay.walls:
-        den = wall.normal[0] * dx + wall.normal[1]
+        den = wall.normal[0] * rx + wall.normal[1] * rz
+        offset = wall.offset if pose is None else wall.offset - (wall.normal[0] * ox + wall.normal[1] * oz)
         with np.errstate(divide="ignore"):
-            tw = np.where(den > 1e-12, wall.offset / np.where(den > 1e-12, den, 1.0), np.inf)
+            tw = np.where(den > 1e-12, offset / np.where(den > 1e-12, den, 1.0), np.inf)
         closer = tw < t_wall
         t_wall[closer] = tw[closer]
         wall_id[closer] = wall.id
-    t_floor = np.full(height, np.inf)
-    down = dy > 1e-12
-    t_floor[down] = lay.camera_height / dy[down]
-    floor_first = t_floor[:, None] <= t_wall[None, :]
-    t = np.where(floor_first, t_floor[:, None], t_wall[None, :])
-    ids = np.where(floor_first, np.int16(GROUND_ID), wall_id[None, :]).astype(np.int16)
+    t_floor = np.full(np.shape(ry), np.inf)
+    down = ry > 1e-12
+    t_floor[down] = (lay.camera_height - oy) / ry[down]
+    floor_first = t_floor <= t_wall
+    t = np.where(floor_first, t_floor, t_wall)
+    ids = np.where(floor_first, np.int16(GROUND_ID), wall_id).astype(np.int16)
 
+    tmp = _Trace(t=t, ids=ids, dx=dx, dy=dy, intr=intr, pose=pose, dirs=dirs)
     for obj in lay.objects:
-        rect = _screen_rect(_corners(obj), intr, width, height)
+        rect = _screen_rect(tmp.to_camera(_corners(obj)), intr, width, height)
         if rect is None:
             continue
         u0, u1, v0, v1 = rect
-        d = (dx[None, u0:u1], dy[v0:v1, None], 1.0)
-        t_near, t_far = _hit(obj, (0.0, 0.0, 0.0), d)
+        d = (_cut(rx, v0, v1, u0, u1), _cut(ry, v0, v1, u0, u1), _cut(rz, v0, v1, u0, u1))
+        t_near, t_far = _hit(obj, (ox, oy, oz), d)
         hit = (t_near <= t_far) & (t_near > _HIT_EPS)
         sub_t = t[v0:v1, u0:u1]
         closer = hit & (t_near < sub_t)
         sub_t[closer] = t_near[closer]
         ids[v0:v1, u0:u1][closer] = obj.id
-    return _Trace(t=t, ids=ids, dx=dx, dy=dy, intr=intr)
+    return tmp
 
 
-def _points(lay: _Layout, tr: _Trace) -> np.ndarray:
-    """Camera-frame 3D point of every pixel (float32), from the ray parameter of its hit:
-    P = t * ((u - cx) / fx, (v - cy) / fy, 1)."""
+def _points(lay: _Layout, tr: _Trace) -> tuple[np.ndarray, np.ndarray]:
+    """3D point of every pixel (float32), from the ray parameter of its hit, in the camera
+    frame, P = t * ((u - cx) / fx, (v - cy) / fy, 1), and in the scene frame (the same
+    array for the default camera). Floor points sit exactly on the floor plane."""
     h, w = tr.t.shape
     t32 = tr.t.astype(np.float32)
     pts = np.empty((h, w, 3), dtype=np.float32)
     np.multiply(t32, tr.dx.astype(np.float32)[None, :], out=pts[..., 0])
     np.multiply(t32, tr.dy.astype(np.float32)[:, None], out=pts[..., 1])
     pts[..., 2] = t32
-    pts[..., 1][tr.ids == GROUND_ID] = lay.camera_height  # exact on the floor plane
-    return pts
+    floor = tr.ids == GROUND_ID
+    if tr.pose is None:
+        pts[..., 1][floor] = lay.camera_height  # exact on the floor plane
+        return pts, pts
+    scene = np.empty((h, w, 3), dtype=np.float32)
+    for k, (o, d) in enumerate(zip(tr.pose.position, tr.dirs)):
+        scene[..., k] = o + tr.t * d  # float64 sum, rounded once
+    scene[..., 1][floor] = lay.camera_height
+    return pts, scene
 
 
 def _floor_shadow(lay: _Layout, tr: _Trace, pts: np.ndarray) -> np.ndarray:
@@ -683,7 +840,7 @@ def _floor_shadow(lay: _Layout, tr: _Trace, pts: np.ndarray) -> np.ndarray:
         cast = corners - s[:, None] * np.asarray(light)[None, :]
         base = corners.copy()
         base[:, 1] = y0
-        rect = _screen_rect(np.vstack([base, cast]), tr.intr, w, h)
+        rect = _screen_rect(tr.to_camera(np.vstack([base, cast])), tr.intr, w, h)
         if rect is None:
             continue
         u0, u1, v0, v1 = rect
@@ -870,7 +1027,10 @@ class SceneGeometry:
     """The analytic ground truth of a rendered scene, pixel by pixel.
 
     ``points`` is computed from each pixel's ray and its analytic hit, not from the depth
-    map; ``points[..., 2]`` equals the depth map up to float32 rounding."""
+    map; ``points[..., 2]`` equals the depth map up to float32 rounding. Points and normals
+    are in the frame of the camera that rendered the view, which stands at ``pose`` in the
+    scene frame (the default pose: both frames are one); :meth:`scene_points` gives the
+    points in the scene frame, where the floor is the plane ``Y = camera_height``."""
 
     seed: int
     width: int
@@ -885,6 +1045,13 @@ class SceneGeometry:
     normals: np.ndarray
     """HxWx3 float32 unit surface normal at that point (facing the camera)."""
     surfaces: dict[int, str] = field(default_factory=lambda: dict(SURFACE_NAMES))
+    pose: Pose = DEFAULT_POSE
+
+    def scene_points(self) -> np.ndarray:
+        """HxWx3 float32: ``points`` in the scene frame."""
+        if self.pose.is_default:
+            return self.points
+        return self.pose.to_scene(self.points).astype(np.float32)
 
     def object(self, object_id: int) -> SceneObject:
         for o in self.objects:
@@ -899,19 +1066,26 @@ class SceneGeometry:
         return (fx * x / z + cx, fy * y / z + cy)
 
     def ground_xz(self, u: int, v: int) -> tuple[float, float]:
-        """Floor-plane coordinates (X, Z) of the point seen at pixel (u, v)."""
+        """Floor-plane coordinates (scene X, Z) of the point seen at pixel (u, v)."""
         p = self.points[v, u]
+        if not self.pose.is_default:
+            p = self.pose.to_scene(p)
         return (float(p[0]), float(p[2]))
 
 
-def _scene(scene_seed: int, width: int, height: int, colour: bool):
+def _scene(scene_seed: int, width: int, height: int, colour: bool, pose: Pose | None = None):
     seed = _check_seed(scene_seed)
     if width < 2 or height < 2:
         raise ValueError(f"image size must be at least 2x2, got {width}x{height}")
     lay = _layout(seed)
-    tr = _trace(lay, int(width), int(height))
-    pts = _points(lay, tr)
-    normals, albedo = _shade_surfaces(lay, tr, pts, colour)
+    if pose is not None and not pose.is_default:
+        problem = pose_problem(seed, pose)
+        if problem:
+            raise ValueError(f"camera pose {pose.to_dict()} is not usable in scene {seed}: {problem}")
+    tr = _trace(lay, int(width), int(height), pose)
+    cam_pts, pts = _points(lay, tr)
+    normals, albedo = _shade_surfaces(lay, tr, pts, colour)  # scene frame
+    cam_normals = normals if tr.pose is None else (normals @ tr.pose.rotation().astype(np.float32))
     geom = SceneGeometry(
         seed=seed,
         width=int(width),
@@ -920,8 +1094,9 @@ def _scene(scene_seed: int, width: int, height: int, colour: bool):
         camera_height=lay.camera_height,
         objects=lay.objects,
         object_id=tr.ids,
-        points=pts,
-        normals=normals,
+        points=cam_pts,
+        normals=cam_normals,
+        pose=pose if pose is not None else DEFAULT_POSE,
     )
     if not colour:
         return lay, tr, geom, None
@@ -929,7 +1104,7 @@ def _scene(scene_seed: int, width: int, height: int, colour: bool):
     lambert = np.clip(normals @ light, 0.0, None)
     lambert[_floor_shadow(lay, tr, pts)] *= 0.25
     # a touch of haze with distance keeps far surfaces from looking pasted on
-    haze = 1.0 - np.exp(pts[..., 2] * np.float32(-1.0 / 30.0))
+    haze = 1.0 - np.exp(cam_pts[..., 2] * np.float32(-1.0 / 30.0))
     gain = (lay.ambient + (1.0 - lay.ambient) * 0.95 * lambert) * (1.0 - 0.5 * haze) * 255.0
     lit = albedo * gain[..., None]
     lit += (haze * np.float32(0.375 * 255.0))[..., None]
@@ -938,9 +1113,103 @@ def _scene(scene_seed: int, width: int, height: int, colour: bool):
     return lay, tr, geom, rgb
 
 
-def scene_geometry(scene_seed: int, width: int = DEFAULT_WIDTH, height: int = DEFAULT_HEIGHT) -> SceneGeometry:
-    """Ground truth of scene ``scene_seed`` at the given size (no shading is computed)."""
-    return _scene(scene_seed, width, height, colour=False)[2]
+def scene_geometry(scene_seed: int, width: int = DEFAULT_WIDTH, height: int = DEFAULT_HEIGHT,
+                   pose: Pose | None = None) -> SceneGeometry:
+    """Ground truth of scene ``scene_seed`` at the given size (no shading is computed), seen
+    from the default camera or from ``pose``."""
+    return _scene(scene_seed, width, height, colour=False, pose=pose)[2]
+
+
+def pose_problem(scene_seed: int, pose: Pose, margin: float = CAMERA_MARGIN) -> str | None:
+    """Why a camera cannot stand at ``pose`` in scene ``scene_seed`` (None: it can).
+
+    ``pitch_out_of_range`` (beyond :data:`MAX_PITCH_DEG`), ``too_close_to_floor`` (less than
+    ``margin`` above it), ``too_high`` (more than :data:`MAX_CAMERA_HEIGHT` above it),
+    ``outside_room`` (beyond a wall), ``too_close_to_wall`` (inside, nearer than
+    ``margin``), ``inside_object`` (within ``margin`` of an object's footprint, at any
+    height: a camera never stands over an object). The default pose is always usable."""
+    if pose.is_default:
+        return None
+    lay = _layout(_check_seed(scene_seed))
+    if abs(pose.pitch_deg) > MAX_PITCH_DEG:
+        return "pitch_out_of_range"
+    above_floor = lay.camera_height - pose.y
+    if above_floor < margin:
+        return "too_close_to_floor"
+    if above_floor > MAX_CAMERA_HEIGHT:
+        return "too_high"
+    inside = [wall.offset - (wall.normal[0] * pose.x + wall.normal[1] * pose.z) for wall in lay.walls]
+    if min(inside) <= 0.0:
+        return "outside_room"
+    if min(inside) < margin:
+        return "too_close_to_wall"
+    for obj in lay.objects:
+        if math.hypot(pose.x - obj.center[0], pose.z - obj.center[2]) < obj.footprint_radius + margin:
+            return "inside_object"
+    return None
+
+
+@dataclass(frozen=True)
+class View:
+    """One rendered view of a scene: what :func:`render_view` returns. The arrays are
+    read-only; ``depth`` is the posed camera's Z (valid everywhere: the room is closed)."""
+
+    seed: int
+    width: int
+    height: int
+    pose: Pose
+    rgb: np.ndarray
+    depth: np.ndarray
+    intrinsics: tuple[float, float, float, float]
+    geometry: SceneGeometry | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.width, self.height)
+
+
+#: Posed views a process keeps (:func:`render_view`): a task that checks a view and then
+#: draws it asks for it twice.
+VIEW_CACHE_ENTRIES = 4
+_VIEW_CACHE: OrderedDict = OrderedDict()
+
+
+def render_view(scene_seed: int, size: tuple[int, int] = (DEFAULT_WIDTH, DEFAULT_HEIGHT),
+                pose: Pose | dict | None = None, geometry: bool = False) -> View:
+    """Render scene ``scene_seed`` at ``size`` = (width, height) from a camera at ``pose``
+    (a :class:`Pose`, its :meth:`Pose.to_dict` form, or None for the default camera, which
+    gives exactly :func:`render_scene`'s pixels and depth). ``geometry`` adds the view's
+    :class:`SceneGeometry`. ValueError (naming the reason, see :func:`pose_problem`) for a
+    pose the camera cannot take."""
+    seed = _check_seed(scene_seed)
+    width, height = (int(v) for v in size)
+    if isinstance(pose, dict):
+        pose = Pose.from_dict(pose)
+    pose = pose if pose is not None else DEFAULT_POSE
+    key = (seed, width, height, pose)
+    if not geometry:
+        with _RENDER_CACHE_LOCK:
+            hit = _VIEW_CACHE.get(key)
+            if hit is not None:
+                _VIEW_CACHE.move_to_end(key)
+                return hit
+        if pose.is_default:
+            rgb, depth, _mask, intr = _rendered(seed, width, height)
+            view = View(seed, width, height, pose, rgb, depth, intr)
+            return view
+    _lay, tr, geom, rgb = _scene(seed, width, height, colour=True, pose=pose)
+    depth = tr.t.astype(np.float32)
+    depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
+    for arr in (rgb, depth):
+        arr.setflags(write=False)
+    view = View(seed, width, height, pose, rgb, depth, tuple(float(x) for x in tr.intr),  # type: ignore[arg-type]
+                geom if geometry else None)
+    if not geometry:
+        with _RENDER_CACHE_LOCK:
+            _VIEW_CACHE[key] = view
+            while len(_VIEW_CACHE) > VIEW_CACHE_ENTRIES:
+                _VIEW_CACHE.popitem(last=False)
+    return view
 
 
 def scene_description(scene_seed: int, width: int = DEFAULT_WIDTH, height: int = DEFAULT_HEIGHT) -> dict[str, Any]:
@@ -1051,6 +1320,7 @@ def cool_down() -> None:
     _noise_texture.cache_clear()
     with _RENDER_CACHE_LOCK:
         _RENDER_CACHE.clear()
+        _VIEW_CACHE.clear()
 
 
 #: Bytes of rendered scenes a process keeps (:func:`_rendered`). A run deals the units of
@@ -1087,23 +1357,31 @@ def _rendered(seed: int, width: int, height: int):
 
 
 __all__ = [
-    "cool_down",
-    "warm_up",
     "BACK_WALL_ID",
+    "CAMERA_MARGIN",
     "DEFAULT_HEIGHT",
+    "DEFAULT_POSE",
     "DEFAULT_WIDTH",
     "FRONT_WALL_ID",
     "GROUND_ID",
     "LEFT_WALL_ID",
+    "MAX_CAMERA_HEIGHT",
+    "MAX_PITCH_DEG",
     "RIGHT_WALL_ID",
     "SURFACE_NAMES",
+    "Pose",
     "SceneGeometry",
     "SceneObject",
+    "View",
+    "cool_down",
     "load_procedural_item",
     "parse_procedural_path",
+    "pose_problem",
     "procedural_refs",
     "render_scene",
     "render_scene_with_geometry",
+    "render_view",
     "scene_description",
     "scene_geometry",
+    "warm_up",
 ]

@@ -94,9 +94,11 @@ from .files import (
     SeenFiles,
     _missing_input,
     read_list_file,
+    source_kind_of,
     walk_folders,
 )
 from .images import LoadOptions, load_item
+from .video import VIDEO_EXTENSIONS
 
 MIN_VALID_FRACTION = 0.05
 """Depth maps with fewer valid pixels than this fraction are refused."""
@@ -454,6 +456,8 @@ def _pair_folder(
             ext = os.path.splitext(n)[1].lower()
             if n in depth_pngs or ext in _DEPTHLIKE_EXTENSIONS:
                 report.note("unpaired_depth_file", os.path.join(folder, n))
+            elif ext in VIDEO_EXTENSIONS:
+                pass  # a video: discover_rgbd takes it as a ``video`` source
             else:
                 report["not_an_image_extension"] += 1
     return images, pairs
@@ -610,6 +614,8 @@ def discover_rgbd(inputs: list[str]) -> tuple[list[SourceRef], DiscoveryReport]:
     - folders are walked as described in :mod:`.files` (each real folder once, FIFOs and
       other non-regular files counted as ``not_a_regular_file`` and never opened,
       ``unreadable_folder``, ``repeated_folder``, ``broken_link``, ``duplicate_file``).
+    - videos (``.mp4``, ``.webm``, ``.mkv``, ``.mov``, ``.m4v``) in a folder, listed or
+      given alone become refs of kind ``video`` (after the images of their folder);
     - a single image file is paired the same way with the files beside it; list files
       (``.txt``/``.lst``/``.list``) are read as by :func:`.files.discover`, each listed
       image then paired like a single file.
@@ -630,6 +636,9 @@ def discover_rgbd(inputs: list[str]) -> tuple[list[SourceRef], DiscoveryReport]:
         return True
 
     def add_file(p: Path, sid: str) -> None:
+        if source_kind_of(str(p)) == "video":
+            add(SourceRef(id=sid, path=os.path.abspath(p), kind="video"), sid)
+            return
         partner = _single_file_partner(p) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS else None
         add(_ref_for(os.path.abspath(p), sid, partner), sid)
 
@@ -643,6 +652,10 @@ def discover_rgbd(inputs: list[str]) -> tuple[list[SourceRef], DiscoveryReport]:
                     f = Path(dirpath) / img
                     sid = f"{root_name}/{f.relative_to(p).as_posix()}"
                     add(_ref_for(os.path.abspath(f), sid, pairs.get(img)), sid)
+                for vid in sorted(n for n in names if source_kind_of(n) == "video"):
+                    f = Path(dirpath) / vid
+                    sid = f"{root_name}/{f.relative_to(p).as_posix()}"
+                    add(SourceRef(id=sid, path=os.path.abspath(f), kind="video"), sid)
         elif p.is_file():
             suffix = p.suffix.lower()
             if suffix == ".jsonl":

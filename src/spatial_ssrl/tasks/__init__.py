@@ -13,11 +13,16 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 from .base import PretextTask, Rendered, Sample, generate_sample
+from .camera_motion import CameraMotionTask
+from .correspondence import CorrespondenceTask
 from .crop import CropTask
 from .depth import DepthTask
+from .distance import DistanceTask
 from .flip import FlipTask
 from .position import PositionTask
+from .rotation import RotationTask
 from .shuffle import ShuffleTask
+from .temporal import TemporalTask
 
 ENTRY_POINT_GROUP = "spatial_ssrl.tasks"
 
@@ -35,6 +40,11 @@ def register_task(cls: type[PretextTask]) -> type[PretextTask]:
 
 for _cls in (ShuffleTask, FlipTask, CropTask, DepthTask, PositionTask):
     register_task(_cls)
+register_task(RotationTask)  # issue 24: registered, outside the default (paper) mix
+register_task(DistanceTask)  # issue 24: metric distance, only by --tasks
+register_task(TemporalTask)  # issue 24: temporal order of clip frames, only by --tasks
+register_task(CorrespondenceTask)  # issue 24: cross-view correspondence, only by --tasks
+register_task(CameraMotionTask)  # issue 24: camera motion between two views, only by --tasks
 
 
 def _load_entry_points() -> None:
@@ -77,14 +87,19 @@ def rerender(meta: dict, item, **options) -> tuple[Rendered, str]:
 
 
 __all__ = [
+    "CameraMotionTask",
+    "CorrespondenceTask",
     "CropTask",
     "DepthTask",
+    "DistanceTask",
     "FlipTask",
     "PositionTask",
     "PretextTask",
     "Rendered",
+    "RotationTask",
     "Sample",
     "ShuffleTask",
+    "TemporalTask",
     "available_tasks",
     "generate_sample",
     "get_task_class",

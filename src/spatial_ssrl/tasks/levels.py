@@ -18,7 +18,19 @@ What each task's knob is:
   between consecutive ones (``-gap0.2``: far apart, easier; the paper's 0.05 otherwise);
 - position: the margins: ``auto-x2`` / ``auto-x1.5`` scale every lateral and depth
   threshold, so an offset counts only far beyond the paper's margin (easier), ``auto`` is
-  the paper's.
+  the paper's;
+- rotation (not a paper task): two turns (0/180), four turns, then one patch of a 2x2 /
+  3x3 grid turned in place (less of the scene to read the turn from);
+- distance (not a paper task): one point's distance from the camera, then two points at
+  about the same depth (``pair-lateral``), any two points, two points mostly one behind
+  the other (``pair-depth``: the length must be read from depth cues);
+- temporal (not a paper task): the number of frames to order (3..6) and how far apart
+  they are (``-close``: small steps, small changes between frames), interleaved;
+- camera_motion (not a paper task): one motion (a step or a turn), large then small, then
+  a step combined with a turn (both parts must be read), large then small;
+- correspondence (not a paper task): the number of candidates in the second view (3, 4, 6)
+  and how they lie (``far``: spread over the view; ``near``: a tight cluster of neighbours
+  around the true point, harder).
 
 ``ssrl tasks`` lists the levels.
 """
@@ -60,6 +72,13 @@ def _table() -> dict[str, list[Level]]:
         "depth": _plain("2-regions-gap0.2", "2-regions", "3-regions-gap0.2", "3-regions", "4-regions-gap0.1",
                         "4-regions", "5-regions"),
         "position": _plain("auto-x2", "auto-x1.5", "auto"),
+        "rotation": _plain("2-way", "4-way", "patch-2x2", "patch-3x3"),
+        "distance": _plain("camera", "pair-lateral", "pair", "pair-depth"),
+        "temporal": _plain("3-frames", "4-frames", "3-frames-close", "5-frames", "4-frames-close", "6-frames",
+                           "5-frames-close", "6-frames-close"),
+        "camera_motion": _plain("single-large", "single-small", "combined-large", "combined-small"),
+        "correspondence": _plain("3-candidates-far", "4-candidates-far", "6-candidates-far", "4-candidates-near",
+                                 "6-candidates-near"),
     }
 
 

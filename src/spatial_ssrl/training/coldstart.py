@@ -117,7 +117,55 @@ def _position_rationale(rec: Record) -> str:
             f"region lies {where}, which is option {letter}.")
 
 
+def _option_text(rec: Record) -> tuple[str, str | None]:
+    letter = (rec.answer or "").strip()
+    if rec.options and len(letter) == 1 and "A" <= letter <= "Z" and ord(letter) - 65 < len(rec.options):
+        return letter, rec.options[ord(letter) - 65]
+    return letter, None
+
+
+def _rotation_rationale(rec: Record) -> str:
+    letter, text = _option_text(rec)
+    said = f" ({text.lower()})" if text else ""
+    return ("I look at which way gravity points in the picture: the sky and the ground, the horizon, upright "
+            "objects and any text, and whether the turned part still continues into its surroundings. The turn "
+            f"that brings them upright is option {letter}{said}.")
+
+
+def _distance_rationale(rec: Record) -> str:
+    if rec.variant == "camera":
+        return ("I place the marked point in 3D from perspective, the ground plane and the sizes of familiar "
+                f"objects around it, and take its straight-line distance from the camera: about {rec.answer} m.")
+    return ("I place both marked points in 3D from perspective, the ground plane and the sizes of familiar "
+            f"objects, then measure the straight line between them: about {rec.answer} m.")
+
+
+def _camera_motion_rationale(rec: Record) -> str:
+    letter, text = _option_text(rec)
+    said = f": {text.lower()}" if text else ""
+    return ("I compare the two views: whether the whole scene slid sideways or up and down, whether objects "
+            "grew or shrank as the camera came nearer or went back, and whether near and far things shifted "
+            f"together, as a turn makes them. That is option {letter}{said}.")
+
+
+def _temporal_rationale(rec: Record) -> str:
+    return ("I follow how the view changes from one frame to another and find the steady motion that links "
+            f"them; ordering the frames along that motion gives {rec.answer}.")
+
+
+def _correspondence_rationale(rec: Record) -> str:
+    letter, _ = _option_text(rec)
+    return ("I note what surrounds the marked point in the first view: the surface it lies on, nearby edges "
+            "and how far it is, then find the candidate in the second view with the same surroundings, "
+            f"allowing for the change of viewpoint. That is {letter}.")
+
+
 RATIONALES = {
+    "rotation": _rotation_rationale,
+    "distance": _distance_rationale,
+    "camera_motion": _camera_motion_rationale,
+    "temporal": _temporal_rationale,
+    "correspondence": _correspondence_rationale,
     "shuffle": _shuffle_rationale,
     "flip": _flip_rationale,
     "crop": _crop_rationale,

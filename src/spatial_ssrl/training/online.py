@@ -433,6 +433,16 @@ def _check_some_usable(refs) -> None:
     for ref in refs:
         if ref.kind == "procedural":
             return
+        if ref.kind == "video":
+            from ..sources.base import SourceSkip
+            from ..sources.video import open_clip
+
+            try:
+                open_clip(ref.path)
+                return
+            except (SourceSkip, OSError):
+                probed.append(os.path.basename(ref.path))
+                continue
         try:
             with open(ref.path, "rb") as fh:
                 problem = image_problem(fh.read())
@@ -467,7 +477,9 @@ def online_plan(cfg) -> OnlinePlan:
     if not refs:
         raise ConfigError("online_inputs: no image files found")
     _check_some_usable(refs)
-    with_depth = any(r.kind != "image" for r in refs)
+    from ..engine.run import DEPTH_KINDS
+
+    with_depth = any(r.kind in DEPTH_KINDS for r in refs)  # (a video has no depth)
     try:
         mix = parse_mix(o["online_tasks"], with_depth=with_depth)
     except MixError as exc:

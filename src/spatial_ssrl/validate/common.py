@@ -132,7 +132,8 @@ class SourceCache:
             resize = meta.get("resize")
             if intr is not None and resize:
                 sx, sy = resize["scale"]
-                intr = [intr[0] / sx, intr[1] / sy, intr[2] / sx, intr[3] / sy]
+                # undo the loader's pixel-centre scaling (c' = (c + 0.5) s - 0.5, f' = f s)
+                intr = [intr[0] / sx, intr[1] / sy, (intr[2] + 0.5) / sx - 0.5, (intr[3] + 0.5) / sy - 0.5]
             ref = SourceRef(source, source, kind="rgbd", depth=depth_path,
                             depth_format=meta.get("depth_format"), depth_scale=meta.get("depth_scale"),
                             intrinsics=tuple(intr) if intr is not None else None,

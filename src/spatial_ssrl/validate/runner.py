@@ -10,7 +10,12 @@ from typing import Any
 from ..checks import AmbiguityThresholds
 from ..readers import open_dataset
 from ..sources import LoadOptions
+from . import camera_motion as camera_motion_validator
+from . import correspondence as correspondence_validator
 from . import crop, depth, flip, position, shuffle
+from . import distance as distance_validator
+from . import rotation as rotation_validator
+from . import temporal as temporal_validator
 from .common import Context, Fail, NotCheckable, SourceCache, parse_meta
 
 VALIDATORS: dict[str, Callable[[Context], str]] = {
@@ -19,11 +24,21 @@ VALIDATORS: dict[str, Callable[[Context], str]] = {
     "crop": crop.validate,
     "depth": depth.validate,
     "position": position.validate,
+    "rotation": rotation_validator.validate,
+    "temporal": temporal_validator.validate,
+    "distance": distance_validator.validate,
+    "camera_motion": camera_motion_validator.validate,
+    "correspondence": correspondence_validator.validate,
 }
 
 
 ANSWER_TYPES = {"shuffle": "permutation", "flip": "flip", "crop": "choice", "depth": "permutation",
                 "position": "choice"}
+ANSWER_TYPES["rotation"] = "choice"
+ANSWER_TYPES["temporal"] = "permutation"
+ANSWER_TYPES["distance"] = "numeric"
+ANSWER_TYPES["camera_motion"] = "choice"
+ANSWER_TYPES["correspondence"] = "choice"
 
 
 def _options(manifest: dict | None) -> tuple[LoadOptions, AmbiguityThresholds, int]:
@@ -111,7 +126,7 @@ def validate_dataset(path: str, num: int | None = None, seed: int = 0,
     notes = []
     if reader.format != "canonical":
         notes.append(f"format {reader.format} stores no meta: depth and position samples cannot be re-derived "
-                     "(marker positions unknown); shuffle, flip and crop are re-derived from images + source "
+                     "(marker positions unknown); shuffle, flip, crop and rotation are re-derived from images + source "
                      "with the manifest's (or default) thresholds")
     if reader.manifest is None:
         notes.append("no manifest.json: default load options and thresholds assumed")

@@ -50,12 +50,29 @@ RATIONALES = {
     "down or mirrored, and decide whether it was flipped vertically or horizontally.",
     "choice": "I compare each option with the content, scale and orientation around the marked region "
     "and keep the one that fits.",
+    "numeric": "I judge how far the marked points are from the camera from perspective, the sizes of familiar "
+    "objects and the ground plane, place them in 3D and measure the straight line in meters.",
+}
+# Tasks whose answer type is shared with a paper task but whose reasoning differs (looked up
+# before RATIONALES).
+TASK_RATIONALES = {
+    "rotation": "I look at which way gravity, the horizon, the sky and the ground, and upright objects "
+    "or text point, and whether the content continues into its surroundings, to tell how far it was turned.",
+    "correspondence": "I find what surrounds point 1 in the first view (the surface, texture and nearby objects), "
+    "work out how the viewpoint changed between the views, and pick the candidate in the second view that shows "
+    "that same spot.",
+    "temporal": "I compare the frames for how the view shifts and what comes into or leaves sight, chain "
+    "them so each step changes the view a little, and orient the chain by the camera's stated motion or the "
+    "earliest frame.",
+    "camera_motion": "I match things seen in both images and compare how they shift: a turn moves near and far "
+    "things alike, a step moves near things more than far ones, and moving forward or backward makes things "
+    "grow or shrink around the centre.",
 }
 FALLBACK_RATIONALE = "I examine the spatial cues in the image and pick the answer they support."
 
 
-def assistant_target(answer: str, answer_type: str) -> str:
-    rationale = RATIONALES.get(answer_type, FALLBACK_RATIONALE)
+def assistant_target(answer: str, answer_type: str, task: str | None = None) -> str:
+    rationale = TASK_RATIONALES.get(task or "") or RATIONALES.get(answer_type, FALLBACK_RATIONALE)
     return f"<think>\n{rationale}\n</think>\n\\boxed{{{answer}}}"
 
 
@@ -63,7 +80,7 @@ def to_record(s: EncodedSample) -> dict:
     return {
         "messages": [
             {"role": "user", "content": with_format_suffix(s.problem)},
-            {"role": "assistant", "content": assistant_target(s.answer, s.answer_type)},
+            {"role": "assistant", "content": assistant_target(s.answer, s.answer_type, s.task)},
         ],
         "images": [f"{IMAGE_DIR}/{name}" for name in s.image_names],
         "id": s.id,
@@ -93,7 +110,7 @@ class LlamaFactoryWriter(DatasetWriter):
 
     def _open(self):
         if self._fh is None:
-            self._fh = open(self.tmp_path, "w", encoding="utf-8")
+            self._fh = open(self.tmp_path, "w", encoding="utf-8")  # noqa: SIM115 - held open across rows, closed in close()
         return self._fh
 
     def add(self, sample: EncodedSample) -> None:
@@ -128,10 +145,9 @@ class LlamaFactoryWriter(DatasetWriter):
             raise RuntimeError("resume() must come before the first add()")
         if not os.path.isfile(self.tmp_path) or os.path.getsize(self.tmp_path) < offset:
             raise ValueError(f"{self.tmp_path}: shorter than the interrupted run recorded")
-        fh = open(self.tmp_path, "r+b")
-        fh.truncate(offset)
-        fh.close()
-        self._fh = open(self.tmp_path, "a", encoding="utf-8")
+        with open(self.tmp_path, "r+b") as fh:
+            fh.truncate(offset)
+        self._fh = open(self.tmp_path, "a", encoding="utf-8")  # noqa: SIM115 - held open across rows, closed in close()
         self._count = rows
 
     def close(self) -> list[str]:
