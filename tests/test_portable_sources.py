@@ -93,3 +93,25 @@ def test_built_in_rgbd_inputs_store_no_absolute_path(tmp_path):
         text = json.dumps(r, default=str)
         assert site not in text and str(tmp_path) not in text
     assert "all checked samples pass" in _run("validate", out, "-q")
+
+
+def test_a_diode_folder_with_masks_stores_no_absolute_path(tmp_path):
+    """DIODE's validity masks are found beside the depth; the dataset says where, relative to
+    the depth file, not by the folder's absolute path."""
+    from spatial_ssrl.sources.procedural import render_scene
+
+    folder = tmp_path / "diode" / "scan_00001"
+    folder.mkdir(parents=True)
+    for k in range(2):
+        item = render_scene(k, 320, 240)
+        Image.fromarray(item.rgb).save(folder / f"view_{k}.png")
+        np.save(folder / f"view_{k}_depth.npy", item.depth[..., None].astype(np.float32))
+        np.save(folder / f"view_{k}_depth_mask.npy", np.ones(item.depth.shape, np.float32))
+    out = tmp_path / "out"
+    _run("generate", "--input", tmp_path / "diode", "--out", out, "--num", 6, "--tasks", "depth", "--workers", 1, "-q")
+    rows = _rows(out)
+    assert len(rows) == 6
+    for r in rows:
+        assert str(tmp_path) not in json.dumps(r, default=str)
+        assert json.loads(r["meta"])["mask_path"] == os.path.basename(
+            r["depth_source"]).replace("_depth.npy", "_depth_mask.npy")

@@ -390,5 +390,6 @@ def read_depth_file(
     if mask_path is not None:
         m = read_mask(mask_path, raw.shape, max_pixels)
         raw.valid &= m
-        raw.notes["mask_path"] = os.path.abspath(mask_path)
+        # where the mask was, relative to the depth file: never a path of the user's machine
+        raw.notes["mask_path"] = os.path.relpath(os.path.abspath(mask_path), os.path.dirname(os.path.abspath(path)))
     return raw
