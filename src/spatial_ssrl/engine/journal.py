@@ -64,6 +64,8 @@ def fingerprint(config, refs: Iterable, png_encoder: str, engine: dict | None = 
     for ref in refs:
         d = asdict(ref)
         d["_stat"] = [_stat(ref.path), _stat(ref.depth), _stat(ref.mask)]
+        if getattr(ref, "pair", None) is not None:  # a posed pair's second view is an input too
+            d["_stat"] += [_stat(ref.pair.rgb), _stat(ref.pair.depth)]
         h.update(json.dumps(d, sort_keys=True, default=repr).encode(errors="surrogateescape"))
         h.update(b"\n")
     return h.hexdigest()

@@ -1,9 +1,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .posed import PosedPair
+
+
+@dataclass(frozen=True)
+class PairRef:
+    """The second view of a posed pair (an RGB-D manifest line's ``pair``, see
+    :mod:`.posed`): its RGB file, optional depth file (read like the first view's), its
+    camera-to-world pose and, when they differ from the first view's, its intrinsics."""
+
+    rgb: str
+    pose: tuple[float, ...]
+    """16 numbers: the 4x4 camera-to-world matrix, row-major (metres, OpenCV camera axes)."""
+    depth: str | None = None
+    intrinsics: tuple[float, float, float, float] | None = None
+    """(fx, fy, cx, cy) in pixels of this view's RGB file; None: the first view's."""
+    name: str | None = None
+    """Where a dataset stores the RGB file (as ``SourceRef.name``)."""
+    depth_name: str | None = None
+
 
 
 @dataclass(frozen=True)
@@ -40,6 +61,10 @@ class SourceRef:
     (:mod:`spatial_ssrl.sources.naming`); None: the path itself."""
     depth_name: str | None = None
     """The same for the depth file."""
+    pose: tuple[float, ...] | None = None
+    """Camera-to-world pose of this view (16 numbers, a row-major 4x4), for posed pairs."""
+    pair: PairRef | None = None
+    """The second view of a posed pair (:mod:`.posed`), or None."""
 
 
 @dataclass
@@ -71,6 +96,9 @@ class Item:
     """The file the pixels were read from, as this machine names it (``path`` is the portable
     name a dataset stores): for tasks that read a sibling file, as the other view of a stereo
     pair. Never stored in a dataset."""
+    pair: PosedPair | None = None
+    """The second view of a posed pair with both poses (:class:`.posed.PosedPair`), loaded
+    on first use; never stored in a dataset (tasks store its portable names)."""
 
     @property
     def has_depth(self) -> bool:

@@ -6,7 +6,8 @@ A root is each folder given as input, or the folder of each file given (an image
 pairs file); a source outside every given root (the built-in photos, a list naming files
 elsewhere) is named under its own folder. A root's label is its folder's name, made unique
 with ``~2``, ``~3`` ... when two roots share a name. A source's name is ``<label>/<path inside
-the root>`` (the innermost root that holds it); its depth file is named the same way. Sample
+the root>`` (the innermost root that holds it); its depth file, and a posed pair's second
+view and its depth, are named the same way. Sample
 ids do not change: they come from the sources' ids, which discovery makes.
 """
 
@@ -71,7 +72,10 @@ def portable_names(refs: list[SourceRef], inputs: Iterable[str]) -> tuple[list[S
         if ref.kind == "procedural":
             named.append(ref)
             continue
-        named.append(replace(ref, name=roots.name(ref.path), depth_name=roots.name(ref.depth)))
+        pair = ref.pair
+        if pair is not None:  # a posed pair's second view is named the same way
+            pair = replace(pair, name=roots.name(pair.rgb), depth_name=roots.name(pair.depth))
+        named.append(replace(ref, name=roots.name(ref.path), depth_name=roots.name(ref.depth), pair=pair))
     return named, roots.labels()
 
 

@@ -331,6 +331,10 @@ def load_rgbd_item(
     item.depth_kind = kind
     item.depth_path = display_path(ref.depth_name or depth_path)
     item.intrinsics = intrinsics
+    if ref.pair is not None:
+        from .posed import attach_pair
+
+        attach_pair(item, ref, options)
     return item
 
 
@@ -487,7 +491,7 @@ def _single_file_partner(path: Path) -> _Partner | None:
 
 _MANIFEST_KEYS = frozenset(
     {"rgb", "depth", "mask", "depth_format", "intrinsics", "depth_scale", "baseline", "id",
-     "disparity_offset", "doffs"}
+     "disparity_offset", "doffs", "pose", "pair"}
 )
 
 
@@ -553,6 +557,25 @@ def _parse_manifest_entry(entry: Any, base: Path) -> tuple[SourceRef, list[str]]
     return SourceRef(**kwargs), unknown
 
 
+def _with_pair(ref: SourceRef, entry: dict, base: Path, report: DiscoveryReport, where: str
+               ) -> tuple[SourceRef, list[str]]:
+    """``ref`` with the line's ``pose`` and ``pair`` (:mod:`.posed`). A pose that cannot be
+    used is noted by its reason (``pose_...``) and the line kept without its pair; a
+    malformed ``pair`` is a ValueError (a bad line)."""
+    from .posed import PoseProblem, parse_pair
+
+    def resolve(p: str) -> str:
+        q = Path(os.path.expanduser(p))
+        return os.path.abspath(q if q.is_absolute() else base / q)
+
+    try:
+        pose, pair, unknown = parse_pair(entry, base, resolve)
+    except PoseProblem as exc:
+        report.note(exc.reason, f"{where} ({exc.detail})")
+        return ref, []
+    return replace(ref, pose=pose, pair=pair), unknown
+
+
 def _read_manifest(path: Path, report: DiscoveryReport) -> list[tuple[SourceRef, str, str]]:
     """Manifest entries as (ref, default id, ``file:line``); bad lines are noted, not fatal."""
     base = path.parent
@@ -572,6 +595,8 @@ def _read_manifest(path: Path, report: DiscoveryReport) -> list[tuple[SourceRef,
             try:
                 entry = json.loads(text)
                 ref, unknown = _parse_manifest_entry(entry, base)
+                ref, pair_unknown = _with_pair(ref, entry, base, report, display_path(f"{path}:{lineno}"))
+                unknown += pair_unknown
             except (ValueError, TypeError, OverflowError) as exc:  # JSONDecodeError is a ValueError; huge ints overflow
                 report.note("manifest_bad_line", display_path(f"{path}:{lineno} ({exc})"))
                 continue
@@ -593,7 +618,10 @@ def discover_rgbd(inputs: list[str]) -> tuple[list[SourceRef], DiscoveryReport]:
     - ``X.jsonl``: a manifest, one JSON object per line with ``rgb`` (required), ``depth``,
       ``mask``, ``depth_format``, ``intrinsics`` ([fx, fy, cx, cy] in pixels of the RGB
       file), ``depth_scale``, ``baseline`` (metres), ``disparity_offset`` (alias ``doffs``),
-      ``id``. Paths are relative to the manifest's folder. Blank lines and ``#`` lines are
+      ``id``, and for posed pairs ``pose`` and ``pair`` (:mod:`.posed`: a second view with
+      both camera-to-world poses; a pose that cannot be used is counted by its ``pose_...``
+      reason and the line kept without its pair). Paths are relative to the manifest's
+      folder. Blank lines and ``#`` lines are
       skipped; a malformed line is counted as ``manifest_bad_line`` (with its line number in
       ``details``) and the rest is used; unknown keys are counted as
       ``manifest_unknown_key``. Missing files are kept and become ``not_found`` /

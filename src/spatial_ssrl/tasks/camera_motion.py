@@ -19,6 +19,13 @@ Sources
   orientation, so left-then-right is "moved right"; the order is drawn, so right-then-left
   ("moved left") is as frequent. A rig gives one motion of one size: only the ``single``
   variants take stereo pairs, whatever their magnitude.
+- Posed pairs (an RGB-D manifest line with ``pose`` and ``pair``,
+  :mod:`spatial_ssrl.sources.posed`): the relative pose of the second camera in the first
+  one's frame gives the label by :func:`classify_relative` (a step along one axis and/or a
+  yaw, tilt within bounds), its level by :func:`motion_magnitude`; a pair serves only the
+  variant its motion falls in. The order is drawn when both views have metric depth. The
+  label must also explain the image motion clearly better than any distractor
+  (``camera_motion_pair_misfit``), since a real motion is never exactly one of the eight.
 
 Conventions: a pose is the camera's place in the scene frame (X right, Y down, Z forward,
 metres; yaw positive to the right). The motion is the second camera's pose in the frame
@@ -46,8 +53,12 @@ Ambiguity filter, on the first view's depth reprojected into the second camera
 - ``camera_motion_pose_<reason>``: the second camera would stand outside the room, too
   near a wall, the floor or an object (:func:`~spatial_ssrl.sources.procedural.pose_problem`);
 - ``camera_motion_no_second_view`` (an item that is neither a procedural scene nor a
-  stereo pair), ``camera_motion_stereo_is_single`` (a stereo pair in a ``combined``
-  variant), ``camera_motion_needs_metric_depth``.
+  stereo pair nor a posed pair), ``camera_motion_stereo_is_single`` (a stereo pair in a
+  ``combined`` variant), ``camera_motion_needs_metric_depth``;
+- posed pairs: ``camera_motion_pair_tilted``, ``_pair_mixed_step``, ``_pair_is_single`` /
+  ``_is_combined`` / ``_is_large`` / ``_is_small`` (the pair's motion belongs to another
+  variant), ``_pair_misfit``, and ``_pair_rgb_<reason>`` / ``_pair_depth_<reason>`` /
+  ``_pair_size_mismatch`` when the second view cannot be read.
 """
 
 from __future__ import annotations
@@ -251,6 +262,19 @@ def measure_motion(depth1: np.ndarray, intr1, intr2, first: Pose, second: Pose,
     in pixels, not relative to the motion: a turn and a sideways step to the same side add
     up to a large image motion, but what tells them from the other combinations is the
     parallax, which does not grow with the turn."""
+    pos, _ = relative_motion(first, second)
+    rot = first.rotation().T @ second.rotation()
+    return measure_motion_rt(depth1, intr1, intr2, pos, rot, depth2, options, truth)
+
+
+def measure_motion_rt(depth1: np.ndarray, intr1, intr2, pos: np.ndarray, rot: np.ndarray,
+                      depth2: np.ndarray | None = None, options: list[str] | tuple = (),
+                      truth: str | None = None, fit: bool = False) -> dict[str, Any]:
+    """:func:`measure_motion` for a second camera at ``pos`` with axes ``rot`` (columns:
+    its right, down, forward) in the first camera's frame, any rotation. With ``fit``, also
+    ``fit``: how closely the ``truth`` motion, at its best-fitting size, reproduces the image
+    motion (the same measure as ``confusion``; a posed pair's motion is not exactly one of
+    the eight, so its label must explain the image motion better than any distractor)."""
     h, w = depth1.shape
     step = max(1, round(math.sqrt(h * w / SAMPLE_PIXELS)))
     vs, us = np.mgrid[step // 2:h:step, step // 2:w:step]
@@ -260,8 +284,6 @@ def measure_motion(depth1: np.ndarray, intr1, intr2, first: Pose, second: Pose,
     fx, fy, cx, cy = intr1
     p1 = np.stack([(us - cx) * z1 / fx, (vs - cy) * z1 / fy, z1], axis=1)
     uv1 = np.stack([us, vs], axis=1)
-    pos, _ = relative_motion(first, second)
-    rot = first.rotation().T @ second.rotation()
     u2, v2, z2 = _project((p1 - pos) @ rot, intr2)
     seen = (z2 > 1e-3) & (u2 >= -0.5) & (u2 < w - 0.5) & (v2 >= -0.5) & (v2 < h - 0.5)
     if depth2 is not None and seen.any():
@@ -286,18 +308,132 @@ def measure_motion(depth1: np.ndarray, intr1, intr2, first: Pose, second: Pose,
     for key in options:
         if key == truth:
             continue
-        steps, turns = _sizes(key)
-        for _ in range(2):  # the grid, then finer around its best
-            pred = _family_flow(cp, cuv, intr2, key, steps, turns)
-            err = np.mean(np.hypot(pred[..., 0] - true_flow[:, 0], pred[..., 1] - true_flow[:, 1]), axis=-1) / w
-            k = int(np.argmin(err))
-            t_best, s_best = turns[k // len(steps)], steps[k % len(steps)]
-            if float(err[k]) < confusion:
-                confusion, closest = float(err[k]), key
-            steps = s_best * _REFINE if s_best else steps
-            turns = t_best * _REFINE if t_best else turns
+        err = _best_fit(cp, cuv, intr2, key, true_flow, w)
+        if err < confusion:
+            confusion, closest = err, key
     out["confusion"] = confusion if math.isfinite(confusion) else None
     out["closest_distractor"] = closest
+    if fit and truth is not None:
+        out["fit"] = _best_fit(cp, cuv, intr2, truth, true_flow, w)
+    return out
+
+
+def _best_fit(cp: np.ndarray, cuv: np.ndarray, intr2, key: str, true_flow: np.ndarray, w: int) -> float:
+    """The least mean difference (share of the width) between ``true_flow`` and the image
+    motion of motion ``key`` at any size: a grid of sizes, then finer around its best."""
+    steps, turns = _sizes(key)
+    best = math.inf
+    for _ in range(2):
+        pred = _family_flow(cp, cuv, intr2, key, steps, turns)
+        err = np.mean(np.hypot(pred[..., 0] - true_flow[:, 0], pred[..., 1] - true_flow[:, 1]), axis=-1) / w
+        k = int(np.argmin(err))
+        t_best, s_best = turns[k // len(steps)], steps[k % len(steps)]
+        best = min(best, float(err[k]))
+        steps = s_best * _REFINE if s_best else steps
+        turns = t_best * _REFINE if t_best else turns
+    return best
+
+
+# --------------------------------------------------------------------------- posed pairs
+
+POSED_MIN_STEP_M = 0.1
+"""Posed pairs: metres along the main axis from which the camera counts as having stepped."""
+POSED_OFF_AXIS = 0.35
+"""Posed pairs: a step's two other components may be at most this share of its main one."""
+POSED_MIN_TURN_DEG = 3.0
+"""Posed pairs: degrees of yaw from which the camera counts as having turned."""
+POSED_MAX_TILT_DEG = 5.0
+"""Posed pairs: largest change of pitch or roll (no option names a tilt)."""
+POSED_FIT_SHARE = 0.5
+"""Posed pairs: the label's best-sized image motion must be at least this much closer to the
+true one than the closest distractor's (``fit <= share * confusion``)."""
+POSED_ORDERS = ("view1-view2", "view2-view1")
+
+
+def relative_pose(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The second camera's position in the first camera's frame and its axes there (a 3x3
+    whose columns are its right, down, forward), from two 4x4 camera-to-world matrices."""
+    r1 = first[:3, :3]
+    return r1.T @ (second[:3, 3] - first[:3, 3]), r1.T @ second[:3, :3]
+
+
+def rotation_angles(rot: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in degrees of a relative rotation, ``rot = R_yaw @ R_pitch @ R_roll``
+    in the conventions of :class:`Pose` (yaw positive to the right, pitch positive up; roll
+    about the forward axis)."""
+    f = rot[:, 2]
+    yaw = math.atan2(float(f[0]), float(f[2]))
+    pitch = math.atan2(-float(f[1]), math.hypot(float(f[0]), float(f[2])))
+    cy, sy, cp, sp = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch)
+    yp = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]]) @ np.array([[1.0, 0.0, 0.0], [0.0, cp, -sp],
+                                                                               [0.0, sp, cp]])
+    rest = yp.T @ rot
+    roll = math.atan2(float(rest[1, 0]), float(rest[0, 0]))
+    return math.degrees(yaw), math.degrees(pitch), math.degrees(roll)
+
+
+_AXIS_WORDS = {(0, 1): "right", (0, -1): "left", (1, 1): "down", (1, -1): "up", (2, 1): "forward",
+               (2, -1): "backward"}
+
+
+def classify_relative(pos: np.ndarray, rot: np.ndarray) -> tuple[dict[str, Any] | None, str | None]:
+    """The motion (a params ``motion``) a posed pair's relative pose makes, or the reason it
+    makes none: a step when the position's largest component reaches
+    :data:`POSED_MIN_STEP_M` and the other two stay within :data:`POSED_OFF_AXIS` of it, a
+    turn when the yaw reaches :data:`POSED_MIN_TURN_DEG`; pitch and roll must stay within
+    :data:`POSED_MAX_TILT_DEG`. What is left below these sizes is tested on the image motion
+    (``camera_motion_pair_misfit``)."""
+    yaw, pitch, roll = rotation_angles(rot)
+    if max(abs(pitch), abs(roll)) > POSED_MAX_TILT_DEG:
+        return None, "camera_motion_pair_tilted"
+    mags = np.abs(pos)
+    axis = int(np.argmax(mags))
+    length = float(mags[axis])
+    trans = None
+    if length >= POSED_MIN_STEP_M:
+        if float(np.delete(mags, axis).max()) > POSED_OFF_AXIS * length:
+            return None, "camera_motion_pair_mixed_step"
+        trans = _AXIS_WORDS[(axis, 1 if pos[axis] > 0 else -1)]
+    turn = ("right" if yaw > 0 else "left") if abs(yaw) >= POSED_MIN_TURN_DEG else None
+    if trans is None and turn is None:
+        return None, "camera_motion_too_small"
+    return {"translation": trans, "distance_m": length if trans else None, "turn": turn,
+            "turn_deg": abs(yaw) if turn else None}, None
+
+
+def motion_magnitude(motion: dict[str, Any]) -> str:
+    """``large`` when every part of a motion reaches the lower end of its ``large`` range
+    (:data:`MAGNITUDES`), else ``small``: a combined motion is as hard as its weaker part."""
+    large = MAGNITUDES["large"]
+    parts = []
+    if motion.get("translation"):
+        parts.append(motion["distance_m"] >= large["vertical" if AXES[motion["translation"]] == 1 else "horizontal"][0])
+    if motion.get("turn"):
+        parts.append(motion["turn_deg"] >= large["turn_combined" if motion.get("translation") else "turn"][0])
+    return "large" if all(parts) else "small"
+
+
+def posed_views(item: Item, order: str) -> list[tuple[np.ndarray, np.ndarray | None, tuple, np.ndarray]]:
+    """(rgb, depth or None, intrinsics, camera-to-world 4x4) of a posed item's two views, in
+    the order shown. Raises SourceSkip (``pair_...``) when the second view cannot be read."""
+    pair = item.pair
+    second = pair.view()
+    one = (item.rgb, item.depth, tuple(item.intrinsics), pair.poses[0])
+    two = (second.rgb, second.depth, second.intrinsics, pair.poses[1])
+    return [one, two] if order == POSED_ORDERS[0] else [two, one]
+
+
+def posed_files(item: Item, order: str) -> dict[str, list]:
+    """What a sample stores to find a posed pair's files again, in the order shown: the
+    names the dataset gives the RGB and depth files (never a full path), the depth format
+    each was read as and its scale."""
+    pair = item.pair
+    second = pair.view()
+    out = {"views": [item.path, pair.name], "depths": [item.depth_path, pair.depth_name],
+           "depth_formats": [item.info.get("depth_format"), second.depth_format],
+           "depth_scales": [item.info.get("depth_scale"), second.depth_scale]}
+    if order != POSED_ORDERS[0]:
+        out = {k: v[::-1] for k, v in out.items()}
     return out
 
 
@@ -359,6 +495,8 @@ class CameraMotionTask(PretextTask):
         path = item.path or ""
         if path.startswith("procedural:"):
             return self._procedural_params(rng, item, path)
+        if item.pair is not None:
+            return self._posed_params(rng, item)
         conv = item.info.get("depth_conversion") or {}
         partner = stereo_partner(item.file or path) if conv.get("from") == "disparity" else None
         if partner is None:
@@ -413,15 +551,59 @@ class CameraMotionTask(PretextTask):
             "options": self._options(rng, motion_key(motion)),
         }
 
+    def _posed_params(self, rng, item: Item) -> dict[str, Any]:
+        from ..sources.base import SourceSkip
+
+        if item.depth_kind != "metric" or item.intrinsics is None:
+            return {"rejected": "camera_motion_needs_metric_depth"}
+        try:
+            second = item.pair.view()
+        except SourceSkip as skip:
+            return {"rejected": f"camera_motion_{skip.reason}"}
+        # the order is drawn when both views have metric depth (the first shown is measured)
+        both = second.depth is not None and second.depth_kind == "metric"
+        order = POSED_ORDERS[int(rng.integers(2))] if both else POSED_ORDERS[0]
+        views = posed_views(item, order)
+        pos, rot = relative_pose(views[0][3], views[1][3])
+        motion, why = classify_relative(pos, rot)
+        if why:
+            return {"rejected": why}
+        combined = bool(motion["translation"] and motion["turn"])
+        if combined != self.combined:
+            return {"rejected": f"camera_motion_pair_is_{'combined' if combined else 'single'}"}
+        magnitude = motion_magnitude(motion)
+        if magnitude != self.magnitude:
+            return {"rejected": f"camera_motion_pair_is_{magnitude}"}
+        yaw, pitch, roll = rotation_angles(rot)
+        return {
+            "source": "posed",
+            "size": [item.width, item.height],
+            "order": order,
+            **posed_files(item, order),
+            "poses": [v[3].tolist() for v in views],  # camera-to-world 4x4, in the order shown
+            "intrinsics": [float(v) for v in item.intrinsics],  # the source's, for re-reading it
+            "view_intrinsics": [[float(t) for t in v[2]] for v in views],
+            "relative": {"position": [float(t) for t in pos], "yaw_deg": yaw, "pitch_deg": pitch,
+                         "roll_deg": roll},
+            "motion": motion,
+            "magnitude": magnitude,
+            "options": self._options(rng, motion_key(motion)),
+        }
+
     # -- checking ---------------------------------------------------------------------
     def _evidence(self, item: Item, params: dict[str, Any]) -> dict[str, Any]:
         key = json.dumps(params, sort_keys=True)
         if self._memo is not None and self._memo[0] == key:
             return self._memo[1]
-        first, second = (Pose.from_dict(p) for p in params["poses"])
+        if params["source"] != "posed":
+            first, second = (Pose.from_dict(p) for p in params["poses"])
         options = [_key_of_text(t) for t in params["options"]]
         truth = motion_key(params["motion"])
-        if params["source"] == "procedural":
+        if params["source"] == "posed":
+            (_, depth_a, intr_a, pose_a), (_, depth_b, intr_b, pose_b) = posed_views(item, params["order"])
+            pos, rot = relative_pose(pose_a, pose_b)
+            ev = measure_motion_rt(depth_a, intr_a, intr_b, pos, rot, depth_b, options, truth, fit=True)
+        elif params["source"] == "procedural":
             size = tuple(params["size"])
             depth1 = item.depth if first.is_default else render_view(params["scene_seed"], size, first).depth
             view2 = render_view(params["scene_seed"], size, second)
@@ -442,9 +624,9 @@ class CameraMotionTask(PretextTask):
     def check(self, item: Item, params: dict[str, Any]) -> str | None:
         if params.get("rejected"):
             return params["rejected"]
+        if params["source"] in ("procedural", "posed") and list(params["size"]) != [item.width, item.height]:
+            return "camera_motion_size_mismatch"
         if params["source"] == "procedural":
-            if list(params["size"]) != [item.width, item.height]:
-                return "camera_motion_size_mismatch"
             for pose in params["poses"]:
                 problem = pose_problem(params["scene_seed"], Pose.from_dict(pose))
                 if problem:
@@ -456,11 +638,15 @@ class CameraMotionTask(PretextTask):
             return "camera_motion_too_small"
         if ev["confusion"] is not None and ev["confusion"] < self.thresholds.camera_confusion:
             return "camera_motion_confusable"
+        if "fit" in ev and ev["confusion"] is not None and ev["fit"] > POSED_FIT_SHARE * ev["confusion"]:
+            return "camera_motion_pair_misfit"
         return None
 
     # -- drawing the sample -------------------------------------------------------------
     def views(self, item: Item, params: dict[str, Any]) -> list[np.ndarray]:
         """The two images, in the order shown."""
+        if params["source"] == "posed":
+            return [v[0] for v in posed_views(item, params["order"])]
         if params["source"] == "procedural":
             first, second = (Pose.from_dict(p) for p in params["poses"])
             size = tuple(params["size"])
@@ -485,6 +671,8 @@ class CameraMotionTask(PretextTask):
             "median_flow": round(ev["median_flow"], 4),
             "confusion": None if ev["confusion"] is None else round(ev["confusion"], 4),
         }
+        if "fit" in ev:
+            extra["fit"] = round(ev["fit"], 4)
         return Rendered(images=images, problem=problem, options=list(params["options"]), extra_meta=extra)
 
     def answer(self, params: dict[str, Any]) -> str:

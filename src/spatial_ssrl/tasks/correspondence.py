@@ -24,6 +24,13 @@ Sources
   disparity are never used. The order of the two views is drawn (left or right first), and
   every point must look alike in both views (mean absolute difference of its window at most
   ``APPEARANCE_TOL``), which catches a wrong ground truth.
+- Posed pairs (an RGB-D manifest line with ``pose`` and ``pair``, both views with metric
+  depth; :mod:`spatial_ssrl.sources.posed`): the order is drawn; points are sampled in the
+  view shown first, back-projected with its depth, carried by the two camera-to-world
+  matrices into the other camera and projected; that view sees a point when its depth there
+  agrees within ``POSED_VISIBLE_TOL``, and the point's windows must look alike in both views
+  (``APPEARANCE_TOL``), which catches a wrong pose. No depth for the second view:
+  ``correspondence_no_second_depth`` (occlusion cannot be checked).
 
 Every candidate (the true one and the distractors) is a point seen in *both* views, so no
 distractor can be ruled out for being absent from the first image, and each one sits off
@@ -60,7 +67,9 @@ source pixel and 3D point (all image positions in the shown crops); ``answer(par
 the letter of the candidate nearest the match.
 
 Rejections (named): ``correspondence_no_second_view`` (neither a procedural scene nor a
-stereo pair with disparity), ``correspondence_needs_metric_depth``,
+stereo pair with disparity nor a posed pair), ``correspondence_needs_metric_depth``,
+``correspondence_no_second_depth``, ``correspondence_pair_<reason>`` (a posed pair's second
+view cannot be read),
 ``correspondence_pose_<reason>`` (the second camera cannot stand there),
 ``correspondence_size_mismatch``, ``correspondence_no_visible_point`` (too few points seen
 in both views), ``correspondence_too_few_distractors`` (no candidate set meets the level's
@@ -84,7 +93,13 @@ from ..rendering.markers import draw_markers, marker_layout_problem, marker_styl
 from ..sources.base import Item
 from ..sources.procedural import Pose, parse_procedural_path, pose_problem, render_view
 from .base import PretextTask, Rendered
-from .camera_motion import read_partner, stereo_partner
+from .camera_motion import (
+    POSED_ORDERS,
+    posed_files,
+    posed_views,
+    read_partner,
+    stereo_partner,
+)
 from .depth import MIN_REGION_SIDE, REGION_SHARE
 
 LETTERS = "ABCDEF"
@@ -96,6 +111,8 @@ EDGE_TOL = 0.10
 """Largest depth range (share of the nearest depth) over the core window of a point."""
 VISIBLE_TOL = (0.02, 0.01)
 """Procedural views: the second view's depth must match the point's within rel * z + abs (m)."""
+POSED_VISIBLE_TOL = (0.03, 0.02)
+"""Posed pairs (a manifest's depth and poses, with a sensor's noise): the same, a little wider."""
 OCCLUSION_MARGIN = 1.0
 """Stereo: a pixel counts as hidden when a nearer pixel lands within this many pixels of it."""
 OCCLUSION_JUMP = 0.5
@@ -311,15 +328,38 @@ class CorrespondenceTask(PretextTask):
         half = _core(int(params["region_side"]))
         w, h = item.width, item.height
         f = _Filters(us.size)
+        # a posed pair's points are sampled in the view shown first, with its depth
+        posed = posed_views(item, params["order"]) if params["source"] == "posed" else None
+        depth1, intr1 = (posed[0][1], posed[0][2]) if posed else (item.depth, item.intrinsics)
         z1 = np.full(us.shape, np.nan)
         inside = (us >= 0) & (us < w) & (vs >= 0) & (vs < h)
-        z1[inside] = item.depth[vs[inside], us[inside]]
+        z1[inside] = depth1[vs[inside], us[inside]]
         with np.errstate(invalid="ignore"):
             f.apply("point_invalid_depth", np.isfinite(z1) & (z1 > 0))
-        f.apply("point_on_depth_edge", _flat(item.depth, us, vs, half))
-        xyz = _back_project(us, vs, np.where(f.alive, z1, 1.0), item.intrinsics)
+        f.apply("point_on_depth_edge", _flat(depth1, us, vs, half))
+        xyz = _back_project(us, vs, np.where(f.alive, z1, 1.0), intr1)
         anchor = np.stack([us, vs], axis=1)
-        if params["source"] == "procedural":
+        if posed:
+            (rgb_a, _, _, pose_a), (rgb_b, depth_b, intr_b, pose_b) = posed
+            world = xyz @ pose_a[:3, :3].T + pose_a[:3, 3]
+            cam2 = (world - pose_b[:3, 3]) @ pose_b[:3, :3]
+            fx, fy, cx, cy = intr_b
+            z2 = cam2[:, 2]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                p2 = np.stack([fx * cam2[:, 0] / z2 + cx, fy * cam2[:, 1] / z2 + cy], axis=1)
+            p1 = anchor.astype(np.float64)
+            ahead = np.isfinite(p2).all(axis=1) & (z2 > 1e-3)
+            f.apply("point_out_of_view", ahead & _fits(np.where(ahead[:, None], p2, 0.0), radius, w, h)
+                    & _fits(p1, radius, w, h))
+            i2 = np.rint(np.where(f.alive[:, None], p2, 0.0)).astype(np.intp)
+            with np.errstate(invalid="ignore"):  # no depth there: not seen
+                seen = np.abs(depth_b[i2[:, 1], i2[:, 0]].astype(np.float64) - z2) \
+                    <= POSED_VISIBLE_TOL[0] * z2 + POSED_VISIBLE_TOL[1]
+            f.apply("point_occluded", seen)
+            f.apply("point_on_depth_edge", _flat(depth_b, i2[:, 0], i2[:, 1], half), "point_on_depth_edge_view2")
+            f.apply("appearance_mismatch", self._alike(rgb_a, rgb_b, anchor, i2,
+                                                       max(3, int(params["region_side"]) // 3), f.alive))
+        elif params["source"] == "procedural":
             second = Pose.from_dict(params["poses"][1])
             view2 = render_view(params["scene_seed"], (w, h), second)
             cam2 = second.to_camera(Pose.from_dict(params["poses"][0]).to_scene(xyz))
@@ -423,6 +463,8 @@ class CorrespondenceTask(PretextTask):
         common = {"size": [item.width, item.height], "frame_size": frame, "region_side": side,
                   "marker": marker_style(side).as_meta(), "intrinsics": [float(t) for t in item.intrinsics]}
         path = item.path or ""
+        if item.pair is not None and not path.startswith("procedural:"):
+            return self._posed_setup(rng, item, common)
         if path.startswith("procedural:"):
             try:
                 seed = parse_procedural_path(path)[0]
@@ -445,6 +487,29 @@ class CorrespondenceTask(PretextTask):
         right = _right_name(path)
         return {"source": "stereo", "order": "right-left" if flipped else "left-right",
                 "views": [right, path] if flipped else [path, right], **common}
+
+    @staticmethod
+    def _posed_setup(rng: np.random.Generator, item: Item, common: dict[str, Any]) -> dict[str, Any]:
+        """A posed pair (:mod:`spatial_ssrl.sources.posed`): both views need metric depth,
+        the second to tell whether it sees a point; the order is drawn."""
+        from ..sources.base import SourceSkip
+
+        pair = item.pair
+        if item.depth_kind != "metric":
+            return {"rejected": "correspondence_needs_metric_depth"}
+        if not pair.has_depth:
+            return {"rejected": "correspondence_no_second_depth"}
+        try:
+            second = pair.view()
+        except SourceSkip as skip:
+            return {"rejected": f"correspondence_{skip.reason}"}
+        if second.depth_kind != "metric":
+            return {"rejected": "correspondence_needs_metric_depth"}
+        order = POSED_ORDERS[int(rng.integers(2))]
+        views = posed_views(item, order)
+        return {"source": "posed", "order": order, **posed_files(item, order),
+                "poses": [v[3].tolist() for v in views],
+                "view_intrinsics": [[float(t) for t in v[2]] for v in views], **common}
 
     def _rules(self, base: dict[str, Any], z: float) -> dict[str, Any]:
         fw, fh = base["frame_size"]
@@ -628,6 +693,8 @@ class CorrespondenceTask(PretextTask):
     # -- the sample ---------------------------------------------------------------------
     def views(self, item: Item, params: dict[str, Any]) -> list[np.ndarray]:
         """The two full views before cropping and marking, in the order shown."""
+        if params["source"] == "posed":
+            return [v[0] for v in posed_views(item, params["order"])]
         if params["source"] == "procedural":
             second = Pose.from_dict(params["poses"][1])
             return [item.rgb, render_view(params["scene_seed"], tuple(params["size"]), second).rgb]

@@ -1,9 +1,11 @@
 """Camera motion: re-derive the motion from the two stored poses with hand-written
 geometry (the first camera's axes from its yaw and pitch, the step projected on them, the
-yaw difference), turn it into the option text, and check the pictures: the first image is
-the re-read source, the second the scene re-rendered from the stored pose (procedural) or
-the other view of the stereo pair; for procedural scenes the share of the first view that
-the second sees is measured again from the two depth maps."""
+yaw difference; for a posed pair, the two camera-to-world matrices, the rule of
+:func:`derive_posed_motion`), turn it into the option text, and check the pictures: the
+first image is the re-read source, the second the scene re-rendered from the stored pose
+(procedural), the other view of the stereo pair, or the posed pair's files read again in the
+order shown; for procedural scenes and posed pairs the share of the first view that the
+second sees is measured again from the depth maps."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from .common import Context, Fail, NotCheckable, mad
+from .posed import matrix, read_views, to_camera, to_world
 
 LETTERS = "ABCD"
 MIN_STEP = 0.1
@@ -122,6 +125,85 @@ def _overlap(depth1, intr, p1, yaw1, pitch1, p2, yaw2, pitch2, depth2, stride: i
     return float(seen.sum()) / max(1, len(z))
 
 
+# Posed pairs (a manifest's two views with camera-to-world poses). The rule, as documented:
+# a step when the second camera's position in the first camera's frame has a largest
+# component of POSED_STEP or more and its other two within POSED_OFF_AXIS of it; a turn
+# when the yaw reaches POSED_TURN degrees; pitch and roll within POSED_TILT degrees.
+POSED_STEP, POSED_OFF_AXIS, POSED_TURN, POSED_TILT = 0.1, 0.35, 3.0, 5.0
+LARGE = {"horizontal": 0.7, "vertical": 0.4, "turn": 15.0, "turn_combined": 6.0}
+"""Lower ends of the ``large`` ranges: a posed motion is large when each part reaches its own."""
+
+
+def derive_posed_motion(first: np.ndarray, second: np.ndarray) -> tuple[list[str], dict]:
+    """The parts of the motion between two camera-to-world matrices (the first camera's
+    view of the second) and their sizes; Fail when the rule gives no single label."""
+    step = first[:3, :3].T @ (second[:3, 3] - first[:3, 3])  # the first camera's x, y, z
+    axes = first[:3, :3].T @ second[:3, :3]  # the second camera's axes, in the first's frame
+    fwd, right2 = axes[:, 2], axes[:, 0]
+    yaw = math.degrees(math.atan2(fwd[0], fwd[2]))
+    pitch = math.degrees(math.asin(max(-1.0, min(1.0, -fwd[1]))))
+    level_right = np.array([fwd[2], 0.0, -fwd[0]]) / math.hypot(fwd[0], fwd[2])
+    level_down = np.cross(fwd, level_right)
+    roll = math.degrees(math.atan2(float(right2 @ level_down), float(right2 @ level_right)))
+    if max(abs(pitch), abs(roll)) > POSED_TILT:
+        raise Fail(f"the poses tilt the camera (pitch {pitch:.1f}, roll {roll:.1f} degrees): no option names that")
+    parts = []
+    k = int(np.argmax(np.abs(step)))
+    if abs(step[k]) >= POSED_STEP:
+        if max(abs(step[j]) for j in range(3) if j != k) > POSED_OFF_AXIS * abs(step[k]):
+            raise Fail(f"the step {np.round(step, 3).tolist()} is not along one axis of the first camera")
+        parts.append(STEP_WORDS[(k, 1 if step[k] > 0 else -1)])
+    if abs(yaw) >= POSED_TURN:
+        parts.append("turn_right" if yaw > 0 else "turn_left")
+    return parts, {"step": float(abs(step[k])), "axis": k, "turn": abs(yaw)}
+
+
+def posed_magnitude(parts: list[str], sizes: dict) -> str:
+    steps = [p for p in parts if not p.startswith("turn_")]
+    large = True
+    if steps:
+        large &= sizes["step"] >= LARGE["vertical" if sizes["axis"] == 1 else "horizontal"]
+    if len(steps) < len(parts):
+        large &= sizes["turn"] >= LARGE["turn_combined" if steps else "turn"]
+    return "large" if large else "small"
+
+
+def _overlap_posed(views, stride: int = 4) -> float:
+    """Share of the first shown view's pixels with depth that the second camera sees in
+    frame (and, when the second view has depth, not hidden behind a nearer surface)."""
+    a, b = views
+    h, w = a.depth.shape
+    v, u = np.mgrid[0:h:stride, 0:w:stride]
+    z = a.depth[v, u].astype(np.float64)
+    ok = np.isfinite(z) & (z > 0)
+    u, v, z = u[ok], v[ok], z[ok]
+    fx, fy, cx, cy = a.intrinsics
+    cam = to_camera(b.pose, to_world(a.pose, np.stack([(u - cx) / fx * z, (v - cy) / fy * z, z], axis=1)))
+    gx, gy, gcx, gcy = b.intrinsics
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u2 = gx * cam[:, 0] / cam[:, 2] + gcx
+        v2 = gy * cam[:, 1] / cam[:, 2] + gcy
+    seen = (cam[:, 2] > 1e-3) & (u2 > -0.5) & (u2 < w - 0.5) & (v2 > -0.5) & (v2 < h - 0.5)
+    if b.depth is not None:
+        iu = np.clip(np.rint(np.where(seen, u2, 0)).astype(int), 0, w - 1)
+        iv = np.clip(np.rint(np.where(seen, v2, 0)).astype(int), 0, h - 1)
+        with np.errstate(invalid="ignore"):
+            seen &= ~(b.depth[iv, iu] < cam[:, 2] * 0.97 - 0.02)
+    return float(seen.sum()) / max(1, len(z))
+
+
+def _check_posed(ctx: Context, params: dict) -> None:
+    views = read_views(ctx, params, need_depth=False)
+    if views[0].depth is None:
+        raise Fail("the view shown first has no depth: its overlap with the second cannot be measured")
+    for i, view in enumerate(views):
+        _same_pixels(ctx, i, view.rgb, f"view {i + 1} of the posed pair")
+    share = _overlap_posed(views)
+    if share < ctx.thresholds.camera_min_overlap - 0.03:
+        raise Fail(f"ambiguity rule: the second view sees {share:.2f} of the first, below "
+                   f"{ctx.thresholds.camera_min_overlap}")
+
+
 def _partner_name(path: str) -> str | None:
     folder, name = os.path.split(path)
     m = re.match(r"^(.*)_left(\.[A-Za-z0-9]+)$", name)
@@ -144,7 +226,14 @@ def validate(ctx: Context) -> str:
     poses = params.get("poses")
     if not isinstance(poses, list) or len(poses) != 2:
         raise Fail("meta does not hold two camera poses")
-    parts, _ = derive_motion(poses[0], poses[1])
+    posed = params.get("source") == "posed"
+    if posed:
+        parts, sizes = derive_posed_motion(matrix(poses[0]), matrix(poses[1]))
+        level = posed_magnitude(parts, sizes)
+        if level != m.group(2):
+            raise Fail(f"the poses give a {level} motion, the variant is {ctx.record.variant!r}")
+    else:
+        parts, _ = derive_motion(poses[0], poses[1])
     steps = [p for p in parts if not p.startswith("turn_")]
     turns = [p for p in parts if p.startswith("turn_")]
     if combined and not (len(steps) == 1 and len(turns) == 1):
@@ -168,7 +257,9 @@ def validate(ctx: Context) -> str:
         raise Fail(f"{n} images, expected 2")
 
     source = ctx.record.source or ""
-    if source.startswith("procedural:"):
+    if posed:
+        _check_posed(ctx, params)
+    elif source.startswith("procedural:"):
         _check_procedural(ctx, params, poses)
     else:
         _check_stereo(ctx, params, poses, parts)

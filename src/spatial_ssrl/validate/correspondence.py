@@ -12,7 +12,11 @@ comes from the sources:
 - stereo: the ground-truth disparity file read again; the match of left pixel (u, v) is
   (u - d, v) in the right view (right view first: the left pixel landing on the marked
   one is searched along the row), and the left pixel must not be hidden in the right view
-  (no nearer pixel further right on its row lands on or just beside it).
+  (no nearer pixel further right on its row lands on or just beside it);
+- posed pairs: both views and their depth files read again by the names the sample stores,
+  in the order shown; the marked pixel is back-projected with the first view's depth and
+  carried by the stored camera-to-world matrices into the second camera, whose depth must
+  agree there.
 
 Both images must be the crops of the two views with rings at the stored places. Exactly one
 ring must sit on the match (within ``MATCH_TOL`` pixels) and the others far from it; each
@@ -34,6 +38,7 @@ from ..sources.naming import resolve
 from ..sources.procedural import render_view
 from .common import Context, Fail, NotCheckable, check_marked_image
 from .depth import depth_item, need_params
+from .posed import read_views, to_camera, to_world
 
 LETTERS = "ABCDEF"
 _VARIANT = re.compile(r"^([3-6])-candidates-(far|near)$")
@@ -44,6 +49,8 @@ SEEN_TOL = (0.03, 0.02)
 HIDE_JUMP, HIDE_MARGIN = 0.5, 1.0
 """Stereo: a pixel further right that is nearer by at least HIDE_JUMP disparity pixels and
 lands at most HIDE_MARGIN pixels right of the point's landing place hides it."""
+POSED_SEEN_TOL = (0.05, 0.03)
+"""Posed pairs (sensor depth and poses): the second view's depth at the match agrees within rel * z + abs."""
 SEPARATION_SLACK = 0.9
 """Share of the level's 3D separation a distractor must keep when read from the second view
 (its ring centre is rounded to a pixel, so its point moves a little)."""
@@ -125,6 +132,8 @@ def validate(ctx: Context) -> str:
         match, views, xyz_true, cand_xyz = _procedural(ctx, params, item, u1, v1, cands, o2)
     elif params.get("source") == "stereo":
         match, views, xyz_true, cand_xyz = _stereo(ctx, params, item, u1, v1, cands, o2)
+    elif params.get("source") == "posed":
+        match, views, xyz_true, cand_xyz = _posed(ctx, params, item, u1, v1, cands, o2)
     else:
         raise Fail(f"unknown correspondence source {params.get('source')!r}")
     _images(ctx, params, views, {1: mark}, {k + 1: c for k, c in cands.items()})
@@ -174,6 +183,43 @@ def _procedural(ctx, params, item, u1, v1, cands, o2):
         c2 = np.array([(u - gcx) * z / gx, (v - gcy) * z / gy, z])
         cand_xyz[k] = r2 @ c2 + t2
     return match, [item.rgb, view2.rgb], scene, cand_xyz
+
+
+def _posed(ctx, params, item, u1, v1, cands, o2):
+    """A posed pair: the marked pixel of the view shown first, back-projected with its depth,
+    carried to the world and into the second camera by the stored camera-to-world matrices,
+    projected; the second view's depth there must agree (it sees the point)."""
+    a, b = read_views(ctx, params, need_depth=True)
+    h, w = a.depth.shape
+    if not (0 <= u1 < w and 0 <= v1 < h):
+        raise Fail("the marked pixel leaves the first view")
+    z1 = float(a.depth[v1, u1])
+    if not (math.isfinite(z1) and z1 > 0):
+        raise Fail("no depth at the marked pixel")
+    fx, fy, cx, cy = a.intrinsics
+    world = to_world(a.pose, np.array([(u1 - cx) * z1 / fx, (v1 - cy) * z1 / fy, z1]))
+    cam2 = to_camera(b.pose, world)
+    if cam2[2] <= 1e-3:
+        raise Fail("the marked point is behind the second camera")
+    gx, gy, gcx, gcy = b.intrinsics
+    match = np.array([gx * cam2[0] / cam2[2] + gcx, gy * cam2[1] / cam2[2] + gcy])
+    iu, iv = (round(float(t)) for t in match)
+    if not (0 <= iu < w and 0 <= iv < h):
+        raise Fail("the marked point leaves the second view")
+    seen = float(b.depth[iv, iu])
+    if not abs(seen - cam2[2]) <= POSED_SEEN_TOL[0] * cam2[2] + POSED_SEEN_TOL[1]:
+        raise Fail(f"the marked point is hidden in the second view (depth there {seen:.3f} m, the point "
+                   f"{cam2[2]:.3f} m)")
+    cand_xyz = {}
+    for k, (x, y) in cands.items():  # each candidate's point in the world, read from the second view
+        u, v = x + int(o2[0]), y + int(o2[1])
+        if not (0 <= u < w and 0 <= v < h):
+            raise Fail(f"candidate {LETTERS[k]} leaves the second view")
+        z = float(b.depth[v, u])
+        if not (math.isfinite(z) and z > 0):
+            raise Fail(f"no depth under candidate {LETTERS[k]}")
+        cand_xyz[k] = to_world(b.pose, np.array([(u - gcx) * z / gx, (v - gcy) * z / gy, z]))
+    return match, [a.rgb, b.rgb], world, cand_xyz
 
 
 def _right_path(left: str) -> str:
