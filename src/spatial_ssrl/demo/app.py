@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 
 from ..prompts import IMAGE_TOKEN, with_format_suffix
 from ..reward import parse_response, score
@@ -126,15 +125,24 @@ def build_app(model: str | None = None, data: str | None = None, *, runner: Mode
     """The demo as a ``gr.Blocks``. ``model``: a checkpoint folder or Hub id to load (or an
     already loaded ``runner``); ``data``: a dataset folder whose rows the playground offers.
     The app's temporary folder (``files``; made here when not given) holds Gradio's upload
-    cache and the playground's images: ``GRADIO_TEMP_DIR`` is pointed there. ``app.ssrl_files``
+    cache, the playground's images and library caches (:meth:`DemoFiles.claim_environment`). ``app.ssrl_files``
     is that folder; ``launch`` removes it when the server stops."""
+    own = files is None
     files = files or DemoFiles()
-    os.environ["GRADIO_TEMP_DIR"] = files.gradio  # read when components and the server are made
+    files.claim_environment()  # before gradio makes a component and before a model loads
+    try:
+        if runner is None and model is not None:
+            runner = ModelRunner(model)
+        return _make(files, runner, Inputs(files, data), data)
+    except BaseException:
+        if own:
+            files.cleanup()
+        raise
+
+
+def _make(files: DemoFiles, runner: ModelRunner | None, inputs: Inputs, data: str | None):
     import gradio as gr
 
-    if runner is None and model is not None:
-        runner = ModelRunner(model)
-    inputs = Inputs(files, data)
     tasks = task_names()
     first_task = "shuffle" if "shuffle" in tasks else tasks[0]
     input_modes = [INPUT_BUILTIN, INPUT_UPLOAD] + ([INPUT_ROW] if inputs.reader is not None else [])
@@ -185,9 +193,9 @@ def build_app(model: str | None = None, data: str | None = None, *, runner: Mode
                         pg_builtin = gr.Dropdown(builtin, value=builtin[0] if builtin else None,
                                                  label="Built-in input (those this task takes)", elem_id="pg-builtin",
                                                  allow_custom_value=True)
-                        pg_upload = gr.File(label="Your image (for 'upload')", file_count="single", type="filepath",
-                                            elem_id="pg-upload")
-                        pg_row = gr.Number(value=0, precision=0, minimum=0, visible=inputs.reader is not None,
+                        pg_upload = gr.File(label="Your image", file_count="single", type="filepath",
+                                            elem_id="pg-upload", visible=False)
+                        pg_row = gr.Number(value=0, precision=0, minimum=0, visible=False,
                                            label=f"Row of {data} (0 to {max(0, inputs.rows - 1)})",
                                            elem_id="pg-row")
                         pg_seed = gr.Number(value=0, precision=0, label="Seed", elem_id="pg-seed")
@@ -238,6 +246,12 @@ def build_app(model: str | None = None, data: str | None = None, *, runner: Mode
                     gr.update(choices=choices, value=choices[0] if choices else None))
         pg_task.change(_guard(task_changed, 3), [pg_task, pg_mode], [pg_status, pg_level, pg_builtin],
                        api_name="task_changed")
+
+        def mode_changed(mode):
+            return (gr.update(visible=mode == INPUT_BUILTIN), gr.update(visible=mode == INPUT_UPLOAD),
+                    gr.update(visible=mode == INPUT_ROW))
+
+        pg_mode.change(mode_changed, [pg_mode], [pg_builtin, pg_upload, pg_row], api_visibility="private")
 
         empty = ([], "", "", "", None, None)
 
@@ -307,9 +321,9 @@ def theme():
 
 
 def launch(app, host: str = "127.0.0.1", port: int = 7860, block: bool = True, quiet: bool = False):
-    """Serve ``app`` on ``host``:``port`` (the uploads bounded, nothing kept in the browser's
-    run history). With ``block`` it serves until interrupted, then stops the server and removes
-    the app's temporary folder; without, it returns once the server is up."""
+    """Serve ``app`` on ``host``:``port`` (uploads bounded, nothing kept in the browser's run
+    history). With ``block``, serve until stopped (:func:`serve_until_stopped`); without,
+    return once the server is up. The app's temporary folder goes when the server stops."""
     files: DemoFiles | None = getattr(app, "ssrl_files", None)
     app.queue(default_concurrency_limit=1)
     try:
@@ -320,12 +334,39 @@ def launch(app, host: str = "127.0.0.1", port: int = 7860, block: bool = True, q
         if files:
             files.cleanup()
         raise
-    if not block:
-        return app
+    if block:
+        serve_until_stopped(app)
+    return app
+
+
+class _Stop(Exception):
+    """SIGTERM: stop serving, as a service manager or a Space's runtime asks."""
+
+
+def serve_until_stopped(app) -> bool:
+    """Wait while ``app`` serves. SIGTERM stops it (returns True); Ctrl-C stops it and the
+    KeyboardInterrupt goes on to the caller. Either way the server is closed and the app's
+    temporary folder removed first."""
+    import signal
+    import threading
+    import time
+
+    def on_term(signum, frame):
+        raise _Stop
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        app.block_thread()
+        while app.is_running:
+            time.sleep(0.2)
+        return False
+    except _Stop:
+        return True
     finally:
         app.close()
+        files = getattr(app, "ssrl_files", None)
         if files:
             files.cleanup()
-    return app
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -3,6 +3,7 @@ model or the page loads."""
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import socket
 
@@ -23,9 +24,11 @@ def _check_address(host: str, port: int) -> None:
         try:
             probe.bind(address)
         except OSError as exc:
-            raise click.BadParameter(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
-                                     "is another server using it? Pick another --port",
-                                     param_hint="--port") from None
+            if exc.errno == errno.EADDRINUSE:
+                raise click.BadParameter(f"cannot listen on {host}:{port}: another program is using it; "
+                                         "pick another --port", param_hint="--port") from None
+            raise click.BadParameter(f"cannot listen on {host}:{port} ({exc.strerror or exc})",
+                                     param_hint="--host") from None
 
 
 @click.command("demo")
@@ -63,7 +66,7 @@ def demo_command(model, data, host, port):
         except ModelLoadError as exc:
             raise click.BadParameter(str(exc), param_hint="--model") from None
         click.echo(f"loading {model} ...", err=True)
-    from .app import build_app, launch
+    from .app import build_app, launch, serve_until_stopped
     from .model import ModelLoadError
 
     try:
@@ -74,35 +77,8 @@ def demo_command(model, data, host, port):
         launch(app, host, port, block=False, quiet=True)
     except OSError as exc:
         raise click.ClickException(f"cannot serve on {host}:{port}: {exc}") from None
-    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
-    click.echo(f"ssrl demo: serving on http://{shown}:{port} (Ctrl-C stops it)", err=True)
-    _serve_until_stopped(app)
-
-
-class _Stop(Exception):
-    """SIGTERM: stop serving, as a service manager or a Space's runtime asks."""
-
-
-def _serve_until_stopped(app) -> None:
-    """Wait while the server runs; Ctrl-C (status 130, as every command) or SIGTERM (status
-    0) stops it, and the app's temporary folder goes with it."""
-    import signal
-    import threading
-    import time
-
-    def on_term(signum, frame):
-        raise _Stop
-
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        while app.is_running:
-            time.sleep(0.2)
-    except _Stop:
+    shown = f"[{host}]" if ":" in host else host
+    anywhere = " (every address of this machine)" if host in ("0.0.0.0", "::") else ""
+    click.echo(f"ssrl demo: serving on http://{shown}:{port}{anywhere}; Ctrl-C stops it", err=True)
+    if serve_until_stopped(app):
         click.echo("ssrl demo: stopped", err=True)
-    finally:
-        app.close()
-        app.ssrl_files.cleanup()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)

@@ -1,8 +1,10 @@
 """The demo's own temporary folder and the bounds on what a visitor may upload.
 
 Everything the app writes goes under one folder it creates (:class:`DemoFiles`): Gradio's
-upload cache (``GRADIO_TEMP_DIR`` points there before the page is built) and the images of
-playground draws. The folder is removed when the app stops.
+upload cache (``GRADIO_TEMP_DIR`` points there before the page is built), the images of
+playground draws and the caches libraries would otherwise keep in the home or temp folder.
+The folder is removed when the app stops. (A model given by Hub id is downloaded into the
+Hugging Face cache, as everywhere else.)
 
 Uploads are checked here before any pixel is decoded: the file's size on disk, then the
 width and height its header declares (Pillow reads only the header on ``Image.open``). A
@@ -103,6 +105,19 @@ class DemoFiles:
         self._count = 0
         self._lock = threading.Lock()
         atexit.register(self.cleanup)
+
+    CACHE_VARIABLES = ("MPLCONFIGDIR", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
+    """Caches that libraries under the demo write on their own (matplotlib's font list, which
+    Gradio's event handling loads; torch's compiler caches, made when a model loads), sent
+    here unless the user has put them elsewhere."""
+
+    def claim_environment(self) -> None:
+        """Point Gradio's upload cache here (read when the page and the server are made) and
+        the caches above, so that serving the page writes nothing outside this folder."""
+        os.environ["GRADIO_TEMP_DIR"] = self.gradio
+        for name in self.CACHE_VARIABLES:
+            if not os.environ.get(name):
+                os.environ[name] = os.path.join(self.root, "caches", name.lower())
 
     def new_draw_folder(self) -> str:
         with self._lock:
