@@ -192,6 +192,28 @@ def test_ask_streams_the_models_own_answer_and_parses_it(server, client, photos)
     assert ("format: ok" in status) == parsed.format_ok
 
 
+def test_a_visitor_who_leaves_stops_the_generation(tiny, photos):
+    """Closing the stream (the page gone) ends ``model.generate`` at its next token, before
+    another answer may start, instead of running to max_new_tokens."""
+    import threading
+
+    from PIL import Image
+
+    from spatial_ssrl.demo.model import ModelRunner
+
+    runner = ModelRunner(str(tiny))
+    with Image.open(photos / "coffee.png") as im:
+        stream = runner.stream("<image>Describe the scene.", [im.convert("RGB")], max_new_tokens=4096)  # about 12 s to the end here
+    first = next(stream)
+    assert isinstance(first, str)
+    t0 = time.perf_counter()
+    stream.close()
+    assert time.perf_counter() - t0 < 3
+    assert not [t for t in threading.enumerate() if t.name == "ssrl-demo-generate"]
+    assert runner._lock.acquire(timeout=1)  # the next visitor is not kept waiting
+    runner._lock.release()
+
+
 def test_reasoning_is_folded_apart_from_the_boxed_answer():
     """How the page splits a response (the tiny model's text is noise, so a written one)."""
     require("gradio")

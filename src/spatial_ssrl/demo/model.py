@@ -66,11 +66,22 @@ class ModelRunner:
         text (``<image>`` placeholders, format suffix included when wanted); ``images`` are
         PIL images in placeholder order. Temperature 0 decodes greedily."""
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import (
+            StoppingCriteria,
+            StoppingCriteriaList,
+            TextIteratorStreamer,
+        )
 
         from ..backends.transformers_backend import messages_for
 
+        class Cancelled(StoppingCriteria):
+            """Ends generation once the visitor has gone (the page closed the stream)."""
+
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
+
         tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        cancel = threading.Event()
         with self._lock:
             text = self.processor.apply_chat_template(messages_for(question), add_generation_prompt=True,
                                                       tokenize=False)
@@ -78,7 +89,7 @@ class ModelRunner:
             inputs = inputs.to(next(self.model.parameters()).device)
             streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
             kwargs = {"max_new_tokens": int(max_new_tokens), "pad_token_id": tokenizer.pad_token_id,
-                      "streamer": streamer}
+                      "streamer": streamer, "stopping_criteria": StoppingCriteriaList([Cancelled()])}
             if temperature and temperature > 0:
                 kwargs.update(do_sample=True, temperature=float(temperature), top_p=float(top_p))
             else:
@@ -96,10 +107,13 @@ class ModelRunner:
             worker = threading.Thread(target=run, name="ssrl-demo-generate", daemon=True)
             worker.start()
             response = ""
-            for piece in streamer:
-                response += piece
-                yield response
-            worker.join()
+            try:
+                for piece in streamer:
+                    response += piece
+                    yield response
+            finally:  # also when the page stops listening: generation ends before the next one starts
+                cancel.set()
+                worker.join()
             if failure:
                 raise failure[0]
             yield response
