@@ -384,9 +384,10 @@ def test_the_page_renders_in_chromium_and_shows_messages(server, tmp_path, photo
     shots = []
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(120_000)  # a loaded CI machine is slow; a broken page still fails
+        problems: list[str] = []
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            problems: list[str] = []
             page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.goto(server["url"])  # not "networkidle": the page keeps a stream open
@@ -402,7 +403,7 @@ def test_the_page_renders_in_chromium_and_shows_messages(server, tmp_path, photo
                 page.locator("#ask-question textarea").fill(question)
                 page.locator("#ask-button").click()
                 page.wait_for_function("([sel, text]) => document.querySelector(sel)?.innerText.includes(text)",
-                                       arg=["#ask-status", expected], timeout=60_000)
+                                       arg=["#ask-status", expected])
 
             ask("", None, "type a question first")
             ask("What is this?", text, "not an image")
@@ -415,7 +416,7 @@ def test_the_page_renders_in_chromium_and_shows_messages(server, tmp_path, photo
 
             page.get_by_role("tab", name="Pretext playground").click()
             page.locator("#pg-draw").click()
-            page.locator("#pg-images img").first.wait_for(timeout=60_000)
+            page.locator("#pg-images img").first.wait_for()
             page.wait_for_function("() => document.querySelector('#pg-question textarea')?.value.includes('<image>')")
             assert "shuffle/" in page.locator("#pg-status").inner_text()
             shots.append(tmp_path / "demo-playground.png")
@@ -425,10 +426,14 @@ def test_the_page_renders_in_chromium_and_shows_messages(server, tmp_path, photo
             page.locator("#pg-upload input[type=file]").set_input_files(str(bomb))
             page.locator("#pg-upload").get_by_text(bomb.name).first.wait_for()
             page.locator("#pg-draw").click()
-            page.wait_for_function("() => document.querySelector('#pg-status')?.innerText.includes('bomb')",
-                                   timeout=60_000)
+            page.wait_for_function("() => document.querySelector('#pg-status')?.innerText.includes('bomb')")
             assert page.locator("#pg-images img").count() == 0
             assert problems == [], problems
+        except Exception:
+            failed = artifact_dir() / "demo-failure.png"
+            page.screenshot(path=str(failed), full_page=True)
+            print(f"the page when the test failed: {failed}; console: {problems}")
+            raise
         finally:
             browser.close()
     kept = artifact_dir()
