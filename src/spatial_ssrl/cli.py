@@ -438,6 +438,7 @@ def preview(dataset, data_option, out, num, seed, max_side, overwrite):
 
 
 def _register_commands() -> None:
+    from .demo.cli import demo_command
     from .eval.cli import eval_command, infer_command
     from .eval.overlap_cli import overlap_command
     from .reward.cli import score_command
@@ -462,6 +463,7 @@ def _register_commands() -> None:
     main.add_command(pixel_bounds_command, name="pixel-bounds")
     main.add_command(train_group, name="train")
     main.add_command(tiny_model_command, name="tiny-model")
+    main.add_command(demo_command, name="demo")
 
 
 _register_commands()
