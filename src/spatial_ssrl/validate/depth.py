@@ -47,6 +47,20 @@ def markers_of(params: dict[str, Any]) -> dict[int, tuple[int, int]]:
         raise Fail("meta has no readable markers") from None
 
 
+def check_marked(ctx: Context, params: dict[str, Any], item, markers: dict[int, tuple[int, int]]) -> int:
+    """The marker sizes from meta, the markers inside the image and apart, and the shown image
+    equal to the source with exactly those markers drawn; returns the regions' side."""
+    side = int(params.get("region_side", 0))
+    marker = params.get("marker") or {}
+    radius, inner = int(marker.get("radius", 0)), int(marker.get("inner_radius", 0))
+    if side <= 0 or radius <= 0:
+        raise Fail("meta lacks region_side/marker sizes")
+    check_layout(markers, radius, item.width, item.height)
+    check_marked_image(ctx.image(0), item.rgb, markers, radius, inner,
+                       None if ctx.lossless(0) else ctx.jpeg_quality)
+    return side
+
+
 def check_layout(markers: dict[int, tuple[int, int]], radius: int, width: int, height: int) -> None:
     for lab, (x, y) in markers.items():
         if not (radius <= x <= width - 1 - radius and radius <= y <= height - 1 - radius):
@@ -80,14 +94,7 @@ def regions_and_image(ctx: Context, params: dict[str, Any], r_max: float):
     if stored is None or not np.allclose(stored, [lo, hi], rtol=1e-6, atol=1e-9):
         raise Fail(f"depth normalisation {stored} differs from the re-read depth's [{lo:.6g}, {hi:.6g}]")
     markers = markers_of(params)
-    side = int(params.get("region_side", 0))
-    marker = params.get("marker") or {}
-    radius, inner = int(marker.get("radius", 0)), int(marker.get("inner_radius", 0))
-    if side <= 0 or radius <= 0:
-        raise Fail("meta lacks region_side/marker sizes")
-    check_layout(markers, radius, item.width, item.height)
-    check_marked_image(ctx.image(0), item.rgb, markers, radius, inner,
-                       None if ctx.lossless(0) else ctx.jpeg_quality)
+    side = check_marked(ctx, params, item, markers)
     regions = {}
     for lab, c in markers.items():
         r = read_region(item, valid, c, side, lo, hi)

@@ -16,8 +16,8 @@ import re
 
 import numpy as np
 
-from .common import Context, Fail, NotCheckable, check_marked_image
-from .depth import check_layout, depth_item, markers_of, need_params, valid_map
+from .common import Context, Fail, NotCheckable
+from .depth import check_marked, depth_item, markers_of, need_params, valid_map
 
 _VARIANT = re.compile(r"^(camera|pair)(?:-(lateral|depth))?$")
 TOL = 1e-9
@@ -55,14 +55,7 @@ def validate(ctx: Context) -> str:
     want = [1] if mode == "camera" else [1, 2]
     if sorted(markers) != want:
         raise Fail(f"marker labels {sorted(markers)}, expected {want}")
-    side = int(params.get("region_side", 0))
-    marker = params.get("marker") or {}
-    radius, inner = int(marker.get("radius", 0)), int(marker.get("inner_radius", 0))
-    if side <= 0 or radius <= 0:
-        raise Fail("meta lacks region_side/marker sizes")
-    check_layout(markers, radius, item.width, item.height)
-    check_marked_image(ctx.image(0), item.rgb, markers, radius, inner,
-                       None if ctx.lossless(0) else ctx.jpeg_quality)
+    side = check_marked(ctx, params, item, markers)
     thr = params.get("thresholds") or {}
     edge_tol = float(thr.get("edge_tol", 0.10))
     max_spread = float(thr.get("max_spread", 0.20))
