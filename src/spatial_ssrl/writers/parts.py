@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass, field
 
 from . import base
-from .base import current_umask, fsync_path, hf_schema, parquet_writer_options
+from .base import current_umask, hf_schema, parquet_writer_options
 from .encoded import EncodedSample
 
 ROWS_PER_GROUP = 64
@@ -77,12 +77,12 @@ def parquet_layout(fmt: str):
 
 def _fsync_dir(path: str) -> None:
     with contextlib.suppress(OSError):  # a platform or file system that cannot
-        fsync_path(path, directory=True)
+        base.fsync_path(path, directory=True)
 
 
 def _synced_rename(tmp: str, path: str) -> None:
     os.chmod(tmp, 0o666 & ~current_umask())
-    fsync_path(tmp)
+    base.fsync_path(tmp)
     os.replace(tmp, path)
 
 
@@ -165,7 +165,7 @@ class PartWriter:
             if not self._records:
                 return
             for rel in self.images:
-                fsync_path(os.path.join(self.out_dir, rel))
+                base.fsync_path(os.path.join(self.out_dir, rel))
             _fsync_dir(os.path.join(self.out_dir, IMAGE_DIR))
             name = f"{self.stem}.jsonl"
             tmp = self._tmp(JSONL_PART_DIR, name)
@@ -316,7 +316,7 @@ def stage_finals(out_dir: str, fmt: str, parts: list[tuple[str, int]], run_all, 
                     with open(os.path.join(out_dir, rel), "rb") as part:
                         while chunk := part.read(1 << 20):
                             fh.write(chunk)
-            fsync_path(tmp)
+            base.fsync_path(tmp)
             out.renames.append((f".tmp-{DATA_FILE}", DATA_FILE))
             out.drop = [rel for rel, _ in parts]
             out.files = [DATA_FILE, *out.extras, IMAGE_DIR]
