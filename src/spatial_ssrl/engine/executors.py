@@ -81,7 +81,10 @@ class ProcessPool(Executor):
     worker's next batch is usually the one after its last (the sources it has loaded)."""
 
     def __init__(self, workers: int, context=None):
+        from .worker import release_free_heap
+
         self.workers = max(1, int(workers))
+        release_free_heap()  # the workers start without the heap this process freed
         main = threading.current_thread() is threading.main_thread()
         old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if main else None
         try:

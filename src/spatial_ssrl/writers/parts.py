@@ -37,7 +37,7 @@ from .base import current_umask, hf_schema, parquet_writer_options
 from .encoded import EncodedSample
 
 ROWS_PER_GROUP = 64
-MAX_GROUP_BYTES = 8 * 1024 * 1024
+MAX_GROUP_BYTES = 4 * 1024 * 1024
 MAX_SHARD_BYTES = 512 * 1024 * 1024
 PART_PREFIX = ".tmp-part-"
 JSONL_PART_DIR = ".tmp-parts"
