@@ -1,4 +1,4 @@
-"""The local executor: a plain process pool running batches. Results come back in plan
+"""The local executor: a process pool running batches. Results come back in plan
 order whatever order the workers finish in, a batch's part is the same bytes whichever
 process wrote it, a failure in a worker reaches the driver, and stopping takes at most
 about 2 s and leaves no process behind."""
@@ -60,12 +60,18 @@ def test_results_come_in_argument_order_whatever_finishes_first():
     assert squares == list(range(20, 0, -1))
 
 
+def _slow_int(text: str) -> int:
+    time.sleep(0.3)
+    return int(text)
+
+
 def test_a_worker_error_reaches_the_driver():
     pool = ProcessPool(2)
     try:
         with pytest.raises(ValueError):
-            list(pool.map(int, ["1", "not a number"], lambda: None))
-        assert list(pool.map(int, ["7"], lambda: None)) == [7]  # the pool goes on
+            list(pool.map(_slow_int, ["1", "not a number"], lambda: None))
+        # the pool goes on, and the answer of the call given up ("1") goes to nobody
+        assert list(pool.map(int, ["7", "8", "9"], lambda: None)) == [7, 8, 9]
     finally:
         pool.terminate()
 

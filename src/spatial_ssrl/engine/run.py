@@ -99,17 +99,10 @@ class GenerateConfig:
     """The most samples a batch (and so a shard) holds; None: :func:`batch_limit` picks."""
 
     def worker_config(self) -> WorkerConfig:
-        return WorkerConfig(
-            seed=self.seed,
-            prompt_set=self.prompt_set,
-            thresholds=self.thresholds,
-            load=self.load,
-            max_attempts=self.max_attempts,
-            png_compress_level=self.png_compress_level,
-            image_format=self.image_format,
-            jpeg_quality=self.jpeg_quality,
-            task_options=tuple(sorted((k, tuple(sorted(v.items()))) for k, v in self.task_options.items())),
-        )
+        same = ("seed", "prompt_set", "thresholds", "load", "max_attempts", "png_compress_level", "image_format",
+                "jpeg_quality")
+        return WorkerConfig(**{k: getattr(self, k) for k in same}, task_options=tuple(
+            sorted((k, tuple(sorted(v.items()))) for k, v in self.task_options.items())))
 
 
 @dataclass
@@ -304,13 +297,6 @@ def resumable_rows(out_dir: str) -> int:
     return state.rows if state.resumable else 0
 
 
-def _png_encoder_name() -> str:
-    from ..writers import encoded
-
-    enc = encoded.DEFAULT_PNG_ENCODER
-    return "pillow" if enc == "pillow" or not encoded.FPNG_AVAILABLE else "fpng"
-
-
 class RunTally:
     """What a run decides from the outcomes of its units, taken in plan order: which sources
     are unusable, which slots are dealt again in the next round, and every counter of the
@@ -485,7 +471,7 @@ def _prepare(out_dir: str, config: GenerateConfig, refs, resume: bool) -> _Prepa
     check_format(config.format)
     limit = batch_limit(config)
     about = {"num": config.num, "seed": config.seed, "format": config.format, "batch_samples": limit}
-    prep = _Prepared(limit, fingerprint(config, refs, _png_encoder_name(), limit), about)
+    prep = _Prepared(limit, fingerprint(config, refs, environment()["png"], limit), about)
     state = read_journal(out_dir) if resume else None
     if state is None or not state.resumable:
         return prep
