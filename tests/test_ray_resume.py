@@ -261,7 +261,7 @@ def test_killed_on_one_engine_resumed_on_the_other(tmp_path, photos):
     """One journal and one resume path: a local run killed with -9 is resumed on Ray, a Ray
     run killed with -9 is resumed by local workers, and each ends with the uninterrupted
     run's files, byte for byte."""
-    base = [*RUN, "-i", str(photos), "-n", "96", "-t", "shuffle,flip", "--batch-samples", "8"]
+    base = [*RUN, "-i", str(photos), "-n", "240", "-t", "shuffle,flip", "--batch-samples", "8"]
     ref = tmp_path / "ref"
     _finish([*base, "-w", "2", "--out", str(ref)])
     expected = _files(ref)
