@@ -10,7 +10,7 @@ procedural scenes; no ``--tasks``: the paper's mix) and reports
                   figure (generation only)
     parent RSS    peak resident set (VmHWM) of the ``ssrl`` process
     worker RSS    peak resident set of each worker (the parent's child processes: the
-                  ``ssrl-worker`` processes of its pool), the largest of them
+                  worker processes of its pool), the largest of them
     CPU           user+system seconds of the parent and of all workers together
     bytes/sample  bytes on disk under DIR / samples written
 
@@ -44,14 +44,15 @@ how much of that the engine keeps. Then comes an ideal split (``--ideal``, defau
 units of the pair's own count, with nothing written and nothing sent back, done by one
 process and then shared by two (whole sources, the slowest first as timed alone, each to
 whichever process is free). No engine can gain much more from the second worker than that,
-so when it is below the target, the machine missed the target, not the engine.
+so it says how much of a shortfall is the machine's rather than the engine's.
 
 Every other figure is the median over ``--reps`` runs, which alternate between the
 configurations (repetition-outer), so slow drift spreads over all of them.
 
-Targets on a 2-core machine (issue 10): >= 95 samples/s with 2 workers at 2,000 samples;
->= 1.85x from 1 to 2 workers at 600 samples and above; parent peak RSS <= 400 MB and every
-worker <= 300 MB, at 2,000 and at 20,000 samples.
+Targets on a 2-core machine (issue 25): >= 150 samples/s with 2 workers at 2,000 and at
+20,000 samples; parent peak RSS <= 400 MB and every worker <= 300 MB, at 2,000 and at 20,000
+samples. The 1 -> 2 worker speed-up is reported beside the machine ceiling, without a target
+(two processes with no engine at all measure 1.6-2.2x on this machine).
 
 Usage::
 
@@ -82,8 +83,7 @@ perf = time.perf_counter
 
 RELEASED_SAMPLES = 81_053
 PUBLIC_CPU_HOURS = 51.0  # the public scripts' projection for 81,053 samples (issue 10)
-TARGET_RATE = 95.0  # samples/s, 2 workers, 2,000 samples, 2 cores
-TARGET_SPEEDUP = 1.85  # 1 -> 2 workers, at 600 samples and above
+TARGET_RATE = 150.0  # samples/s, 2 workers, at 2,000 and at 20,000 samples, 2 cores
 TARGET_PARENT_MB = 400.0
 TARGET_WORKER_MB = 300.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -502,8 +502,7 @@ def main(argv=None) -> int:
         print(f"speed-up 1 -> 2 workers at n={n:,}: {sp:.2f}x generation, median of {len(ps)} adjacent pairs "
               f"(pairs {min(gen):.2f}x-{max(gen):.2f}x, bootstrap 90% interval of the median {lo:.2f}x-{hi:.2f}x; "
               f"ratio of the medians {g1:.1f} s / {g2:.1f} s = {g1 / g2:.2f}x), "
-              f"{speedups[n]['command']:.2f}x whole command"
-              + (f"  target >= {TARGET_SPEEDUP} (generation): {fmt_ok(sp >= TARGET_SPEEDUP)}" if n >= 600 else ""))
+              f"{speedups[n]['command']:.2f}x whole command")
         if all("ceiling" in p for p in ps):
             ceil = [p["ceiling"]["ratio"] for p in ps]
             eff = [g / c for g, c in zip(gen, ceil)]
@@ -516,18 +515,17 @@ def main(argv=None) -> int:
         if all("ideal" in p for p in ps):
             ideal = [p["ideal"]["ratio"] for p in ps]
             eff = [g / c for g, c in zip(gen, ideal)]
-            speedups[n].update(ideal=med(ideal), ideal_pairs=ideal, of_ideal=med(eff),
-                               ideal_below_target=sum(x < TARGET_SPEEDUP for x in ideal))
+            speedups[n].update(ideal=med(ideal), ideal_pairs=ideal, of_ideal=med(eff))
             print(f"  ideal split beside those pairs (the run's units, nothing written or sent, one process against two "
-                  f"sharing them): {med(ideal):.2f}x (pairs {min(ideal):.2f}x-{max(ideal):.2f}x, "
-                  f"{speedups[n]['ideal_below_target']} of {len(ideal)} below {TARGET_SPEEDUP}); the engine's speed-up is "
+                  f"sharing them): {med(ideal):.2f}x (pairs {min(ideal):.2f}x-{max(ideal):.2f}x); the engine's speed-up is "
                   f"{med(eff):.0%} of it ({min(eff):.0%}-{max(eff):.0%})")
 
     print()
     print("targets:")
-    if (2000, 2) in summ:
-        r = summ[(2000, 2)]["rate"]
-        print(f"  rate, 2 workers, n=2,000: {r:.1f} samples/s (>= {TARGET_RATE:.0f}): {fmt_ok(r >= TARGET_RATE)}")
+    for (n, w), sm in summ.items():
+        if w == 2 and n in (2000, 20000):
+            r = sm["rate"]
+            print(f"  rate, 2 workers, n={n:,}: {r:.1f} samples/s (>= {TARGET_RATE:.0f}): {fmt_ok(r >= TARGET_RATE)}")
     for s in main_runs:
         pm, wm = s["parent_hwm_mb"], s["worker_hwm_max_mb"]
         print(f"  memory n={s['n']:,}: parent {pm:.0f} MB (<= {TARGET_PARENT_MB:.0f}): {fmt_ok(pm <= TARGET_PARENT_MB)}; "

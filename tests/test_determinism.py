@@ -49,24 +49,33 @@ def test_requested_mix_is_met_exactly(tmp_path):
     assert len({r["id"] for r in rows}) == 20
 
 
-def test_shards_close_on_row_count_and_on_bytes(tmp_path):
+def test_parts_close_on_row_count_and_on_bytes(tmp_path, monkeypatch):
+    """A batch's part is cut into pieces of at most ``rows_per_shard`` rows or
+    MAX_SHARD_BYTES of images, and into row groups of at most ROWS_PER_GROUP rows or
+    MAX_GROUP_BYTES of images; every piece is under its part name when close() returns."""
     import pyarrow.parquet as pq
 
-    from spatial_ssrl.writers.base import ParquetShardWriter
-    from spatial_ssrl.writers.canonical import FEATURES, SCHEMA, to_row
+    from spatial_ssrl.writers import parts
     from spatial_ssrl.writers.encoded import EncodedSample
 
     def sample(i):
         return EncodedSample(id=f"s{i}", task="flip", variant="2x2", images=[bytes(1000)], image_names=[f"s{i}.png"],
                              problem="<image>q", answer="0-0", answer_type="flip", options=None, source="x", meta={})
 
-    w = ParquetShardWriter(str(tmp_path / "a"), SCHEMA, FEATURES, to_row, rows_per_shard=4)
-    for i in range(10):
-        w.add(sample(i))
-    files = w.close()
-    assert [pq.read_metadata(f).num_rows for f in files] == [4, 4, 2]
-    assert [f.rsplit("/", 1)[1] for f in files] == [f"train-0000{i}-of-00003.parquet" for i in range(3)]
-    w = ParquetShardWriter(str(tmp_path / "b"), SCHEMA, FEATURES, to_row, rows_per_shard=100, max_shard_bytes=2500)
-    for i in range(7):
-        w.add(sample(i))
-    assert [pq.read_metadata(f).num_rows for f in w.close()] == [3, 3, 1]
+    def write(folder, n, **kw):
+        (folder / "data").mkdir(parents=True)
+        w = parts.PartWriter("canonical", str(folder), "r01-000007", **kw)
+        for i in range(n):
+            w.add(sample(i))
+        w.close()
+        assert sorted(p.name for p in (folder / "data").iterdir()) == [rel.split("/")[1] for rel, _ in w.parts]
+        return [(rel, rows, pq.ParquetFile(folder / rel).metadata) for rel, rows in w.parts]
+
+    got = write(tmp_path / "a", 10, rows_per_shard=4)
+    assert [rows for _, rows, _ in got] == [meta.num_rows for _, _, meta in got] == [4, 4, 2]
+    assert [rel for rel, _, _ in got] == [f"data/.tmp-part-r01-000007-00{i}.parquet" for i in range(3)]
+    monkeypatch.setattr(parts, "MAX_SHARD_BYTES", 2500)
+    monkeypatch.setattr(parts, "MAX_GROUP_BYTES", 1500)
+    got = write(tmp_path / "b", 7, rows_per_shard=100)
+    assert [rows for _, rows, _ in got] == [3, 3, 1]
+    assert [[meta.row_group(g).num_rows for g in range(meta.num_row_groups)] for _, _, meta in got] == [[2, 1], [2, 1], [1]]

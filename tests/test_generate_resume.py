@@ -182,7 +182,8 @@ def test_one_run_at_a_time_per_folder(tmp_path):
 
 def test_llamafactory_checkpoint_comes_after_its_images_are_synced(tmp_path, monkeypatch):
     """A llamafactory checkpoint vouches for the images its records name: each of them (and
-    the images folder) is synced to disk before the checkpoint is written."""
+    the images folder) is synced to disk by the batch's writer before the checkpoint is
+    written."""
     import json as _json
 
     from spatial_ssrl.engine import journal as journal_mod
@@ -193,22 +194,24 @@ def test_llamafactory_checkpoint_comes_after_its_images_are_synced(tmp_path, mon
 
     synced: list[str] = []
     real_fsync = base.fsync_path
-    monkeypatch.setattr(base, "fsync_path", lambda p: (synced.append(os.path.abspath(p)), real_fsync(p)))
+    monkeypatch.setattr(base, "fsync_path",
+                        lambda p, directory=False: (synced.append(os.path.abspath(p)), real_fsync(p, directory)))
     seen: list[tuple[int, set]] = []  # (rows at the checkpoint, paths synced by then)
-    real_ckpt = journal_mod.Journal.checkpoint
+    real_batch = journal_mod.Journal.batch
 
-    def checkpoint(self, state, rows, seconds):
+    def batch(self, units, where, parts, rows, seconds):
         seen.append((rows, set(synced)))
-        return real_ckpt(self, state, rows, seconds)
+        return real_batch(self, units, where, parts, rows, seconds)
 
-    monkeypatch.setattr(journal_mod.Journal, "checkpoint", checkpoint)
+    monkeypatch.setattr(journal_mod.Journal, "batch", batch)
     refs = [r for r in default_refs() if r.kind == "image"][:3]
     out = tmp_path / "lf"
     cfg = GenerateConfig(num=12, seed=1, format="llamafactory", rows_per_shard=5,
                          mix=[MixEntry("flip", "2x2", 1.0)])
     run_generation(refs, str(out), cfg)
     records = [_json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
-    assert [rows for rows, _ in seen] == [5, 10]
+    # a checkpoint per batch: each photo's 4 samples are a unit, and two would pass 5 rows
+    assert [rows for rows, _ in seen] == [4, 8, 12]
     for rows, paths in seen:
         named = {os.path.abspath(os.path.join(out, p)) for r in records[:rows] for p in r["images"]}
         assert named and named <= paths, f"checkpoint at {rows} rows: images not synced {sorted(named - paths)[:3]}"

@@ -204,7 +204,7 @@ def test_read_only_folder(tmp_path, monkeypatch):
     ("easyr1", "format_prompt.jinja"),
 ])
 def test_disk_full_leaves_nothing_and_keeps_the_old_dataset(tmp_path, monkeypatch, fmt, fails_on):
-    from spatial_ssrl.writers import base, easyr1
+    from spatial_ssrl.writers import base
 
     out = tmp_path / "out"
     assert gen("--out", out, *FAST, "--format", fmt).exit_code == 0
@@ -217,7 +217,6 @@ def test_disk_full_leaves_nothing_and_keeps_the_old_dataset(tmp_path, monkeypatc
         real(path, data)
 
     monkeypatch.setattr(base, "atomic_write_bytes", full)
-    monkeypatch.setattr(easyr1, "atomic_write_bytes", full)
     msg = _one_line_error(gen("--out", out, *FAST, "--format", fmt, "--overwrite", "--seed", "5"), 1)
     assert "No space left on device" in msg
     assert _snapshot(out) == before

@@ -1,4 +1,4 @@
-"""``--engine ray``: the same samples as the local engine, written by Ray workers.
+"""``--engine ray``: the same files as the local engine, byte for byte, written by Ray workers.
 
 Real Ray, local, 2 CPUs, started once for the module. Ray is in the ``test`` extra: under
 CI (``CI`` set) a missing Ray fails these tests instead of skipping them."""
@@ -88,12 +88,22 @@ def _manifest(out: Path) -> dict:
     return json.loads((out / "manifest.json").read_text())
 
 
+def _files(out: Path) -> dict[str, str]:
+    """Every file but the manifest and the card (they name the engine and the worker count),
+    with the hash of its bytes."""
+    return {os.path.relpath(p, out): hashlib.sha256(Path(p).read_bytes()).hexdigest()
+            for p in sorted(glob.glob(str(out / "**"), recursive=True))
+            if os.path.isfile(p) and os.path.basename(p) not in ("manifest.json", "README.md")}
+
+
 def _both(tmp_path, refs, fmt, num, seed=1, batch=8, **kw):
     from spatial_ssrl.engine.ray_engine import run_ray_generation
 
-    cfg = GenerateConfig(num=num, seed=seed, mix=parse_mix(kw.pop("tasks", None)), format=fmt, workers=1, **kw)
+    cfg = GenerateConfig(num=num, seed=seed, mix=parse_mix(kw.pop("tasks", None)), format=fmt, workers=2,
+                         batch_samples=batch, **kw)
     run_generation(refs, str(tmp_path / "local"), cfg)
-    result = run_ray_generation(refs, str(tmp_path / "ray"), cfg, batch_samples=batch)
+    result = run_ray_generation(refs, str(tmp_path / "ray"), cfg)
+    assert _files(tmp_path / "local") == _files(tmp_path / "ray")  # byte for byte
     return tmp_path / "local", tmp_path / "ray", result
 
 
@@ -139,17 +149,18 @@ def test_shards_follow_batches_not_workers(ray_session, photos, tmp_path):
     assert sum(sizes) == 30 and max(sizes) <= 5  # --shard-rows caps the batch
     n = len(sizes)
     assert m["files"] == [f"data/train-{i:05d}-of-{n:05d}.parquet" for i in range(n)]
-    assert m["options"]["ray_batch_samples"] == 5 and m["options"]["workers"] == 2
+    assert m["options"]["batch_samples"] == 5 and m["options"]["workers"] == 2
 
 
 def test_builtin_inputs_through_cli(ray_session, tmp_path):
     """The default inputs (photos, RGB-D pair, procedural scenes; depth tasks included)."""
-    common = ["generate", "-n", "24", "--seed", "2", "-q"]
-    run_cli(*common, "-o", tmp_path / "local", "-w", "1")
-    res = run_cli(*common, "-o", tmp_path / "ray", "--engine", "ray", "--ray-batch-samples", "6")
+    common = ["generate", "-n", "24", "--seed", "2", "-q", "--batch-samples", "6"]
+    run_cli(*common, "-o", tmp_path / "local", "-w", "2")
+    res = run_cli(*common, "-o", tmp_path / "ray", "--engine", "ray")
     assert res.output == ""
     a, b = _parquet_rows(tmp_path / "local"), _parquet_rows(tmp_path / "ray")
-    assert len(a) == 24 and set(a) == set(b)
+    assert len(a) == 24 and a == b
+    assert _files(tmp_path / "local") == _files(tmp_path / "ray")
     ml, mr = _manifest(tmp_path / "local"), _manifest(tmp_path / "ray")
     assert ml["counts"] == mr["counts"] and ml["num_written"] == mr["num_written"] == 24
     assert mr["options"]["engine"] == "ray" and mr["options"]["ray_address"] == "local"
@@ -229,8 +240,9 @@ def test_interrupt_stops_a_ray_run_quickly(ray_session, photos, tmp_path):
             threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
 
     out = tmp_path / "o"
+    cfg.batch_samples = 16
     with pytest.raises(KeyboardInterrupt):
-        run_ray_generation(refs, str(out), cfg, progress=progress, batch_samples=16)
+        run_ray_generation(refs, str(out), cfg, progress=progress)
     assert fired and time.monotonic() - fired[0] < 2.5
     left = [p for p in glob.glob(str(out / "**"), recursive=True) if os.path.isfile(p)]
     assert not [p for p in left if os.path.basename(p).startswith("train") or p.endswith("manifest.json")]
@@ -246,7 +258,7 @@ def test_interrupted_ray_run_keeps_checkpointed_batches_for_resume(ray_session, 
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("needs the main thread to take SIGINT")
     refs, _ = discover_rgbd([str(photos)])
-    cfg = GenerateConfig(num=40, seed=3, mix=parse_mix("shuffle,flip"), workers=1)
+    cfg = GenerateConfig(num=40, seed=3, mix=parse_mix("shuffle,flip"), workers=1, batch_samples=4)
     seen: list[int] = []
 
     def progress(n):
@@ -256,7 +268,7 @@ def test_interrupted_ray_run_keeps_checkpointed_batches_for_resume(ray_session, 
 
     out = tmp_path / "o"
     with pytest.raises(KeyboardInterrupt):
-        run_ray_generation(refs, str(out), cfg, progress=progress, batch_samples=4)
+        run_ray_generation(refs, str(out), cfg, progress=progress)
     rows = resumable_rows(str(out))
     assert 4 <= rows < 40
     state = read_journal(str(out))
@@ -265,10 +277,11 @@ def test_interrupted_ray_run_keeps_checkpointed_batches_for_resume(ray_session, 
     assert sum(pq.read_metadata(out / rel).num_rows for rel in parts) == rows
     assert not (out / "manifest.json").exists() and not list((out / "data").glob("train-*"))
 
-    result = run_ray_generation(refs, str(out), cfg, batch_samples=4, resume=True)
+    result = run_ray_generation(refs, str(out), cfg, resume=True)
     assert result.manifest["timing"]["resumed_at_row"] == rows
     run_generation(refs, str(tmp_path / "local"), cfg)
     assert _parquet_rows(out) == _parquet_rows(tmp_path / "local")
+    assert _files(out) == _files(tmp_path / "local")
     assert sorted(os.listdir(out / "data")) == sorted(os.path.basename(f) for f in result.manifest["files"])
     assert sorted(os.listdir(out)) == ["data", "manifest.json"]
 
@@ -279,9 +292,9 @@ def test_failed_ray_run_through_cli_keeps_checkpointed_batches(ray_session, phot
     from click.testing import CliRunner
 
     from spatial_ssrl.cli import main
-    from spatial_ssrl.engine import ray_engine
+    from spatial_ssrl.engine import run as run_module
 
-    real_take, calls = ray_engine._take, []
+    real_take, calls = run_module._take, []
 
     def failing_take(*a, **kw):
         calls.append(1)
@@ -289,15 +302,16 @@ def test_failed_ray_run_through_cli_keeps_checkpointed_batches(ray_session, phot
             raise RuntimeError("lost the cluster")
         return real_take(*a, **kw)
 
-    monkeypatch.setattr(ray_engine, "_take", failing_take)
+    monkeypatch.setattr(run_module, "_take", failing_take)
     args = ["generate", "-q", "-i", str(photos), "-n", "30", "--seed", "2", "-t", "shuffle,flip",
-            "--engine", "ray", "--ray-batch-samples", "4", "-o", str(tmp_path / "o")]
+            "--engine", "ray", "--batch-samples", "4", "-o", str(tmp_path / "o")]
     res = CliRunner().invoke(main, args)
     assert isinstance(res.exception, RuntimeError) and "--resume to continue" in res.output
     assert (tmp_path / "o" / ".tmp-ssrl-run" / "journal.jsonl").is_file()
-    monkeypatch.setattr(ray_engine, "_take", real_take)
+    monkeypatch.setattr(run_module, "_take", real_take)
     run_cli(*args, "--resume")
     run_cli("generate", "-q", "-i", photos, "-n", "30", "--seed", "2", "-t", "shuffle,flip", "-w", "1",
-            "-o", tmp_path / "local")
+            "--batch-samples", "4", "-o", tmp_path / "local")
     assert _parquet_rows(tmp_path / "o") == _parquet_rows(tmp_path / "local")
+    assert _files(tmp_path / "o") == _files(tmp_path / "local")
     assert _manifest(tmp_path / "o")["timing"]["resumed_at_row"] > 0

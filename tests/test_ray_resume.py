@@ -176,7 +176,7 @@ def _assert_killed_state(out: Path, fmt: str) -> None:
 
 
 def test_ray_run_killed_three_times_then_resumed_equals_uninterrupted(tmp_path, photos):
-    base = [*RUN, "-i", str(photos), "-n", "120", "-t", "shuffle,flip,crop", "--ray-batch-samples", "4"]
+    base = [*RUN, "-i", str(photos), "-n", "120", "-t", "shuffle,flip,crop", "--batch-samples", "4"]
     ref = tmp_path / "ref"
     # the local engine's uninterrupted run (the same rows as an uninterrupted Ray run's,
     # tests/test_ray_engine.py) is made while the Ray runs start
@@ -199,10 +199,10 @@ def test_ray_run_killed_three_times_then_resumed_equals_uninterrupted(tmp_path, 
             listing = _listing(out)
             journal = (out / JOURNAL).read_bytes()
             other = subprocess.run([*RUN, "-i", str(photos), "-n", "120", "-t", "shuffle,flip,crop",
-                                    "--ray-batch-samples", "8", *RAY, "--out", str(out), "--resume"],
+                                    "--batch-samples", "8", *RAY, "--out", str(out), "--resume"],
                                    check=False, capture_output=True, text=True, timeout=300, env=_env())
             assert other.returncode == 1, other.stderr
-            assert "cannot resume" in other.stderr and "ray-batch-samples 4 (now 8)" in other.stderr
+            assert "cannot resume" in other.stderr and "batch-samples 4 (now 8)" in other.stderr
             assert "Traceback" not in other.stderr and len(other.stderr.strip().splitlines()) == 1
             assert (out / JOURNAL).read_bytes() == journal
             assert _listing(out) == listing
@@ -235,10 +235,10 @@ def test_ray_llamafactory_killed_then_resumed_equals_uninterrupted(tmp_path, pho
     uninterrupted run writes them; no stray image of a batch cut short by the kill."""
     base = [*RUN, "-i", str(photos), "-n", "64", "-f", "llamafactory", "-t", "shuffle,crop"]
     ref = tmp_path / "ref"
-    local = subprocess.Popen([*base, "-w", "1", "--out", str(ref)], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True, env=_env())
+    local = subprocess.Popen([*base, "-w", "1", "--batch-samples", "4", "--out", str(ref)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
     out = tmp_path / "killed"
-    args = [*base, *RAY, "--ray-batch-samples", "4", "--out", str(out)]
+    args = [*base, *RAY, "--batch-samples", "4", "--out", str(out)]
     assert _kill_after_new_checkpoint(args, out, random.Random(3))
     _assert_killed_state(out, "llamafactory")
     _finish([*args, "--resume"])
@@ -257,9 +257,27 @@ def test_ray_llamafactory_killed_then_resumed_equals_uninterrupted(tmp_path, pho
     assert sorted(os.listdir(out)) == ["README.md", "dataset_info.json", "images", "manifest.json", "train.jsonl"]
 
 
-def test_ray_resume_refuses_a_local_run_before_starting_ray(tmp_path, photos):
-    """An interrupted local-engine run is not resumed by the Ray engine (the parts differ):
-    refused by name, before Ray is started, and the interrupted run is kept."""
+def test_killed_on_one_engine_resumed_on_the_other(tmp_path, photos):
+    """One journal and one resume path: a local run killed with -9 is resumed on Ray, a Ray
+    run killed with -9 is resumed by local workers, and each ends with the uninterrupted
+    run's files, byte for byte."""
+    base = [*RUN, "-i", str(photos), "-n", "240", "-t", "shuffle,flip", "--batch-samples", "8"]
+    ref = tmp_path / "ref"
+    _finish([*base, "-w", "2", "--out", str(ref)])
+    expected = _files(ref)
+    for first, then, name in ((["-w", "2"], RAY, "local-then-ray"), (RAY, ["-w", "2"], "ray-then-local")):
+        out = tmp_path / name
+        assert _kill_after_new_checkpoint([*base, *first, "--out", str(out)], out, random.Random(2))
+        _assert_killed_state(out, "canonical")
+        _finish([*base, *then, "--out", str(out), "--resume"])
+        assert _files(out) == expected, name
+        m = json.loads((out / "manifest.json").read_text())
+        assert m["timing"]["resumed_at_row"] > 0 and m["options"]["engine"] == ("ray" if then is RAY else "local")
+
+
+def test_ray_resume_with_other_options_is_refused_before_starting_ray(tmp_path, photos):
+    """An interrupted run resumed with another batch size (other parts) is refused by name,
+    before Ray is started, and the interrupted run is kept."""
     import ray
 
     from spatial_ssrl.engine import GenerateConfig, parse_mix
@@ -273,14 +291,21 @@ def test_ray_resume_refuses_a_local_run_before_starting_ray(tmp_path, photos):
     assert _kill_after_new_checkpoint(args, out, random.Random(1))
     journal = (out / JOURNAL).read_bytes()
     refs, _ = discover_rgbd([str(photos)])
-    cfg = GenerateConfig(num=120, seed=5, mix=parse_mix("shuffle,flip"), workers=1, rows_per_shard=12)
+    cfg = GenerateConfig(num=120, seed=5, mix=parse_mix("shuffle,flip"), workers=1, rows_per_shard=12,
+                         batch_samples=6)
     was_running = ray.is_initialized()
-    with pytest.raises(ResumeError, match=r"made with engine local \(now ray\)"):
-        run_ray_generation(refs, str(out / STAGING), cfg, batch_samples=12, resume=True)
+    with pytest.raises(ResumeError, match=r"made with batch-samples 12 \(now 6\)"):
+        run_ray_generation(refs, str(out / STAGING), cfg, resume=True)
     assert ray.is_initialized() == was_running
     assert (out / JOURNAL).read_bytes() == journal
-
-    # and the CLI's own engine still resumes it
     _finish([*args, "--resume"])
     m = json.loads((out / "manifest.json").read_text())
     assert m["num_written"] == 120 and m["timing"]["resumed_at_row"] > 0 and m["options"]["engine"] == "local"
+
+
+def _files(out: Path) -> dict[str, str]:
+    """Every file of the dataset but the manifest and the card, with the hash of its bytes."""
+    import hashlib
+
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.name not in ("manifest.json", "README.md")}

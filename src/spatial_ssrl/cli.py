@@ -103,26 +103,28 @@ def main() -> None:
 @click.option("--absolute-thresholds", is_flag=True,
               help="position, image-plane mode: use 150 px as is instead of 150 px per 1600 px of width.")
 @click.option("--shard-rows", default=1000, show_default=True, type=click.IntRange(min=1),
-              help="Rows per parquet shard.")
+              help="The most rows a parquet shard holds (a shard is a batch's part: see --batch-samples).")
+@click.option("--batch-samples", default=None, type=click.IntRange(min=1), metavar="N",
+              help="Samples a batch holds at most: the work a worker process or Ray task does at a time and "
+                   "writes as one shard. Default: --num / 64, at least 64, at most --shard-rows. The files depend "
+                   "on it (and on the other options), never on --workers or --engine.")
 @click.option("--exclude-overlap-with", "exclude_overlap", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Leave out the source images listed here: a pairs file of `ssrl overlap --out` (its train side) "
                    "or a text file of paths, one per line (benchmark near-duplicates).")
 @click.option("--overwrite", is_flag=True, help="Replace a dataset already in --out.")
 @click.option("--resume", is_flag=True,
-              help="Continue a run in --out that was killed, interrupted or failed, from its last finished "
-                   "shard (local) or Ray batch (--engine ray); give the same inputs and options, engine and "
-                   "--ray-batch-samples included (the worker count may change). The result equals an "
-                   "uninterrupted run's.")
+              help="Continue a run in --out that was killed, interrupted or failed, after its last finished "
+                   "batch; give the same inputs and options (the worker count and the engine may change). "
+                   "The result equals an uninterrupted run's.")
 @click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]),
-              help="Where the samples are made: local worker processes, or Ray Data (a local Ray, or the "
-                   "cluster at --ray-address; needs the ray extra). Same seed and inputs, same samples.")
+              help="Where the batches run: local worker processes, or Ray Data (a local Ray, or the "
+                   "cluster at --ray-address; needs the ray extra). Same seed, inputs and options, same files.")
 @click.option("--ray-address", default=None, metavar="ADDR",
               help="--engine ray: the Ray cluster to run on (auto, HOST:PORT or ray://HOST:PORT); default: "
                    "start a local Ray with --workers CPUs. Every node writes into --out, so on several "
                    "machines --out must be on a file system they all share.")
-@click.option("--ray-batch-samples", default=64, show_default=True, type=click.IntRange(min=1), metavar="N",
-              help="--engine ray: samples per Ray task; each task writes one shard, so a shard holds at most "
-                   "N rows (and at most --shard-rows).")
+@click.option("--ray-batch-samples", default=None, type=click.IntRange(min=1), metavar="N", hidden=True,
+              help="The former name of --batch-samples.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def generate(**kwargs):
     """Generate a pretext-task dataset from images."""
@@ -169,8 +171,8 @@ def _finished_already(out: str, num: int, seed: int, fmt: str, mix) -> bool:
 
 def _generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side, max_pixels,
               resize_max_pixels, prompt_set, max_attempts, image_format, jpeg_quality, facing_weights,
-              absolute_thresholds, shard_rows, exclude_overlap, overwrite, resume, engine, ray_address,
-              ray_batch_samples, quiet):
+              absolute_thresholds, shard_rows, batch_samples, exclude_overlap, overwrite, resume, engine,
+              ray_address, ray_batch_samples, quiet):
     from .engine import (
         GenerateConfig,
         MixError,
@@ -216,6 +218,7 @@ def _generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side
     config = GenerateConfig(
         num=num, seed=seed, mix=mix, format=fmt, workers=workers or _usable_cpus(), strict=strict,
         prompt_set=prompt_set, max_attempts=max_attempts, rows_per_shard=shard_rows,
+        batch_samples=batch_samples or ray_batch_samples,
         image_format=image_format, jpeg_quality=jpeg_quality,
         task_options=_position_options(facing_weights, absolute_thresholds),
         load=LoadOptions(min_side=min_side, max_pixels=max_pixels, resize_max_pixels=resize_max_pixels or None),
@@ -243,24 +246,16 @@ def _generate(inputs, out, num, tasks_spec, seed, workers, fmt, strict, min_side
     run_inputs = [os.path.abspath(p) for p in inputs] or ["<built-in photos>"]
     try:
         try:
-            if engine == "ray":
-                from .engine.ray_engine import RayEngineError, run_ray_generation
+            from .engine.ray_engine import RayEngineError
 
-                try:
-                    result = run_ray_generation(
-                        refs, staging.path, config, progress=bar.update if bar else None, inputs=run_inputs,
-                        extra_skips=ignored, extra_skipped_files=getattr(ignored, "details", None),
-                        address=ray_address, batch_samples=ray_batch_samples,
-                        resume=bool(staging.resumable_rows),
-                    )
-                except RayEngineError as exc:
-                    raise click.ClickException(f"{exc}; no dataset was written{kept_old}{keep_note()}") from None
-            else:
+            try:
                 result = run_generation(
                     refs, staging.path, config, progress=bar.update if bar else None, inputs=run_inputs,
                     extra_skips=ignored, extra_skipped_files=getattr(ignored, "details", None),
-                    resume=bool(staging.resumable_rows),
+                    resume=bool(staging.resumable_rows), engine=engine, ray_address=ray_address,
                 )
+            except RayEngineError as exc:
+                raise click.ClickException(f"{exc}; no dataset was written{kept_old}{keep_note()}") from None
         finally:
             if bar:
                 bar.close()

@@ -1,5 +1,6 @@
-"""The run engine: plan which source each sample comes from, execute the plan on a local
-worker pool, stream samples to a writer in a deterministic order, write the manifest."""
+"""The run engine: plan which source each sample comes from, cut the plan into batches, run
+them on local worker processes or Ray (each batch writes its own part of the dataset), take
+their summaries in plan order, journal them, and assemble the dataset and its manifest."""
 
 from .mix import MixEntry, MixError, allocate, default_mix, parse_mix
 from .run import GenerateConfig, RunResult, StrictModeError, run_generation

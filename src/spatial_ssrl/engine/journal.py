@@ -1,24 +1,25 @@
-"""The run journal: what lets ``ssrl generate --resume`` continue a run that was killed.
+"""The run journal: what lets ``ssrl generate --resume`` continue a run that was stopped.
 
 A run writes, next to its staged dataset, an append-only ``journal.jsonl``:
 
 - a first line with the run's *fingerprint* (a hash of everything that decides the output:
-  the package version, every option but the worker count, the PNG encoder, and each input's
-  identity, size and modification time) and a short description of the run;
-- one line per executed unit of the plan, in plan order: which source and jobs it was, what
-  became of each job (a sample, or a failure with its rejection counts), the skips it caused,
-  and the number of rows the dataset held after it;
-- a checkpoint line each time the writer made a part of the dataset durable (a parquet
-  shard closed and synced, or the llamafactory record file synced), with the writer's own
-  resume state.
+  the package version, every option but the worker count and the engine, the batch size, the
+  PNG encoder, and each input's identity, size and modification time) and a short
+  description of the run;
+- for each batch, once its summary is taken (in plan order): one line per unit of the batch
+  (which source and jobs it was, what became of each job, the skips it caused, the rows the
+  dataset held after it), then a checkpoint line naming the batch's part files and their
+  rows. The parts were synced and renamed by whoever ran the batch before its summary came
+  back, and the checkpoint line is synced: a checkpointed batch is on disk for good.
 
-Everything the engine decides follows from the plan and the unit outcomes, so replaying the
-unit lines up to the last checkpoint rebuilds the run's state exactly (which source is
-unusable, which slots go to the next round, every counter), without computing a sample
-again; the run then continues from the first unit not covered by durable rows. Units whose
-samples straddle the checkpoint are computed again and only their rows past it written.
+Everything a run decides follows from the plan and the unit outcomes, so replaying the unit
+lines of the checkpointed batches rebuilds its state exactly (which source is unusable,
+which slots go to the next round, every counter) without making a sample again; the run then
+goes on with the first batch not checkpointed. The batches, their parts and so the dataset
+are an uninterrupted run's. Both engines keep this journal the same way: a run stopped on
+one can be resumed on the other.
 
-A line cut short by a kill is ignored; lines past the last checkpoint are dropped on resume.
+A line cut short by a kill is ignored; lines after the last checkpoint are dropped on resume.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 from .. import __version__
+from ..writers.parts import is_part, part_contents
 from .worker import Job, JobResult, UnitResult
 
 JOURNAL = "journal.jsonl"
@@ -51,15 +53,12 @@ def _stat(path: str | None) -> list | None:
     return [st.st_size, st.st_mtime_ns]
 
 
-def fingerprint(config, refs: Iterable, png_encoder: str, engine: dict | None = None) -> str:
-    """A hash of everything that decides a run's output (not the worker count). ``engine``:
-    what else an engine's output depends on (the Ray engine: its name and batch size, which
-    decide the part files)."""
+def fingerprint(config, refs: Iterable, png_encoder: str, batch: int) -> str:
+    """A hash of everything that decides a run's output (not the worker count, nor the
+    engine: both write the same parts). ``batch``: the most samples a batch holds."""
     h = hashlib.sha256()
-    opts = {k: v for k, v in asdict(config).items() if k != "workers"}
-    head = {"version": __version__, "png_encoder": png_encoder, "config": opts}
-    if engine:
-        head["engine"] = engine
+    opts = {k: v for k, v in asdict(config).items() if k not in ("workers", "batch_samples")}
+    head = {"version": __version__, "png_encoder": png_encoder, "config": opts, "batch": batch}
     h.update(json.dumps(head, sort_keys=True, default=repr).encode())
     for ref in refs:
         d = asdict(ref)
@@ -117,10 +116,6 @@ def replayed_result(rec: dict, ref) -> UnitResult:
     return out
 
 
-def is_replayed_sample(sample) -> bool:
-    return sample is _RESULT_OK
-
-
 def matches(rec: dict, round_no: int, index: int, ref, dealt: list[Job]) -> bool:
     return (rec.get("u") == [round_no, index] and rec.get("src") == ref.id
             and rec.get("dealt") == [_job(j) for j in dealt])
@@ -128,37 +123,32 @@ def matches(rec: dict, round_no: int, index: int, ref, dealt: list[Job]) -> bool
 
 @dataclass
 class JournalState:
-    """What an interrupted run's journal says."""
+    """What an interrupted run's journal says, up to its last checkpoint."""
 
     fingerprint: str | None = None
     about: dict = field(default_factory=dict)
-    replay: list[dict] = field(default_factory=list)   # unit lines covered by durable rows
-    checkpoint: dict | None = None                      # the writer's state at the last checkpoint
+    replay: list[dict] = field(default_factory=list)   # unit lines of the checkpointed batches
+    parts: list[tuple[str, int]] = field(default_factory=list)  # their parts, plan order
     rows: int = 0                                       # rows durable at the last checkpoint
     seconds: float = 0.0                                # run time spent up to the last checkpoint
     keep: list[bytes] = field(default_factory=list)     # the raw lines a resume keeps
 
     @property
     def resumable(self) -> bool:
-        return self.fingerprint is not None and self.checkpoint is not None and self.rows > 0
+        return self.fingerprint is not None and self.rows > 0
 
 
 def read_journal(folder: str) -> JournalState:
     """Parse ``folder/journal.jsonl`` (a missing or unreadable one reads as empty)."""
     state = JournalState()
-    path = os.path.join(folder, JOURNAL)
     try:
-        with open(path, "rb") as fh:
+        with open(os.path.join(folder, JOURNAL), "rb") as fh:
             raw = fh.read()
     except OSError:
         return state
-    lines = raw.split(b"\n")
-    if raw and not raw.endswith(b"\n"):
-        lines = lines[:-1]  # cut short by a kill
+    lines = raw.split(b"\n")[:-1]  # the last piece: empty, or a line cut short by a kill
     recs: list[tuple[bytes, dict]] = []
     for line in lines:
-        if not line:
-            continue
         try:
             rec = json.loads(line)
         except ValueError:
@@ -170,23 +160,47 @@ def read_journal(folder: str) -> JournalState:
         return state
     state.fingerprint = str(recs[0][1]["fingerprint"])
     state.about = dict(recs[0][1].get("about") or {})
-    last = None
-    for i, (_line, rec) in enumerate(recs):
-        if "ckpt" in rec:
-            last = i
+    last = max((i for i, (_line, rec) in enumerate(recs) if "ckpt" in rec), default=None)
     if last is None:
         return state
-    ck = recs[last][1]
-    state.checkpoint, state.rows, state.seconds = ck["ckpt"], int(ck["rows"]), float(ck.get("secs", 0.0))
-    state.keep = [recs[0][0]]
-    for i, (line, rec) in enumerate(recs[1:], start=1):
-        if "u" in rec:
-            if int(rec.get("rows", 0)) <= state.rows:
-                state.replay.append(rec)
-                state.keep.append(line)
-        elif "ckpt" in rec and i <= last:
+    try:
+        for line, rec in recs[:last + 1]:
             state.keep.append(line)
+            if "u" in rec:
+                state.replay.append(rec)
+            elif "ckpt" in rec:
+                for rel, n in rec["ckpt"].get("parts") or []:
+                    if not (isinstance(rel, str) and is_part(rel)):
+                        raise ValueError(rel)
+                    state.parts.append((rel, int(n)))
+                state.rows, state.seconds = int(rec["rows"]), float(rec.get("secs", 0.0))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return JournalState(fingerprint=state.fingerprint, about=state.about)  # damaged: nothing to resume
     return state
+
+
+def check_parts(out_dir: str, fmt: str, state: JournalState) -> list[str]:
+    """Each part of a checkpointed batch must be there with its rows (and, llamafactory, the
+    images its records name); returns those images. ResumeError otherwise."""
+    def bad(why: str) -> ResumeError:
+        return ResumeError(f"the interrupted run's files are not as it left them: {why}")
+
+    total = sum(n for _rel, n in state.parts)
+    if total != state.rows:
+        raise bad(f"its journal records {state.rows} rows and parts of {total}")
+    images: list[str] = []
+    for rel, n in state.parts:
+        try:
+            found, named = part_contents(out_dir, fmt, rel)
+        except ValueError as exc:
+            raise bad(str(exc)) from None
+        if found != n:
+            raise bad(f"{os.path.join(out_dir, rel)}: the interrupted run recorded {n} rows, the file holds {found}")
+        images += named
+    for rel in images:
+        if not os.path.isfile(os.path.join(out_dir, rel)):
+            raise bad(f"{os.path.join(out_dir, rel)} is missing")
+    return images
 
 
 class Journal:
@@ -209,11 +223,12 @@ class Journal:
     def _write(self, rec: dict) -> None:
         self._fh.write((json.dumps(rec, separators=(",", ":")) + "\n").encode())
 
-    def unit(self, rec: dict) -> None:
-        self._write(rec)
-
-    def checkpoint(self, state: dict, rows: int, seconds: float) -> None:
-        self._write({"ckpt": state, "rows": rows, "secs": round(seconds, 3)})
+    def batch(self, units: list[dict], batch: list[int], parts: list[tuple[str, int]], rows: int,
+              seconds: float) -> None:
+        """A taken batch: its unit lines, then its checkpoint, synced."""
+        self._fh.write(b"".join((json.dumps(rec, separators=(",", ":")) + "\n").encode() for rec in units))
+        self._write({"ckpt": {"batch": batch, "parts": [list(p) for p in parts]}, "rows": rows,
+                     "secs": round(seconds, 3)})
         os.fsync(self._fh.fileno())
 
     def close(self) -> None:

@@ -3,25 +3,31 @@
 Plan: the requested count is split over the task mix (largest remainder), the resulting
 task slots are shuffled with the run seed and dealt round-robin over the sources (in an
 order also shuffled by the run seed). Each source's samples are numbered ``k = 0, 1, ...``
-and each sample's random stream comes from (run seed, source id, task, k).
+and each sample's random stream comes from (run seed, source id, task, k). The slots a
+source got are cut into units (one source, up to 8 samples) and a round's units into
+batches of consecutive units (:func:`cut_batches`: the batch size follows from the options
+alone).
 
-Execution: the plan is cut into units (one source, a few samples), run on a process pool
-and collected in plan order, so the output is identical for any number of workers. Slots
-that fail (unreadable source, or no unambiguous sample after the allowed draws) are dealt
-again to the remaining sources in another round, until the count is met or no usable
-source is left.
+Execution: an executor (:mod:`.executors`: local processes, or Ray Data in
+:mod:`.ray_engine`) runs each batch where it likes; whoever runs it makes its samples and
+writes them as the batch's part (:mod:`..writers.parts`) before it reports a small summary.
+The driver (this process) takes the summaries in plan order: :class:`RunTally` decides from
+them, the journal (:mod:`.journal`) records them. Slots that failed (an unusable source, or
+no unambiguous sample after the allowed draws) are dealt again to the remaining sources in
+another round, until the count is met or no usable source is left. At the end the parts are
+renamed, in plan order, to the dataset's files. Shard boundaries follow the plan alone, so
+the files are the same, byte for byte, for any number of workers and either engine.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import datetime as _dt
 import os
 import signal
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -32,12 +38,21 @@ from ..checks import AmbiguityThresholds
 from ..sources import LoadOptions, SourceRef, cool_down, warm_up
 from ..sources.naming import portable_names
 from ..tasks import get_task_class
-from ..writers import make_writer
+from ..writers import check_format
 from ..writers.base import atomic_write_json
 from ..writers.encoded import DEFAULT_JPEG_QUALITY, DEFAULT_PNG_COMPRESS_LEVEL
+from ..writers.parts import (
+    drop_stale,
+    environment,
+    part_folders,
+    put_finals,
+    stage_finals,
+)
 from .journal import (
     Journal,
+    JournalState,
     ResumeError,
+    check_parts,
     fingerprint,
     matches,
     read_journal,
@@ -45,18 +60,16 @@ from .journal import (
     unit_record,
 )
 from .mix import MixEntry, allocate
-from .worker import (
-    Job,
-    UnitResult,
-    WorkerConfig,
-    WorkerPool,
-    release_free_heap,
-    run_unit,
-)
+from .worker import BatchSpec, BatchSummary, Job, UnitResult, WorkerConfig, run_batch
 
 MAX_JOBS_PER_UNIT = 8
 MAX_ROUNDS = 8
 MAX_LISTED_SKIPS = 200
+BATCHES_PER_RUN = 64
+"""The default batch size aims at this many batches per run (within MIN_BATCH and
+``--shard-rows``): enough to keep 2-64 workers busy to the end, few enough that each batch
+is a sizeable shard."""
+MIN_BATCH = 64
 
 
 class StrictModeError(RuntimeError):
@@ -82,19 +95,14 @@ class GenerateConfig:
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
     task_options: dict[str, dict] = field(default_factory=dict)
     rows_per_shard: int = 1000
+    batch_samples: int | None = None
+    """The most samples a batch (and so a shard) holds; None: :func:`batch_limit` picks."""
 
     def worker_config(self) -> WorkerConfig:
-        return WorkerConfig(
-            seed=self.seed,
-            prompt_set=self.prompt_set,
-            thresholds=self.thresholds,
-            load=self.load,
-            max_attempts=self.max_attempts,
-            png_compress_level=self.png_compress_level,
-            image_format=self.image_format,
-            jpeg_quality=self.jpeg_quality,
-            task_options=tuple(sorted((k, tuple(sorted(v.items()))) for k, v in self.task_options.items())),
-        )
+        same = ("seed", "prompt_set", "thresholds", "load", "max_attempts", "png_compress_level", "image_format",
+                "jpeg_quality")
+        return WorkerConfig(**{k: getattr(self, k) for k in same}, task_options=tuple(
+            sorted((k, tuple(sorted(v.items()))) for k, v in self.task_options.items())))
 
 
 @dataclass
@@ -222,15 +230,28 @@ def _initial_slots(num: int, mix: list[MixEntry], seed: int) -> list[tuple[str, 
     return [slots[i] for i in rng.permutation(len(slots))]
 
 
-def _execute(units, cfg: WorkerConfig, pool, check: Callable[[], None]) -> Iterator[UnitResult]:
-    args = [(ref, jobs, cfg) for ref, jobs in units]
-    if pool is None:
-        return map(run_unit, args)
-    return pool.imap(args, check=check, poll_interval=0.05, key=_source_of)
+def batch_limit(config: GenerateConfig) -> int:
+    """The most samples a batch holds: ``batch_samples``, or num / BATCHES_PER_RUN (at least
+    MIN_BATCH); never more than ``rows_per_shard``. Options alone decide it, never the
+    worker count or the engine."""
+    n = config.batch_samples or max(MIN_BATCH, -(-int(config.num) // BATCHES_PER_RUN))
+    return max(1, min(int(n), int(config.rows_per_shard)))
 
 
-def _source_of(arg) -> str:
-    return arg[0].id
+def cut_batches(units: list, limit: int) -> list[tuple[int, int]]:
+    """Consecutive ``[start, end)`` ranges of units holding at most ``limit`` jobs (a unit
+    larger than that goes alone). A batch at least half full ends where a new source
+    begins, so a source's units mostly stay in one batch (loaded once, by one worker)."""
+    out: list[tuple[int, int]] = []
+    start, size = 0, 0
+    for i, (ref, jobs) in enumerate(units):
+        if i > start and (size + len(jobs) > limit or (2 * size >= limit and ref.id != units[i - 1][0].id)):
+            out.append((start, i))
+            start, size = i, 0
+        size += len(jobs)
+    if start < len(units):
+        out.append((start, len(units)))
+    return out
 
 
 class _Interrupts:
@@ -293,48 +314,17 @@ def _remove_files(paths: Iterable[str]) -> None:
             pass
 
 
-def run_generation(
-    refs: list[SourceRef],
-    out_dir: str,
-    config: GenerateConfig,
-    progress: Callable[[int], None] | None = None,
-    inputs: Iterable[str] = (),
-    extra_skips: Counter | None = None,
-    extra_skipped_files: dict[str, list[str]] | None = None,
-    resume: bool = False,
-) -> RunResult:
-    """Generate ``config.num`` samples from ``refs`` into ``out_dir``; return the manifest.
-
-    The run keeps a journal in ``out_dir`` (see :mod:`.journal`) while it works. With
-    ``resume``, a run killed earlier in ``out_dir`` with the same inputs and options is
-    continued from its last durable part (:class:`ResumeError` when the journal belongs to
-    another run); with nothing to resume it starts afresh. After a failure that left durable
-    parts, :attr:`RunInterrupted.resumable` rows stay on disk for a later ``resume``."""
-    inputs = list(inputs)
-    refs, roots = portable_names(refs, inputs)
-    with _Interrupts(raise_at_once=config.workers <= 1) as interrupts:
-        return _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skipped_files,
-                         interrupts, resume, roots)
-
-
 def resumable_rows(out_dir: str) -> int:
     """Rows a killed or interrupted run left durable in ``out_dir`` (0: nothing to resume)."""
     state = read_journal(out_dir)
     return state.rows if state.resumable else 0
 
 
-def _png_encoder_name() -> str:
-    from ..writers import encoded
-
-    enc = encoded.DEFAULT_PNG_ENCODER
-    return "pillow" if enc == "pillow" or not encoded.FPNG_AVAILABLE else "fpng"
-
-
 class RunTally:
     """What a run decides from the outcomes of its units, taken in plan order: which sources
     are unusable, which slots are dealt again in the next round, and every counter of the
-    manifest. Both engines (the local pool here, Ray in :mod:`.ray_engine`) feed it, so a
-    run's samples and manifest do not depend on where the units ran.
+    manifest. The driver feeds it the batches' summaries in plan order, whichever executor
+    ran them, so a run's samples and manifest do not depend on where the units ran.
 
     :meth:`rounds` yields each round's units; every unit of a round goes through
     :meth:`process` (in plan order) before the next round is asked for."""
@@ -382,9 +372,8 @@ class RunTally:
         for task, variant in [*self.pending, *undealt]:
             self.unfilled[f"{task}/{variant}"] += 1
 
-    def process(self, res: UnitResult, add: Callable[[object], None] | None = None) -> None:
-        """Take one unit's outcome; ``add(sample)`` is called for each sample it gave, in
-        order, before :attr:`written` counts it."""
+    def process(self, res: UnitResult) -> None:
+        """Take one unit's outcome (in plan order)."""
         config, dealer = self.config, self.dealer
         skips, skipped_files, pending = self.skips, self.skipped_files, self.pending
         ref = res.ref
@@ -425,8 +414,6 @@ class RunTally:
                 skips["ambiguous_after_max_attempts"] += 1
                 pending.append((jr.job.task, jr.job.variant))
                 continue
-            if add is not None:
-                add(jr.sample)
             self.written += 1
             self.counts[jr.job.task][jr.job.variant] += 1
             if self.progress:
@@ -486,116 +473,204 @@ class RunTally:
         }
 
 
-def _generate(refs, out_dir, config, progress, inputs, extra_skips, extra_skipped_files,
-              interrupts: _Interrupts, resume: bool, roots: dict[str, str] | None = None) -> RunResult:
+_OFF_PLAN = "the interrupted run's journal does not follow this run's plan; run again without --resume"
+
+
+def _mismatch(then: dict, now: dict) -> str:
+    diffs = [f"{k.replace('_', '-')} {then[k]} (now {v})" for k, v in now.items() if k in then and then[k] != v]
+    what = ", ".join(diffs) if diffs else "other inputs or options"
+    return (f"the interrupted run in this folder was made with {what}; run the same command "
+            "again with --resume, or start afresh with --overwrite")
+
+
+@dataclass
+class _Prepared:
+    """How a run starts: its batch size, fingerprint and journal header and, for a resumed
+    run, the interrupted run's journal (up to its last checkpoint) and its images."""
+
+    limit: int
+    fp: str
+    about: dict
+    state: JournalState | None = None
+    images: list[str] = field(default_factory=list)
+
+
+def _prepare(out_dir: str, config: GenerateConfig, refs, resume: bool) -> _Prepared:
+    """Read and check the interrupted run to resume (:class:`ResumeError` when it is another
+    run's, or its files are not as it left them); touches nothing."""
+    check_format(config.format)
+    limit = batch_limit(config)
+    about = {"num": config.num, "seed": config.seed, "format": config.format, "batch_samples": limit}
+    prep = _Prepared(limit, fingerprint(config, refs, environment()["png"], limit), about)
+    state = read_journal(out_dir) if resume else None
+    if state is None or not state.resumable:
+        return prep
+    if state.fingerprint != prep.fp:
+        raise ResumeError(_mismatch(state.about, about))
+    prep.images = check_parts(out_dir, config.format, state)
+    prep.state = state
+    return prep
+
+
+def _local_executor(workers: int, refs):
+    from .executors import InProcess, ProcessPool
+
+    if workers <= 1:
+        return InProcess()
+    warm_up(refs)  # the forked workers inherit it
+    try:
+        return ProcessPool(workers)
+    finally:
+        cool_down()  # this process renders nothing
+
+
+def run_generation(
+    refs: list[SourceRef],
+    out_dir: str,
+    config: GenerateConfig,
+    progress: Callable[[int], None] | None = None,
+    inputs: Iterable[str] = (),
+    extra_skips: Counter | None = None,
+    extra_skipped_files: dict[str, list[str]] | None = None,
+    resume: bool = False,
+    engine: str = "local",
+    ray_address: str | None = None,
+) -> RunResult:
+    """Generate ``config.num`` samples from ``refs`` into ``out_dir``; return the manifest.
+
+    ``engine``: ``local`` (``config.workers`` processes; 1: this process) or ``ray`` (Ray
+    Data tasks on the Ray at ``ray_address``, a running one in this process, or a local Ray
+    with ``config.workers`` CPUs). The files are the same either way.
+
+    The run keeps a journal in ``out_dir`` (:mod:`.journal`) while it works. With
+    ``resume``, a run stopped earlier in ``out_dir`` with the same inputs and options (on
+    either engine, with any worker count) is continued after its last checkpointed batch
+    (:class:`ResumeError` when the journal belongs to another run); with nothing to resume
+    it starts afresh. After a failure or an interrupt, checkpointed batches stay on disk
+    for a later ``resume`` (:func:`resumable_rows` gives their rows); the rest of what the
+    run wrote is removed."""
+    out_dir = os.path.abspath(out_dir)
+    inputs = list(inputs)
+    refs, roots = portable_names(refs, inputs)
+    prep = _prepare(out_dir, config, refs, resume)  # a resume that cannot be: before any worker starts
+    args = (refs, out_dir, config, progress, inputs, extra_skips, extra_skipped_files, roots, prep)
+    if engine == "ray":
+        from .ray_engine import RayData, session
+
+        with session(ray_address, config.workers) as ray, _Interrupts(raise_at_once=True) as interrupts:
+            return _drive(*args, lambda: RayData(ray, ray_address), interrupts)
+    if engine != "local":
+        raise ValueError(f"unknown engine {engine!r}")
+    with _Interrupts(raise_at_once=config.workers <= 1) as interrupts:
+        return _drive(*args, lambda: _local_executor(config.workers, refs), interrupts)
+
+
+def _take(tally: RunTally, s: BatchSummary, units, batches) -> list[dict]:
+    """Process one batch's unit results (in plan order); returns their journal lines."""
+    start, end = batches[s.batch_no]
+    if len(s.results) != end - start:
+        raise RuntimeError(f"batch {s.batch_no} of round {s.round_no}: {len(s.results)} results for {end - start} units")
+    before = tally.written
+    recs = []
+    for i, res in enumerate(s.results, start=start):
+        tally.process(res)
+        recs.append(unit_record(s.round_no, i, units[i][1], res, tally.written))
+    rows = sum(n for _rel, n in s.parts)
+    if tally.written - before != rows:
+        raise RuntimeError(f"batch {s.batch_no} of round {s.round_no}: {rows} rows written "
+                           f"for {tally.written - before} samples")
+    return recs
+
+
+def _drive(refs, out_dir, config, progress, inputs, extra_skips, extra_skipped_files, roots, prep: _Prepared,
+           make_executor, interrupts: _Interrupts) -> RunResult:
     t0 = time.perf_counter()
-    os.makedirs(out_dir, exist_ok=True)
-    wcfg = config.worker_config()
-    pool = None
-    if config.workers > 1:
-        warm_up(refs)  # the forked workers inherit it
-        pool = WorkerPool(config.workers)  # its workers start while the writer is set up
-        cool_down()  # this process renders nothing: room for results held back for the plan order
-        release_free_heap()
+    fmt, state = config.format, prep.state
+    made_dirs = [d for d in part_folders(fmt) if not os.path.isdir(os.path.join(out_dir, d))]
+    for d in made_dirs:
+        os.makedirs(os.path.join(out_dir, d))
+    parts: list[tuple[str, int]] = list(state.parts) if state else []  # the dataset's, plan order
+    durable = {rel for rel, _n in parts}
+    drop_stale(out_dir, fmt, durable)
+    journal = Journal(out_dir, prep.fp, prep.about, resume_from=state)
+    tally = RunTally(refs, config, progress, extra_skips, extra_skipped_files)
+    tally.source_roots = roots or {}
+    replay = deque(state.replay if state else ())
+    earlier = state.seconds if state else 0.0
+    wrote: list[str] = []  # every part and image this run wrote, for the cleanup
+    taken_images: list[str] = []  # images of the batches taken but not checkpointed
+    executor, closing, finals = None, False, []
+    env, wcfg, hosts = environment(), config.worker_config(), set()
     try:
-        writer = make_writer(config.format, out_dir, config.rows_per_shard)
-        tally = RunTally(refs, config, progress, extra_skips, extra_skipped_files)
-        tally.source_roots = roots or {}
-        fp = fingerprint(config, refs, _png_encoder_name())
-        state = read_journal(out_dir) if resume else None
-        if state is not None and not state.resumable:
-            state = None
-        if state is not None:
-            if state.fingerprint != fp:
-                raise ResumeError(_mismatch(state.about, config))
-            try:
-                writer.resume(state.checkpoint)
-            except (ValueError, OSError) as exc:
-                raise ResumeError(f"the interrupted run's files are not as it left them: {exc}") from None
-        journal = Journal(out_dir, fp, {"num": config.num, "seed": config.seed, "format": config.format},
-                          resume_from=state)
-        replay = collections.deque(state.replay if state else ())
-        durable = state.rows if state else 0
-        earlier_seconds = state.seconds if state else 0.0
-    except BaseException:
-        if pool is not None:
-            pool.terminate()
-        raise
-
-    def on_checkpoint(ck: dict) -> None:
-        journal.checkpoint(ck, ck["rows"], earlier_seconds + time.perf_counter() - t0)
-
-    writer.on_checkpoint = on_checkpoint
-
-    def add(sample) -> None:
-        if tally.written >= durable:  # rows before it are on disk already (a resumed run)
-            writer.add(sample)
-
-    finals: list[str] = []
-    closed = False
-
-    try:
+        executor = make_executor()
         for round_no, units in tally.rounds():
-            done = 0
-            while replay and done < len(units):  # a resumed run: outcomes already known
-                ref, jobs = units[done]
-                rec = replay.popleft()
-                if not matches(rec, round_no, done, ref, jobs):
-                    raise ResumeError("the interrupted run's journal does not follow this run's plan; "
-                                      "run again without --resume")
-                tally.process(replayed_result(rec, ref), add)
-                done += 1
-            for i, res in enumerate(_execute(units[done:], wcfg, pool, interrupts.check), start=done):
+            batches = cut_batches(units, prep.limit)
+            first = 0
+            while replay and first < len(batches):  # a resumed run: these batches are on disk
+                for i in range(*batches[first]):
+                    rec = replay.popleft() if replay else {}
+                    if not matches(rec, round_no, i, *units[i]):
+                        raise ResumeError(_OFF_PLAN)
+                    tally.process(replayed_result(rec, units[i][0]))
+                first += 1
+                if not replay and tally.written != state.rows:
+                    raise ResumeError(_OFF_PLAN)
+            specs = [BatchSpec(round_no, b, units[s:e], wcfg, fmt, out_dir, config.rows_per_shard, env)
+                     for b, (s, e) in enumerate(batches) if b >= first]
+            for summary in executor.map(run_batch, specs, interrupts.check):
+                wrote += [rel for rel, _n in summary.parts] + summary.images
+                taken_images = summary.images
+                recs = _take(tally, summary, units, batches)
+                hosts.add(summary.host)
+                with interrupts.held():  # never a checkpoint whose parts the cleanup takes for stale
+                    journal.batch(recs, [round_no, summary.batch_no], summary.parts, tally.written,
+                                  earlier + time.perf_counter() - t0)
+                    parts += summary.parts
+                    durable.update(rel for rel, _n in summary.parts)
+                    taken_images = []
                 interrupts.check()
-                tally.process(res, add)
-                journal.unit(unit_record(round_no, i, units[i][1], res, tally.written))
         if replay:
-            raise ResumeError("the interrupted run's journal does not follow this run's plan; "
-                              "run again without --resume")
-        if pool is not None:
-            pool.close()
+            raise ResumeError(_OFF_PLAN)
+        staged = stage_finals(out_dir, fmt, parts, lambda fn, a: executor.map(fn, a, interrupts.check),
+                              interrupts.check)
+        executor.close()
         interrupts.check()
         # from here on a Ctrl-C waits until the files are in place, then takes them away
         # again: never a shard under its final name without its manifest
         with interrupts.held():
-            closed = True
-            writer.on_checkpoint = None
-            files = writer.close()
+            closing = True
             journal.close()
             os.unlink(journal.path)
-            finals = [f for f in files if not os.path.isdir(f)]
-            total_seconds = earlier_seconds + time.perf_counter() - t0
-            manifest = tally.manifest(out_dir, files, inputs, total_seconds, options={"engine": "local"},
-                                      timing={"resumed_at_row": durable} if durable else None)
-            atomic_write_json(os.path.join(out_dir, "manifest.json"), manifest)
+            finals = [os.path.join(out_dir, f) for f in staged.files]
+            files = put_finals(out_dir, staged)
+            options = {"engine": executor.name, "workers": executor.workers, "batch_samples": prep.limit}
+            timing = {"resumed_at_row": state.rows} if state else {}
+            if executor.name == "ray":
+                options["ray_address"] = executor.address
+                timing["ray_nodes"] = len(hosts)
+            manifest = tally.manifest(out_dir, files, inputs, earlier + time.perf_counter() - t0,
+                                      options=options, timing=timing)
             finals.append(os.path.join(out_dir, "manifest.json"))
+            atomic_write_json(finals[-1], manifest)
         interrupts.check()
     except BaseException as exc:
-        # no second Ctrl-C may cut the cleanup short; every step below is bounded in time
+        # no second Ctrl-C may cut the cleanup short; every step below is bounded in time.
+        # The workers stop first: nothing of ours is written behind the cleanup's back.
         with interrupts.held():
-            if pool is not None:
-                pool.terminate()
+            if executor is not None:
+                executor.terminate()
             journal.close()
-            keep = (not closed and not isinstance(exc, (StrictModeError, ResumeError))
+            keep = (not closing and not isinstance(exc, (StrictModeError, ResumeError))
                     and resumable_rows(out_dir) > 0)
-            if keep:
-                writer.release()
+            if keep:  # the checkpointed batches and the journal stay for --resume
+                _remove_files(os.path.join(out_dir, p) for p in taken_images)
+                drop_stale(out_dir, fmt, durable)
             else:
-                writer.abort()
+                _remove_files(os.path.join(out_dir, p) for p in [*wrote, *durable, *prep.images])
                 _remove_files([*finals, journal.path])
+                drop_stale(out_dir, fmt, set())
+                for d in reversed(made_dirs):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(os.path.join(out_dir, d))
         raise
     return RunResult(manifest=manifest, files=files)
-
-
-def _mismatch(about: dict, config: GenerateConfig, engine: dict | None = None) -> str:
-    diffs = [f"{k} {about[k]} (now {getattr(config, k)})" for k in ("num", "seed", "format")
-             if k in about and about[k] != getattr(config, k)]
-    now = {"engine": "local", **(engine or {})}  # the Ray engine adds its batch size
-    if about.get("engine", "local") != now["engine"]:
-        diffs.append(f"engine {about.get('engine', 'local')} (now {now['engine']})")
-    else:
-        diffs += [f"{k.replace('_', '-')} {about[k]} (now {v})" for k, v in now.items()
-                  if k != "engine" and k in about and about[k] != v]
-    what = ", ".join(diffs) if diffs else "other inputs or options"
-    return (f"the interrupted run in this folder was made with {what}; run the same command "
-            "again with --resume, or start afresh with --overwrite")

@@ -35,14 +35,16 @@ from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ..engine.executors import ProcessPool
 from ..engine.mix import MixEntry
 from ..engine.run import _Dealer, _initial_slots
-from ..engine.worker import Job, WorkerConfig, WorkerPool, run_unit
+from ..engine.worker import Job, WorkerConfig, run_unit
 from ..prompts import content_parts
 from ..tasks.levels import level_by_name, paper_level, task_levels
 from .curriculum import Curriculum, CurriculumSettings
 
 ONLINE_STATE = "online_state.json"  # in each checkpoint of an online run: OnlineFeeder.state()
+AHEAD_PER_WORKER = 4  # samples a generator process may make before the trainer asks for them
 ROW_COLUMNS = ("prompt", "images", "answer", "answer_type", "options", "task", "variant", "level", "id")
 
 
@@ -102,7 +104,7 @@ class OnlineFeeder:
         self.failed: Counter = Counter()
         self.wait_seconds = 0.0
         self.started: float | None = None
-        self._pool: WorkerPool | None = None
+        self._pool: ProcessPool | None = None
         self._pool_fresh = False
         self._record = None
         self._recorded_upto = -1
@@ -232,8 +234,8 @@ class OnlineFeeder:
                 draws.append(d)
                 yield (d.ref, [d.job], self.wcfg)
 
-        results = (self._pool.imap(args(), key=lambda a: a[0].id) if self._pool is not None
-                   else map(run_unit, args()))
+        results = (self._pool.map(run_unit, args(), check=_nothing, ahead=AHEAD_PER_WORKER * self.workers)
+                   if self._pool is not None else map(run_unit, args()))
         self.started = self.started or time.perf_counter()
         consecutive = 0
         while True:
@@ -303,7 +305,7 @@ class OnlineFeeder:
             import multiprocessing
 
             # spawn: the trainer process holds torch's threads, which a fork must not copy
-            self._pool = WorkerPool(self.workers, context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPool(self.workers, context=multiprocessing.get_context("spawn"))
             self._pool_fresh = True
 
     def stats(self) -> dict[str, float]:
@@ -347,6 +349,10 @@ class OnlineFeeder:
 
 
 _LIVE: dict[str, OnlineFeeder] = {}
+
+
+def _nothing() -> None:
+    return None
 
 
 _FAILED = "ssrl_online_failed"  # the key of the message the main process sends when its stream stops

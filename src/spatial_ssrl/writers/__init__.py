@@ -1,30 +1,17 @@
-"""Writers: turn encoded samples into files, one module per output format."""
+"""Writers: turn encoded samples into files, one module per output format, and the part
+writer (:mod:`.parts`) that every engine writes them with."""
 
 from __future__ import annotations
 
-from .base import DatasetWriter
-from .canonical import CanonicalWriter
-from .easyr1 import EasyR1Writer
 from .encoded import EncodedSample, encode_png, encode_sample
-from .llamafactory import LlamaFactoryWriter
-from .trl import TRLWriter
-from .verl import VerlWriter
 
-WRITERS: dict[str, type[DatasetWriter]] = {
-    "canonical": CanonicalWriter,
-    "trl": TRLWriter,
-    "easyr1": EasyR1Writer,
-    "verl": VerlWriter,
-    "llamafactory": LlamaFactoryWriter,
-}
+FORMATS = ("canonical", "trl", "easyr1", "verl", "llamafactory")
 
 
-def make_writer(format_name: str, out_dir: str, rows_per_shard: int = 1000) -> DatasetWriter:
-    try:
-        cls = WRITERS[format_name]
-    except KeyError:
-        raise ValueError(f"unknown format {format_name!r}; available: {', '.join(WRITERS)}") from None
-    return cls(out_dir, rows_per_shard=rows_per_shard)
+def check_format(name: str) -> str:
+    if name not in FORMATS:
+        raise ValueError(f"unknown format {name!r}; available: {', '.join(FORMATS)}")
+    return name
 
 
-__all__ = ["WRITERS", "DatasetWriter", "EncodedSample", "encode_png", "encode_sample", "make_writer"]
+__all__ = ["FORMATS", "EncodedSample", "check_format", "encode_png", "encode_sample"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .base import IMAGE_LIST, IMAGE_STRUCT, STRING, ParquetShardWriter, image_cells
+from .base import IMAGE_LIST, IMAGE_STRUCT, STRING, image_cells
 from .encoded import EncodedSample
 
 SCHEMA = pa.schema(
@@ -56,10 +56,3 @@ def to_row(s: EncodedSample, index: int) -> dict:
         "depth_source": s.depth_source,
         "meta": s.meta_json,
     }
-
-
-class CanonicalWriter(ParquetShardWriter):
-    format_name = "canonical"
-
-    def __init__(self, out_dir: str, rows_per_shard: int = 1000):
-        super().__init__(out_dir, SCHEMA, FEATURES, to_row, rows_per_shard)

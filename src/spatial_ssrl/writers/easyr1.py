@@ -9,8 +9,6 @@ through a jinja template (``data.format_prompt``); the writer drops one beside t
 
 from __future__ import annotations
 
-import os
-
 import pyarrow as pa
 
 from ..prompts import FORMAT_SUFFIX
@@ -18,8 +16,6 @@ from .base import (
     IMAGE_LIST,
     IMAGE_STRUCT,
     STRING,
-    ParquetShardWriter,
-    atomic_write_bytes,
     image_cells,
 )
 from .encoded import EncodedSample
@@ -63,23 +59,3 @@ def to_row(s: EncodedSample, index: int) -> dict:
         "options": s.options,
         "source": s.source,
     }
-
-
-class EasyR1Writer(ParquetShardWriter):
-    format_name = "easyr1"
-
-    def __init__(self, out_dir: str, rows_per_shard: int = 1000):
-        super().__init__(out_dir, SCHEMA, FEATURES, to_row, rows_per_shard)
-
-    def close(self) -> list[str]:
-        files = super().close()
-        path = os.path.join(self.out_dir, "format_prompt.jinja")
-        atomic_write_bytes(path, FORMAT_TEMPLATE.encode())
-        self._template = path
-        return [*files, path]
-
-    def abort(self) -> None:
-        super().abort()
-        path = getattr(self, "_template", None)
-        if path and os.path.exists(path):
-            os.unlink(path)

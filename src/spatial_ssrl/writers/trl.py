@@ -13,7 +13,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from ..prompts import content_parts
-from .base import IMAGE_LIST, IMAGE_STRUCT, STRING, ParquetShardWriter, image_cells
+from .base import IMAGE_LIST, IMAGE_STRUCT, STRING, image_cells
 from .encoded import EncodedSample
 
 CONTENT = pa.struct([("type", pa.string()), ("text", pa.string())])
@@ -56,10 +56,3 @@ def to_row(s: EncodedSample, index: int) -> dict:
         "options": s.options,
         "source": s.source,
     }
-
-
-class TRLWriter(ParquetShardWriter):
-    format_name = "trl"
-
-    def __init__(self, out_dir: str, rows_per_shard: int = 1000):
-        super().__init__(out_dir, SCHEMA, FEATURES, to_row, rows_per_shard)

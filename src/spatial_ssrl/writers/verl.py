@@ -10,7 +10,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from ..prompts import with_format_suffix
-from .base import IMAGE_LIST, IMAGE_STRUCT, INT64, STRING, ParquetShardWriter, image_cells
+from .base import IMAGE_LIST, IMAGE_STRUCT, INT64, STRING, image_cells
 from .encoded import EncodedSample
 
 DATA_SOURCE_PREFIX = "spatial_ssrl"
@@ -80,10 +80,3 @@ def to_row(s: EncodedSample, index: int) -> dict:
             "source": s.source,
         },
     }
-
-
-class VerlWriter(ParquetShardWriter):
-    format_name = "verl"
-
-    def __init__(self, out_dir: str, rows_per_shard: int = 1000):
-        super().__init__(out_dir, SCHEMA, FEATURES, to_row, rows_per_shard)
