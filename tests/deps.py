@@ -26,3 +26,25 @@ def run_cli(*args, ok: bool = True):
     if ok:
         assert result.exit_code == 0, result.output
     return result
+
+
+def edit_rows(folder):
+    """Every row of a dataset folder's parquet shards, in order, and a ``save()`` that writes
+    each shard back with its own rows (changed in place) and schema. A run writes one shard
+    per part of its plan, so a test must not assume one shard."""
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shards = sorted((Path(folder) / "data").glob("*.parquet"))
+    tables = [pq.read_table(s) for s in shards]
+    rows = [r for t in tables for r in t.to_pylist()]
+
+    def save() -> None:
+        start = 0
+        for shard, table in zip(shards, tables):
+            pq.write_table(pa.Table.from_pylist(rows[start:start + table.num_rows], schema=table.schema), shard)
+            start += table.num_rows
+
+    return rows, save

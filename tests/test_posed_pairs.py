@@ -21,10 +21,9 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from deps import run_cli
+from deps import edit_rows, run_cli
 from PIL import Image
 
 from spatial_ssrl.sources import discover_rgbd, load_source_item
@@ -152,11 +151,9 @@ def _tamper(out: Path, tmp: Path, change) -> tuple[Path, str]:
     """A copy of the dataset whose first row ``change`` altered (in place)."""
     bad = tmp / f"tampered-{change.__name__}"
     shutil.copytree(out, bad)
-    (shard,) = sorted((bad / "data").glob("*.parquet"))
-    table = pq.read_table(shard)
-    rows = table.to_pylist()
+    rows, save = edit_rows(bad)
     change(rows[0])
-    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    save()
     return bad, rows[0]["id"]
 
 

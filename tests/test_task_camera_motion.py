@@ -22,10 +22,9 @@ import os
 import shutil
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from deps import run_cli
+from deps import edit_rows, run_cli
 from PIL import Image
 
 from spatial_ssrl.checks import AmbiguityThresholds
@@ -343,9 +342,7 @@ def test_validate_passes_and_catches_tampering(dataset, tmp_path):
     for what in ("answer", "pose", "image"):
         bad = tmp_path / what
         shutil.copytree(dataset, bad)
-        (shard,) = sorted((bad / "data").glob("*.parquet"))
-        table = pq.read_table(shard)
-        rows = table.to_pylist()[:8]  # a few rows keep the check quick
+        rows, save = edit_rows(bad)
         victim = rows[0]
         if what == "answer":
             victim["answer"] = "ABCD"[("ABCD".index(victim["answer"]) + 1) % 4]
@@ -359,7 +356,7 @@ def test_validate_passes_and_catches_tampering(dataset, tmp_path):
             donor = next(r for r in rows[1:] if r["source"] == victim["source"]) if any(
                 r["source"] == victim["source"] for r in rows[1:]) else rows[1]
             victim["images"] = [victim["images"][0], donor["images"][1]]
-        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+        save()
         res = run_cli("validate", bad, "--out", tmp_path / f"{what}.json", ok=False)
         assert res.exit_code == 1, res.output
         failed = {f["id"]: f["reason"] for f in json.loads((tmp_path / f"{what}.json").read_text())["failures"]}

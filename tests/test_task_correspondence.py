@@ -21,10 +21,9 @@ import math
 import shutil
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from deps import run_cli
+from deps import edit_rows, run_cli
 from PIL import Image
 
 from spatial_ssrl.engine import GenerateConfig, parse_mix, run_generation
@@ -264,9 +263,7 @@ def test_validate_passes_and_catches_tampering(run, stereo, tmp_path):
 
     bad = tmp_path / "bad"
     shutil.copytree(run, bad)
-    (shard,) = sorted((bad / "data").glob("*.parquet"))
-    table = pq.read_table(shard)
-    data = table.to_pylist()
+    data, save = edit_rows(bad)
     tampered = {}
     for level in LEVELS:  # a wrong letter
         r = next(x for x in data if x["variant"] == level and x["id"] not in tampered)
@@ -288,7 +285,7 @@ def test_validate_passes_and_catches_tampering(run, stereo, tmp_path):
     r = free[2]  # the two images swapped
     r["images"] = r["images"][::-1]
     tampered[r["id"]] = ""
-    pq.write_table(pa.Table.from_pylist(data, schema=table.schema), shard)
+    save()
 
     res = run_cli("validate", bad, "--out", tmp_path / "bad.json", ok=False)
     assert res.exit_code == 1, res.output

@@ -19,10 +19,9 @@ import shutil
 import time
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from deps import run_cli
+from deps import edit_rows, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -136,12 +135,10 @@ def test_validate_passes_and_catches_a_tampered_answer(procedural_set, tmp_path)
     assert "all checked samples pass" in res.output
     bad = tmp_path / "bad"
     shutil.copytree(procedural_set, bad)
-    (shard,) = sorted((bad / "data").glob("*.parquet"))
-    table = pq.read_table(shard)
-    rows = table.to_pylist()
+    rows, save = edit_rows(bad)
     victim = rows[3]
     victim["answer"] = f"{float(victim['answer']) + 0.01:.2f}"  # one centimetre off
-    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    save()
     report = tmp_path / "r.json"
     res = run_cli("validate", bad, "--out", report, ok=False)
     assert res.exit_code == 1

@@ -12,10 +12,8 @@ import re
 import shutil
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from deps import run_cli
+from deps import edit_rows, run_cli
 from pixels import cells, decode, interior_mask, load_source, read_rows
 
 from spatial_ssrl.engine import GenerateConfig, parse_mix, run_generation
@@ -124,9 +122,7 @@ def test_validate_passes_and_catches_tampering(run, tmp_path):
 
     bad = tmp_path / "bad"
     shutil.copytree(run, bad)
-    (shard,) = sorted((bad / "data").glob("*.parquet"))
-    table = pq.read_table(shard)
-    data = table.to_pylist()
+    data, save = edit_rows(bad)
     tampered = {}
     for level in LEVELS:  # one wrong letter per level
         r = next(x for x in data if x["variant"] == level)
@@ -150,7 +146,7 @@ def test_validate_passes_and_catches_tampering(run, tmp_path):
     Image.fromarray(img).save(buf, "PNG")
     r["images"] = [{"bytes": buf.getvalue(), "path": r["images"][0]["path"]}]
     tampered[r["id"]] = "match the source"
-    pq.write_table(pa.Table.from_pylist(data, schema=table.schema), shard)
+    save()
 
     res = run_cli("validate", bad, "--out", tmp_path / "bad.json", ok=False)
     assert res.exit_code == 1, res.output

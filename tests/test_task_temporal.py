@@ -18,10 +18,8 @@ import re
 import shutil
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from deps import run_cli
+from deps import edit_rows, run_cli
 from PIL import Image
 from pixels import decode, read_rows
 
@@ -227,9 +225,7 @@ def test_validate_passes_and_catches_tampering(video_run, builtin_run, tmp_path)
     for run, where in ((video_run, "video"), (builtin_run, "scene")):
         bad = tmp_path / f"bad-{where}"
         shutil.copytree(run, bad)
-        (shard,) = sorted((bad / "data").glob("*.parquet"))
-        table = pq.read_table(shard)
-        data = table.to_pylist()
+        data, save = edit_rows(bad)
         tampered = {}
         for level in LEVELS:  # one answer with two labels swapped, per level
             r = next(x for x in data if x["variant"] == level)
@@ -261,7 +257,7 @@ def test_validate_passes_and_catches_tampering(video_run, builtin_run, tmp_path)
         Image.fromarray(img).save(buf, "PNG")
         r["images"] = [{"bytes": buf.getvalue(), "path": r["images"][0]["path"]}, *r["images"][1:]]
         tampered[r["id"]] = "matches no"
-        pq.write_table(pa.Table.from_pylist(data, schema=table.schema), shard)
+        save()
 
         res = run_cli("validate", bad, "--out", tmp_path / "bad.json", ok=False)
         assert res.exit_code == 1, res.output
