@@ -97,7 +97,7 @@ def test_default_batch_size_follows_the_options_alone():
     assert limit(num=500, batch_samples=16, rows_per_shard=5) == 5
 
 
-def test_batches_end_where_a_source_begins_once_half_full():
+def test_a_source_stays_in_one_batch_when_it_fits():
     from types import SimpleNamespace
 
     from spatial_ssrl.engine.run import cut_batches
@@ -106,8 +106,9 @@ def test_batches_end_where_a_source_begins_once_half_full():
         return [(SimpleNamespace(id=s), [None] * n) for s, n in sources]
 
     u = units(("a", 8), ("a", 8), ("a", 2), ("b", 8), ("c", 3), ("c", 8), ("d", 8))
-    # a's 18 of 20 and b's 8 would pass 20: cut; b's 8 is under half, so c joins; c's second
-    # unit is the same source: it stays (19); d would pass 20: cut
+    # a (18) and b (8) would pass 20: cut; b and c (11) fit together; d would pass 20: cut
     assert cut_batches(u, 20) == [(0, 3), (3, 6), (6, 7)]
     assert cut_batches(units(("a", 8), ("a", 8)), 4) == [(0, 1), (1, 2)]  # a unit larger than a batch goes alone
+    # a source larger than a batch: batches of its own, the last of which the next source joins
+    assert cut_batches(units(*[("a", 8)] * 10, ("b", 8), ("b", 8)), 30) == [(0, 3), (3, 6), (6, 9), (9, 12)]
     assert cut_batches([], 8) == []

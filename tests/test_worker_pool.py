@@ -65,6 +65,24 @@ def _slow_int(text: str) -> int:
     return int(text)
 
 
+def test_a_free_worker_takes_the_work_that_continues_its_own():
+    """Calls keyed by what they start and end with: consecutive calls of one key stay with
+    one worker while another worker has work of its own."""
+    pool = ProcessPool(2)
+    try:
+        args = [("a", 0.3), ("a", 0.3), ("a", 0.3), ("b", 0.3), ("b", 0.3), ("b", 0.3)]
+        got = list(pool.map(_pid_after, args, lambda: None, key=lambda a: (a[0], a[0])))
+    finally:
+        pool.close()
+    assert [k for k, _ in got] == ["a", "a", "a", "b", "b", "b"]  # argument order
+    assert len({pid for k, pid in got if k == "a"}) == 1 and len({pid for k, pid in got if k == "b"}) == 1
+
+
+def _pid_after(arg):
+    time.sleep(arg[1])
+    return arg[0], os.getpid()
+
+
 def test_a_worker_error_reaches_the_driver():
     pool = ProcessPool(2)
     try:

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import wait
 
+AHEAD_PER_WORKER = 4
+"""How far past the result due next a free worker may look for work of its own."""
 POLL_SECONDS = 0.05
 """How often a waiting driver calls ``check`` (a Ctrl-C is acted on within this)."""
 
@@ -29,9 +31,11 @@ class Executor:
     name = "local"
     workers = 1
 
-    def map(self, fn: Callable, args: list, check: Callable[[], None]) -> Iterator:
+    def map(self, fn: Callable, args: list, check: Callable[[], None], key=None) -> Iterator:
         """``fn(a)`` for each of ``args``, in order; ``check()`` is called at least every
-        :data:`POLL_SECONDS` while waiting (it raises to stop the run)."""
+        :data:`POLL_SECONDS` while waiting (it raises to stop the run). ``key(a)``, where
+        given, says what ``a`` starts and ends with loading (its first and last source): an
+        executor that can may give ``a`` to the worker that loaded its start last."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -42,7 +46,7 @@ class Executor:
 
 
 class InProcess(Executor):
-    def map(self, fn, args, check):
+    def map(self, fn, args, check, key=None):
         for a in args:
             check()
             yield fn(a)
@@ -107,6 +111,7 @@ class ProcessPool(Executor):
         self._procs: list = []
         self._conns: list = []
         self._stale: set[int] = set()
+        self._last: list = [None] * self.workers  # what each worker's last call ended with
         release_free_heap()  # the workers start without the heap this process freed
         main = threading.current_thread() is threading.main_thread()
         old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if main else None
@@ -130,30 +135,40 @@ class ProcessPool(Executor):
     def pids(self) -> list[int]:
         return [p.pid for p in self._procs]
 
-    def map(self, fn, args, check, ahead: int | None = None):
-        """As :meth:`Executor.map`; ``args`` may be endless when ``ahead`` bounds how many
-        arguments are handed out past the result due next."""
+    def map(self, fn, args, check, key=None, ahead: int | None = None):
+        """As :meth:`Executor.map`. A free worker takes, among the next few arguments, the
+        first that starts with what it ended with last, else the first that starts with
+        nothing another worker has, else the first. ``args`` may be endless when ``ahead``
+        bounds how many arguments are handed out past the result due next."""
         todo = iter(enumerate(args))
         running: dict[int, int] = {}  # worker -> the index of the argument it works on
+        pending: list = []  # (index, argument, (first, last)) fetched, not handed out yet
         done: dict = {}
-        due = sent = 0
+        reach = ahead or AHEAD_PER_WORKER * self.workers
+        due = 0
         exhausted = False
         try:
             while True:
-                for w in range(self.workers):
-                    if w in running or w in self._stale or exhausted or (ahead is not None and sent - due >= ahead):
-                        continue
+                while not exhausted and (not pending or pending[-1][0] < due + reach - 1):
                     item = next(todo, None)
                     if item is None:
                         exhausted = True
-                        break
-                    self._conns[w].send((fn, item[1]))
-                    running[w] = item[0]
-                    sent += 1
+                    else:
+                        pending.append((*item, key(item[1]) if key else (None, None)))
+                for w in range(self.workers):
+                    if w in running or w in self._stale or not pending:
+                        continue
+                    pick = self._pick(w, pending, running, due + reach)
+                    if pick is None:
+                        continue
+                    index, arg, keys = pending.pop(pick)
+                    self._conns[w].send((fn, arg))
+                    running[w] = index
+                    self._last[w] = keys[1]
                 while due in done:
                     yield done.pop(due)
                     due += 1
-                if exhausted and not running and not done:
+                if exhausted and not pending and not running and not done:
                     return
                 busy = [*running, *self._stale]
                 ready = wait([*(self._conns[w] for w in busy), *(self._procs[w].sentinel for w in busy)],
@@ -176,6 +191,20 @@ class ProcessPool(Executor):
                 check()
         finally:
             self._stale.update(running)  # their answers, when they come, are nobody's
+
+    def _pick(self, w: int, pending: list, running: dict, limit: int) -> int | None:
+        others = {self._last[v] for v in running if v != w}
+        first_free = None
+        for pos, (index, _arg, (start, _end)) in enumerate(pending):
+            if index >= limit:
+                break
+            if start is not None and start == self._last[w]:
+                return pos
+            if first_free is None and start not in others:
+                first_free = pos
+        if first_free is None and pending[0][0] < limit:
+            return 0
+        return first_free
 
     def _died(self, w: int) -> WorkerDied:
         p = self._procs[w]

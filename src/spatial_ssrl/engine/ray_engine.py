@@ -157,7 +157,7 @@ class RayData(Executor):
         _quiet_ray_data(ray)
         self.workers = int(ray.cluster_resources().get("CPU", 0)) or 1
 
-    def map(self, fn, args, check):
+    def map(self, fn, args, check, key=None):
         if not args:
             return
         jobs = [{"job": pickle.dumps((i, fn, a), protocol=pickle.HIGHEST_PROTOCOL)} for i, a in enumerate(args)]

@@ -240,15 +240,31 @@ def batch_limit(config: GenerateConfig) -> int:
 
 def cut_batches(units: list, limit: int) -> list[tuple[int, int]]:
     """Consecutive ``[start, end)`` ranges of units holding at most ``limit`` jobs (a unit
-    larger than that goes alone). A batch at least half full ends where a new source
-    begins, so a source's units mostly stay in one batch (loaded once, by one worker)."""
+    larger than that goes alone). A source's units (consecutive in the plan) stay in one
+    batch when they fit in one: a batch that cannot take the next source whole ends there.
+    A source with more than ``limit`` jobs is cut into near-equal batches of its own, the
+    last of which later sources may join. So a source is loaded by few workers, and
+    consecutive batches of one source can go to one worker (:class:`.executors.ProcessPool`)."""
     out: list[tuple[int, int]] = []
-    start, size = 0, 0
-    for i, (ref, jobs) in enumerate(units):
-        if i > start and (size + len(jobs) > limit or (2 * size >= limit and ref.id != units[i - 1][0].id)):
+    start = size = i = 0
+    while i < len(units):
+        j = i
+        while j < len(units) and units[j][0].id == units[i][0].id:
+            j += 1
+        jobs = [len(u[1]) for u in units[i:j]]
+        if size + sum(jobs) > limit and size:
             out.append((start, i))
             start, size = i, 0
-        size += len(jobs)
+        if sum(jobs) > limit:
+            cap = -(-sum(jobs) // -(-sum(jobs) // limit))  # near-equal parts of at most limit
+            for k, n in enumerate(jobs, start=i):
+                if size and size + n > cap:
+                    out.append((start, k))
+                    start, size = k, 0
+                size += n
+        else:
+            size += sum(jobs)
+        i = j
     if start < len(units):
         out.append((start, len(units)))
     return out
@@ -565,6 +581,11 @@ def run_generation(
         return _drive(*args, lambda: _local_executor(config.workers, refs), interrupts)
 
 
+def _sources(spec: BatchSpec) -> tuple[str, str]:
+    """The first and the last source of a batch (which worker has them loaded)."""
+    return spec.units[0][0].id, spec.units[-1][0].id
+
+
 def _take(tally: RunTally, s: BatchSummary, units, batches) -> list[dict]:
     """Process one batch's unit results (in plan order); returns their journal lines."""
     start, end = batches[s.batch_no]
@@ -617,7 +638,7 @@ def _drive(refs, out_dir, config, progress, inputs, extra_skips, extra_skipped_f
                     raise ResumeError(_OFF_PLAN)
             specs = [BatchSpec(round_no, b, units[s:e], wcfg, fmt, out_dir, config.rows_per_shard, env)
                      for b, (s, e) in enumerate(batches) if b >= first]
-            for summary in executor.map(run_batch, specs, interrupts.check):
+            for summary in executor.map(run_batch, specs, interrupts.check, key=_sources):
                 wrote += [rel for rel, _n in summary.parts] + summary.images
                 taken_images = summary.images
                 recs = _take(tally, summary, units, batches)

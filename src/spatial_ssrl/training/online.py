@@ -234,7 +234,7 @@ class OnlineFeeder:
                 draws.append(d)
                 yield (d.ref, [d.job], self.wcfg)
 
-        results = (self._pool.map(run_unit, args(), check=_nothing, ahead=AHEAD_PER_WORKER * self.workers)
+        results = (self._pool.map(run_unit, args(), _nothing, key=_source_of, ahead=AHEAD_PER_WORKER * self.workers)
                    if self._pool is not None else map(run_unit, args()))
         self.started = self.started or time.perf_counter()
         consecutive = 0
@@ -353,6 +353,10 @@ _LIVE: dict[str, OnlineFeeder] = {}
 
 def _nothing() -> None:
     return None
+
+
+def _source_of(args) -> tuple[str, str]:
+    return args[0].id, args[0].id
 
 
 _FAILED = "ssrl_online_failed"  # the key of the message the main process sends when its stream stops

@@ -16,7 +16,7 @@ from ..tasks.base import Sample
 
 try:  # the fast exact PNG writer (https://github.com/dofuuz/py-fpng-nb), where a wheel installs
     from fpng import fpng_ext as _fpng_ext
-except Exception:  # ImportError, or a broken build: Pillow does it all
+except Exception:  # noqa: BLE001 - ImportError, or a broken build: Pillow does it all
     _fpng_ext = None
 
 DEFAULT_PNG_COMPRESS_LEVEL = 1
@@ -102,8 +102,7 @@ class EncodedSample:
     task: str
     variant: str
     images: list[bytes]
-    """Encoded files; from a worker process, read-only ``memoryview`` s of the frame they
-    came in (:mod:`..engine.wire`), which every writer takes as they are."""
+    """Encoded files (PNG or JPEG bytes)."""
     image_names: list[str]
     problem: str
     answer: str
