@@ -82,7 +82,7 @@ def _fsync_dir(path: str) -> None:
 
 def _synced_rename(tmp: str, path: str) -> None:
     os.chmod(tmp, 0o666 & ~current_umask())
-    base.fsync_path(tmp)
+    base.fsync_path(tmp, drop=True)
     os.replace(tmp, path)
 
 
@@ -104,6 +104,7 @@ class PartWriter:
         self._group: list[dict] = []
         self._group_bytes = self._piece_rows = self._piece_bytes = 0
         self._writer = None
+        self._behind: int | None = None  # the piece being written, for base.drop_written
         self._records: list[str] = []
         self._rows_cap = max(1, int(self.rows_per_shard))
 
@@ -147,14 +148,22 @@ class PartWriter:
         if self._writer is None:
             name = f"{PART_PREFIX}{self.stem}-{len(self.parts):03d}.parquet"
             self._writer = (pq.ParquetWriter(self._tmp("data", name), schema, **opts), name)
+            self._behind = os.open(self._temps[-1], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         self._writer[0].write_table(rows_to_table(self._group, schema))
+        base.drop_written(self._behind)
         self._group, self._group_bytes = [], 0
+
+    def _let_go(self) -> None:
+        fd, self._behind = self._behind, None
+        if fd is not None:
+            os.close(fd)
 
     def _close_piece(self) -> None:
         if self._writer is not None:
             writer, name = self._writer
             self._writer = None
             writer.close()
+            self._let_go()
             _synced_rename(self._temps[-1], os.path.join(self.out_dir, "data", name))
             self.parts.append((f"data/{name}", self._piece_rows))
         self._piece_rows = self._piece_bytes = 0
@@ -165,7 +174,7 @@ class PartWriter:
             if not self._records:
                 return
             for rel in self.images:
-                base.fsync_path(os.path.join(self.out_dir, rel))
+                base.fsync_path(os.path.join(self.out_dir, rel), drop=True)
             _fsync_dir(os.path.join(self.out_dir, IMAGE_DIR))
             name = f"{self.stem}.jsonl"
             tmp = self._tmp(JSONL_PART_DIR, name)
@@ -187,6 +196,8 @@ class PartWriter:
             with contextlib.suppress(Exception):
                 self._writer[0].close()
             self._writer = None
+        with contextlib.suppress(OSError):
+            self._let_go()
         for path in self._temps:
             with contextlib.suppress(OSError):
                 os.unlink(path)
