@@ -212,6 +212,29 @@ class _Filters:
         self.counts[count_as or name] = int(self.alive.sum())
 
 
+
+def _second_view(f: _Filters, anchor: np.ndarray, cam2: np.ndarray, intrinsics, depth2: np.ndarray, tol, radius: int,
+                 half: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Project points given in the second camera's frame (``cam2``) into the second view and
+    apply the filters that view decides: in view (both marks fit), seen (its depth there
+    agrees within ``tol``: relative, absolute), not on a depth edge. Returns the points in the
+    first view, in the second, and the second's pixel indices."""
+    w, h = size
+    fx, fy, cx, cy = intrinsics
+    z2 = cam2[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p2 = np.stack([fx * cam2[:, 0] / z2 + cx, fy * cam2[:, 1] / z2 + cy], axis=1)
+    p1 = anchor.astype(np.float64)
+    ahead = np.isfinite(p2).all(axis=1) & (z2 > 1e-3)
+    f.apply("point_out_of_view", ahead & _fits(np.where(ahead[:, None], p2, 0.0), radius, w, h)
+            & _fits(p1, radius, w, h))
+    i2 = np.rint(np.where(f.alive[:, None], p2, 0.0)).astype(np.intp)
+    with np.errstate(invalid="ignore"):  # no depth there: not seen
+        seen = np.abs(depth2[i2[:, 1], i2[:, 0]].astype(np.float64) - z2) <= tol[0] * z2 + tol[1]
+    f.apply("point_occluded", seen)
+    f.apply("point_on_depth_edge", _flat(depth2, i2[:, 0], i2[:, 1], half), "point_on_depth_edge_view2")
+    return p1, p2, i2
+
 def stereo_disparity(item: Item) -> np.ndarray | None:
     """The left view's disparity on the item's pixel grid, recovered from the depth the
     loader made of it (``info.depth_conversion``); NaN where invalid. None when the item's
@@ -341,41 +364,15 @@ class CorrespondenceTask(PretextTask):
         anchor = np.stack([us, vs], axis=1)
         if posed:
             (rgb_a, _, _, pose_a), (rgb_b, depth_b, intr_b, pose_b) = posed
-            world = xyz @ pose_a[:3, :3].T + pose_a[:3, 3]
-            cam2 = (world - pose_b[:3, 3]) @ pose_b[:3, :3]
-            fx, fy, cx, cy = intr_b
-            z2 = cam2[:, 2]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                p2 = np.stack([fx * cam2[:, 0] / z2 + cx, fy * cam2[:, 1] / z2 + cy], axis=1)
-            p1 = anchor.astype(np.float64)
-            ahead = np.isfinite(p2).all(axis=1) & (z2 > 1e-3)
-            f.apply("point_out_of_view", ahead & _fits(np.where(ahead[:, None], p2, 0.0), radius, w, h)
-                    & _fits(p1, radius, w, h))
-            i2 = np.rint(np.where(f.alive[:, None], p2, 0.0)).astype(np.intp)
-            with np.errstate(invalid="ignore"):  # no depth there: not seen
-                seen = np.abs(depth_b[i2[:, 1], i2[:, 0]].astype(np.float64) - z2) \
-                    <= POSED_VISIBLE_TOL[0] * z2 + POSED_VISIBLE_TOL[1]
-            f.apply("point_occluded", seen)
-            f.apply("point_on_depth_edge", _flat(depth_b, i2[:, 0], i2[:, 1], half), "point_on_depth_edge_view2")
+            cam2 = (xyz @ pose_a[:3, :3].T + pose_a[:3, 3] - pose_b[:3, 3]) @ pose_b[:3, :3]
+            p1, p2, i2 = _second_view(f, anchor, cam2, intr_b, depth_b, POSED_VISIBLE_TOL, radius, half, (w, h))
             f.apply("appearance_mismatch", self._alike(rgb_a, rgb_b, anchor, i2,
                                                        max(3, int(params["region_side"]) // 3), f.alive))
         elif params["source"] == "procedural":
             second = Pose.from_dict(params["poses"][1])
             view2 = render_view(params["scene_seed"], (w, h), second)
             cam2 = second.to_camera(Pose.from_dict(params["poses"][0]).to_scene(xyz))
-            fx, fy, cx, cy = view2.intrinsics
-            z2 = cam2[:, 2]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                p2 = np.stack([fx * cam2[:, 0] / z2 + cx, fy * cam2[:, 1] / z2 + cy], axis=1)
-            p1 = anchor.astype(np.float64)
-            ahead = np.isfinite(p2).all(axis=1) & (z2 > 1e-3)
-            f.apply("point_out_of_view", ahead & _fits(np.where(ahead[:, None], p2, 0.0), radius, w, h)
-                    & _fits(p1, radius, w, h))
-            i2 = np.rint(np.where(f.alive[:, None], p2, 0.0)).astype(np.intp)
-            seen = np.abs(view2.depth[i2[:, 1], i2[:, 0]].astype(np.float64) - z2) \
-                <= VISIBLE_TOL[0] * z2 + VISIBLE_TOL[1]
-            f.apply("point_occluded", seen)
-            f.apply("point_on_depth_edge", _flat(view2.depth, i2[:, 0], i2[:, 1], half), "point_on_depth_edge_view2")
+            p1, p2, i2 = _second_view(f, anchor, cam2, view2.intrinsics, view2.depth, VISIBLE_TOL, radius, half, (w, h))
         else:
             disp, hidden = stereo_maps(item, vs)
             d = np.where(f.alive, disp[np.clip(vs, 0, h - 1), np.clip(us, 0, w - 1)], 0.0)
