@@ -195,7 +195,8 @@ def test_llamafactory_checkpoint_comes_after_its_images_are_synced(tmp_path, mon
     synced: list[str] = []
     real_fsync = base.fsync_path
     monkeypatch.setattr(base, "fsync_path",
-                        lambda p, directory=False: (synced.append(os.path.abspath(p)), real_fsync(p, directory)))
+                        lambda p, directory=False, drop=False: (synced.append(os.path.abspath(p)),
+                                                                real_fsync(p, directory, drop)))
     seen: list[tuple[int, set]] = []  # (rows at the checkpoint, paths synced by then)
     real_batch = journal_mod.Journal.batch
 
