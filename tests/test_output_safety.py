@@ -262,3 +262,14 @@ def test_a_swap_killed_midway_restores_the_previous_dataset(tmp_path):
     assert result.exit_code != 0 and "already holds a dataset" in result.output
     assert _snapshot(out) == before
     assert not trash.exists()
+
+
+def test_report_files_know_every_entry_a_dataset_folder_has():
+    """``--out FILE`` refuses a dataset's own entries from a list of its own (so that it
+    imports no writer); it must name everything any format writes, and nothing more."""
+    from spatial_ssrl.outfiles import DATASET_ENTRIES, MANIFEST
+    from spatial_ssrl.writers import FORMAT_ENTRIES, FORMATS
+
+    assert set(FORMATS) == set(FORMAT_ENTRIES)
+    written = {MANIFEST}.union(*FORMAT_ENTRIES.values())
+    assert written == set(DATASET_ENTRIES)

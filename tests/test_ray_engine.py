@@ -97,12 +97,11 @@ def _files(out: Path) -> dict[str, str]:
 
 
 def _both(tmp_path, refs, fmt, num, seed=1, batch=8, **kw):
-    from spatial_ssrl.engine.ray_engine import run_ray_generation
 
     cfg = GenerateConfig(num=num, seed=seed, mix=parse_mix(kw.pop("tasks", None)), format=fmt, workers=2,
                          batch_samples=batch, **kw)
     run_generation(refs, str(tmp_path / "local"), cfg)
-    result = run_ray_generation(refs, str(tmp_path / "ray"), cfg)
+    result = run_generation(refs, str(tmp_path / "ray"), cfg, engine="ray")
     assert _files(tmp_path / "local") == _files(tmp_path / "ray")  # byte for byte
     return tmp_path / "local", tmp_path / "ray", result
 
@@ -226,7 +225,6 @@ def test_bad_ray_address(tmp_path):
 def test_interrupt_stops_a_ray_run_quickly(ray_session, photos, tmp_path):
     """A Ctrl-C (SIGINT) mid-run: KeyboardInterrupt within about 2 s, and no dataset file
     left under a final name (nor any part)."""
-    from spatial_ssrl.engine.ray_engine import run_ray_generation
 
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("needs the main thread to take SIGINT")
@@ -242,7 +240,7 @@ def test_interrupt_stops_a_ray_run_quickly(ray_session, photos, tmp_path):
     out = tmp_path / "o"
     cfg.batch_samples = 16
     with pytest.raises(KeyboardInterrupt):
-        run_ray_generation(refs, str(out), cfg, progress=progress)
+        run_generation(refs, str(out), cfg, progress=progress, engine="ray")
     assert fired and time.monotonic() - fired[0] < 2.5
     left = [p for p in glob.glob(str(out / "**"), recursive=True) if os.path.isfile(p)]
     assert not [p for p in left if os.path.basename(p).startswith("train") or p.endswith("manifest.json")]
@@ -252,7 +250,6 @@ def test_interrupted_ray_run_keeps_checkpointed_batches_for_resume(ray_session, 
     """A Ctrl-C after some batches were checkpointed keeps them (and the journal) for
     ``resume``, which then ends with the rows of an uninterrupted run; nothing stale is left."""
     from spatial_ssrl.engine.journal import read_journal
-    from spatial_ssrl.engine.ray_engine import run_ray_generation
     from spatial_ssrl.engine.run import resumable_rows
 
     if threading.current_thread() is not threading.main_thread():
@@ -268,7 +265,7 @@ def test_interrupted_ray_run_keeps_checkpointed_batches_for_resume(ray_session, 
 
     out = tmp_path / "o"
     with pytest.raises(KeyboardInterrupt):
-        run_ray_generation(refs, str(out), cfg, progress=progress)
+        run_generation(refs, str(out), cfg, progress=progress, engine="ray")
     rows = resumable_rows(str(out))
     assert 4 <= rows < 40
     state = read_journal(str(out))
@@ -277,7 +274,7 @@ def test_interrupted_ray_run_keeps_checkpointed_batches_for_resume(ray_session, 
     assert sum(pq.read_metadata(out / rel).num_rows for rel in parts) == rows
     assert not (out / "manifest.json").exists() and not list((out / "data").glob("train-*"))
 
-    result = run_ray_generation(refs, str(out), cfg, resume=True)
+    result = run_generation(refs, str(out), cfg, resume=True, engine="ray")
     assert result.manifest["timing"]["resumed_at_row"] == rows
     run_generation(refs, str(tmp_path / "local"), cfg)
     assert _parquet_rows(out) == _parquet_rows(tmp_path / "local")

@@ -282,7 +282,7 @@ def test_ray_resume_with_other_options_is_refused_before_starting_ray(tmp_path, 
 
     from spatial_ssrl.engine import GenerateConfig, parse_mix
     from spatial_ssrl.engine.journal import ResumeError
-    from spatial_ssrl.engine.ray_engine import run_ray_generation
+    from spatial_ssrl.engine.run import run_generation
     from spatial_ssrl.sources import discover_rgbd
 
     out = tmp_path / "o"
@@ -295,7 +295,7 @@ def test_ray_resume_with_other_options_is_refused_before_starting_ray(tmp_path, 
                          batch_samples=6)
     was_running = ray.is_initialized()
     with pytest.raises(ResumeError, match=r"made with batch-samples 12 \(now 6\)"):
-        run_ray_generation(refs, str(out / STAGING), cfg, resume=True)
+        run_generation(refs, str(out / STAGING), cfg, resume=True, engine="ray")
     assert ray.is_initialized() == was_running
     assert (out / JOURNAL).read_bytes() == journal
     _finish([*args, "--resume"])

@@ -21,8 +21,8 @@ from collections.abc import Iterable
 TMP_PREFIX = ".tmp-ssrl-out-"
 _HEAD_BYTES = 4096
 MANIFEST = "manifest.json"
-# a dataset folder's own top-level entries (engine.outdir.FORMAT_ENTRIES and the manifest;
-# spelled out here so that checking --out does not import the engine)
+# a dataset folder's own top-level entries (writers.FORMAT_ENTRIES and the manifest;
+# spelled out here so that checking --out imports no writer; a test compares the two)
 DATASET_ENTRIES = frozenset({MANIFEST, "data", "images", "train.jsonl", "dataset_info.json", "format_prompt.jinja"})
 
 

@@ -30,24 +30,16 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from ..writers import FORMAT_ENTRIES
 from ..writers.base import current_umask
+from ..writers.llamafactory import IMAGE_DIR
 
 MANIFEST = "manifest.json"
 TMP_PREFIX = ".tmp-"
 STAGING_PREFIX = ".tmp-ssrl-"
 RUN_DIR = STAGING_PREFIX + "run"
 LOCK_FILE = STAGING_PREFIX + "lock"  # the same file spatial_ssrl.locking.FolderLock takes
-IMAGE_DIR = "images"
 _IMAGE_NAME = re.compile(r"^(?P<id>.+)-(?P<i>\d+)\.(?:png|jpe?g|webp)$", re.IGNORECASE)
-
-# Top-level entries each format writes (besides manifest.json).
-FORMAT_ENTRIES: dict[str, tuple[str, ...]] = {
-    "canonical": ("data",),
-    "trl": ("data",),
-    "verl": ("data",),
-    "easyr1": ("data", "format_prompt.jinja"),
-    "llamafactory": (IMAGE_DIR, "train.jsonl", "dataset_info.json"),
-}
 
 
 class OutDirError(Exception):

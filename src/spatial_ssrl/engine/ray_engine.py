@@ -181,17 +181,4 @@ class RayData(Executor):
         end_session()
 
 
-def run_ray_generation(refs, out_dir: str, config, progress=None, inputs=(), extra_skips=None,
-                       extra_skipped_files=None, address: str | None = None, resume: bool = False):
-    """:func:`.run.run_generation` on Ray: connected to ``address`` (``auto``,
-    ``host:port``, ``ray://host:port``) or, without one, a local Ray with
-    ``config.workers`` CPUs; a Ray already initialised in this process is used as it is."""
-    from .run import run_generation
-
-    return run_generation(refs, out_dir, config, progress=progress, inputs=inputs, extra_skips=extra_skips,
-                          extra_skipped_files=extra_skipped_files, resume=resume, engine="ray",
-                          ray_address=address)
-
-
-__all__ = ["RAY_EXTRA", "RayData", "RayEngineError", "connect", "end_session", "import_ray",
-           "run_ray_generation", "session"]
+__all__ = ["RAY_EXTRA", "RayData", "RayEngineError", "connect", "end_session", "import_ray", "session"]

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from .encoded import EncodedSample, encode_png, encode_sample
 
-FORMATS = ("canonical", "trl", "easyr1", "verl", "llamafactory")
+FORMAT_ENTRIES: dict[str, tuple[str, ...]] = {
+    "canonical": ("data",),
+    "trl": ("data",),
+    "easyr1": ("data", "format_prompt.jinja"),
+    "verl": ("data",),
+    "llamafactory": ("images", "train.jsonl", "dataset_info.json"),
+}
+"""Each output format and the top-level entries of the folder it writes, besides
+``manifest.json`` (the output folder's rules, :mod:`..engine.outdir`, read it)."""
+FORMATS = tuple(FORMAT_ENTRIES)
 
 
 def check_format(name: str) -> str:
@@ -14,4 +23,4 @@ def check_format(name: str) -> str:
     return name
 
 
-__all__ = ["FORMATS", "EncodedSample", "check_format", "encode_png", "encode_sample"]
+__all__ = ["FORMATS", "FORMAT_ENTRIES", "EncodedSample", "check_format", "encode_png", "encode_sample"]

@@ -113,9 +113,10 @@ def drop_written(fd: int) -> None:
     """``posix_fadvise(DONTNEED)`` on a file being written: its dirty pages start for the disk
     without waiting, and the pages already written leave the page cache (unwritten data is
     never discarded). A run writes its dataset once and never reads it back, and the kernel
-    hands the freed pages to the next writes: at 20,000 samples (9 GB) the workers took 211-224
-    CPU seconds with it and 276-278 without, 170-182 samples/s against 128-129 (adjacent runs
-    of ``bench/bench_scale.py``; on a virtual machine a page the guest has not touched in a
-    while costs a fault on first write), and the final fsync finds little left to write. A no-op where the call does not exist or the file system refuses it."""
+    hands the freed pages to the next writes: at 20,000 samples (9 GB) adjacent runs of
+    ``bench/bench_scale.py`` made 1.08-1.17x the samples per second of runs without it on a
+    quiet day, and 1.3-1.4x on a busy one (on a virtual machine a page the guest has not
+    touched in a while costs a fault on first write); the final fsync finds little left to
+    write. A no-op where the call does not exist or the file system refuses it."""
     with contextlib.suppress(OSError, AttributeError):
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)

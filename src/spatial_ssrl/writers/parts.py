@@ -35,13 +35,13 @@ from dataclasses import dataclass, field
 from . import base
 from .base import current_umask, hf_schema, parquet_writer_options
 from .encoded import EncodedSample
+from .llamafactory import DATA_FILE, IMAGE_DIR
 
 ROWS_PER_GROUP = 64
 MAX_GROUP_BYTES = 4 * 1024 * 1024
 MAX_SHARD_BYTES = 512 * 1024 * 1024
 PART_PREFIX = ".tmp-part-"
 JSONL_PART_DIR = ".tmp-parts"
-IMAGE_DIR = "images"
 SPLIT = "train"
 _PART_RE = re.compile(r"^(?:data/\.tmp-part-[\w-]+\.parquet|\.tmp-parts/[\w-]+\.jsonl)$")
 
@@ -318,8 +318,6 @@ def stage_finals(out_dir: str, fmt: str, parts: list[tuple[str, int]], run_all, 
     out = Finals(extras=_extras(fmt))
     if fmt == "llamafactory":
         if parts:
-            from .llamafactory import DATA_FILE
-
             tmp = os.path.join(out_dir, f".tmp-{DATA_FILE}")
             with open(tmp, "wb") as fh:
                 for rel, _rows in parts:
