@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -136,6 +137,8 @@ def test_split_stopped_at_every_rename(copy, fmt, signal_name):
                               sys.executable, "-m", "spatial_ssrl.cli", "split", str(work), *SPLIT, "--seed", "9"],
                              capture_output=True, text=True, timeout=300, check=False)
         assert "Traceback" not in res.stderr, res.stderr[-2000:]
+        # the fault happened: strace ends as the split did, killed by the signal or exiting 130
+        assert res.returncode == (130 if signal_name == "INT" else -signal.SIGKILL), (k, res.returncode)
         if signal_name == "INT":
             assert res.returncode == 130, (k, res.stderr[-2000:])
             if "the dataset is as it was" in res.stderr:
