@@ -280,6 +280,7 @@ BUILTIN = {  # a task, one of its levels and a built-in input it takes
     "temporal": ("4-frames", "procedural scene 1 (RGB-D)"),
     "camera_motion": ("single-large", "procedural scene 3 (RGB-D)"),
     "correspondence": ("4-candidates-far", "motorcycle_left.png (RGB-D, Middlebury)"),
+    "counting": ("distractors", "coffee.png (photo)"),
 }
 
 

@@ -9,7 +9,7 @@ from deps import run_cli
 
 from spatial_ssrl.training.coldstart import FALLBACK
 
-NEW = ("rotation", "distance", "camera_motion", "temporal", "correspondence")
+NEW = ("rotation", "distance", "camera_motion", "temporal", "correspondence", "counting")
 
 
 def test_cold_start_rows_of_the_new_tasks(tmp_path):

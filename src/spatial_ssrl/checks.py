@@ -40,6 +40,10 @@ class AmbiguityThresholds:
     camera_confusion: float = 0.01
     """camera_motion: a distractor whose predicted image motion comes this close to the true
     one (mean difference, as a share of the image width) makes the question ambiguous."""
+    counting_contrast: float = 48.0
+    """counting: a photo pixel within this of a drawn shape's fill colour in every channel
+    (0-255) hides that pixel of the shape; a shape with more than 1% of its pixels hidden is
+    rejected."""
 
 
 def thumbnail(rgb: np.ndarray, width: int = THUMB, height: int | None = None) -> np.ndarray:

@@ -204,6 +204,19 @@ class PaperPrompts:
             )
         raise ValueError(f"unknown distance question {mode!r}; expected 'camera' or 'pair'")
 
+    def counting(self, color: str, shape: str, options: list[int]) -> str:
+        """Counting: how many shapes of one colour and kind were drawn over the image;
+        ``options`` (counts) in letter order."""
+        listed = "".join(f" {chr(65 + i)}. {n}" for i, n in enumerate(options))
+        letters = [f"'{chr(65 + i)}'" for i in range(len(options))]
+        choose = ", ".join(letters[:-1]) + ", and " + letters[-1]
+        return (
+            f"{IMAGE_TOKEN}Flat colored shapes (circles, squares and triangles, each with a black outline) "
+            f"have been drawn on top of this image. Count them carefully, ignoring anything that belongs to "
+            f"the picture itself: how many {color} {shape}s have been drawn?{listed}. The final answer should "
+            f"be chosen from {choose}."
+        )
+
     def rotation_option(self, turn: int) -> str:
         """The option text of a clockwise turn of 0, 90, 180 or 270 degrees."""
         try:

@@ -28,8 +28,8 @@ class MixEntry:
 PAPER_TASKS = ("shuffle", "flip", "crop", "depth", "position")
 """The paper's five tasks: the default mix (with any plugin task that carries paper counts)."""
 
-ALL_TASKS = (*PAPER_TASKS, "rotation", "temporal", "distance", "camera_motion", "correspondence")
-"""The ten tasks of issue 24, in a fixed order; ``--tasks all`` mixes those registered."""
+ALL_TASKS = (*PAPER_TASKS, "rotation", "temporal", "distance", "camera_motion", "correspondence", "counting")
+"""The eleven tasks of issue 24, in a fixed order; ``--tasks all`` mixes those registered."""
 
 PRESETS = {"all": ALL_TASKS}
 """Named mixes for ``--tasks NAME`` (alone): each listed task that is registered and that the
@@ -97,7 +97,7 @@ def preset_mix(name: str, with_depth: bool = False) -> list[MixEntry]:
 
 def parse_mix(spec: str | None, with_depth: bool = False) -> list[MixEntry]:
     """Parse ``--tasks``: a comma list of ``task[:variant][=weight]``, or a preset name
-    alone (``all``: the ten tasks of issue 24 that are registered, equal shares).
+    alone (``all``: the eleven tasks of issue 24 that are registered, equal shares).
 
     With no weights, tasks keep the paper's proportions (``shuffle,flip`` is 16,028 :
     4,005). With weights on every entry, the weights are used as given (normalised). A

@@ -39,6 +39,7 @@ TASK_ANSWER_TYPES = {
     "camera_motion": "choice",
     "correspondence": "choice",
     "temporal": "permutation",
+    "counting": "choice",
 }
 
 

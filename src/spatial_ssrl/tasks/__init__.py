@@ -15,6 +15,7 @@ from importlib.metadata import entry_points
 from .base import PretextTask, Rendered, Sample, generate_sample
 from .camera_motion import CameraMotionTask
 from .correspondence import CorrespondenceTask
+from .counting import CountingTask
 from .crop import CropTask
 from .depth import DepthTask
 from .distance import DistanceTask
@@ -45,6 +46,7 @@ register_task(DistanceTask)  # issue 24: metric distance, only by --tasks
 register_task(TemporalTask)  # issue 24: temporal order of clip frames, only by --tasks
 register_task(CorrespondenceTask)  # issue 24: cross-view correspondence, only by --tasks
 register_task(CameraMotionTask)  # issue 24: camera motion between two views, only by --tasks
+register_task(CountingTask)  # issue 24, point 6: counting drawn shapes, only by --tasks
 
 
 def _load_entry_points() -> None:
@@ -89,6 +91,7 @@ def rerender(meta: dict, item, **options) -> tuple[Rendered, str]:
 __all__ = [
     "CameraMotionTask",
     "CorrespondenceTask",
+    "CountingTask",
     "CropTask",
     "DepthTask",
     "DistanceTask",

@@ -30,7 +30,10 @@ What each task's knob is:
   a step combined with a turn (both parts must be read), large then small;
 - correspondence (not a paper task): the number of candidates in the second view (3, 4, 6)
   and how they lie (``far``: spread over the view; ``near``: a tight cluster of neighbours
-  around the true point, harder).
+  around the true point, harder);
+- counting (not a paper task): a few big shapes, all of the asked kind; then among others
+  of another colour and kind; then more, smaller shapes among others sharing the colour or
+  the kind.
 
 ``ssrl tasks`` lists the levels.
 """
@@ -73,6 +76,7 @@ def _table() -> dict[str, list[Level]]:
                         "4-regions", "5-regions"),
         "position": _plain("auto-x2", "auto-x1.5", "auto"),
         "rotation": _plain("2-way", "4-way", "patch-2x2", "patch-3x3"),
+        "counting": _plain("few", "distractors", "many"),
         "distance": _plain("camera", "pair-lateral", "pair", "pair-depth"),
         "temporal": _plain("3-frames", "4-frames", "3-frames-close", "5-frames", "4-frames-close", "6-frames",
                            "5-frames-close", "6-frames-close"),

@@ -160,8 +160,17 @@ def _correspondence_rationale(rec: Record) -> str:
             f"allowing for the change of viewpoint. That is {letter}.")
 
 
+def _counting_rationale(rec: Record) -> str:
+    letter, text = _option_text(rec)
+    said = f": {text}" if text else ""
+    return ("I go over the shapes drawn on the photo one at a time, keep only those of the asked colour and "
+            "kind, leave out the other shapes and anything in the photo itself, and count what is left"
+            f"{said}. That is option {letter}.")
+
+
 RATIONALES = {
     "rotation": _rotation_rationale,
+    "counting": _counting_rationale,
     "distance": _distance_rationale,
     "camera_motion": _camera_motion_rationale,
     "temporal": _temporal_rationale,

@@ -12,6 +12,7 @@ from ..readers import open_dataset
 from ..sources import LoadOptions
 from . import camera_motion as camera_motion_validator
 from . import correspondence as correspondence_validator
+from . import counting as counting_validator
 from . import crop, depth, flip, position, shuffle
 from . import distance as distance_validator
 from . import rotation as rotation_validator
@@ -29,6 +30,7 @@ VALIDATORS: dict[str, Callable[[Context], str]] = {
     "distance": distance_validator.validate,
     "camera_motion": camera_motion_validator.validate,
     "correspondence": correspondence_validator.validate,
+    "counting": counting_validator.validate,
 }
 
 
@@ -39,6 +41,7 @@ ANSWER_TYPES["temporal"] = "permutation"
 ANSWER_TYPES["distance"] = "numeric"
 ANSWER_TYPES["camera_motion"] = "choice"
 ANSWER_TYPES["correspondence"] = "choice"
+ANSWER_TYPES["counting"] = "choice"
 
 
 def _options(manifest: dict | None) -> tuple[LoadOptions, AmbiguityThresholds, int]:
@@ -126,7 +129,7 @@ def validate_dataset(path: str, num: int | None = None, seed: int = 0,
     notes = []
     if reader.format != "canonical":
         notes.append(f"format {reader.format} stores no meta: depth and position samples cannot be re-derived "
-                     "(marker positions unknown); shuffle, flip, crop and rotation are re-derived from images + source "
+                     "(marker positions unknown); shuffle, flip, crop, rotation and counting are re-derived from images + source "
                      "with the manifest's (or default) thresholds")
     if reader.manifest is None:
         notes.append("no manifest.json: default load options and thresholds assumed")

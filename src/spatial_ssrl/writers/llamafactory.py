@@ -63,6 +63,8 @@ TASK_RATIONALES = {
     "things alike, a step moves near things more than far ones, and moving forward or backward makes things "
     "grow or shrink around the centre.",
 }
+TASK_RATIONALES["counting"] = ("I go over the drawn shapes one by one, keep those of the asked colour and kind "
+                               "and leave out the rest and anything that belongs to the photo, then count them.")
 FALLBACK_RATIONALE = "I examine the spatial cues in the image and pick the answer they support."
 
 
