@@ -24,12 +24,10 @@ import json
 import os
 import re
 import shutil
-import signal
 import tempfile
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from ..interrupt import sigint_held
 from ..writers import FORMAT_ENTRIES
 from ..writers.base import current_umask
 from ..writers.llamafactory import IMAGE_DIR
@@ -254,20 +252,6 @@ def clear_leftovers(out: str, fmt: str, own: Ownership) -> None:
         p = os.path.join(out, entry)
         if os.path.lexists(p) and not own.owns(entry) and entry not in own.top_level:
             remove_owned(out, entry, own)
-
-
-@contextmanager
-def sigint_held():
-    """Hold SIGINT while a swap renames, so Ctrl-C cannot split old and new: a Ctrl-C in the
-    block is raised once it ends."""
-    if threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask"):
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            yield
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
-    else:
-        yield
 
 
 def restore_interrupted_swap(out: str) -> bool:

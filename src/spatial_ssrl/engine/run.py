@@ -24,8 +24,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
-import signal
-import threading
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -35,6 +33,7 @@ import numpy as np
 
 from .. import __version__
 from ..checks import AmbiguityThresholds
+from ..interrupt import Interrupts
 from ..sources import LoadOptions, SourceRef, cool_down, warm_up
 from ..sources.naming import portable_names
 from ..tasks import get_task_class
@@ -268,57 +267,6 @@ def cut_batches(units: list, limit: int) -> list[tuple[int, int]]:
     if start < len(units):
         out.append((start, len(units)))
     return out
-
-
-class _Interrupts:
-    """Ctrl-C during a run, made dependable.
-
-    Python's default handler raises KeyboardInterrupt wherever the main thread happens to
-    be, and where that is a weakref callback or a ``__del__`` (an import's module-lock
-    callback was seen) the exception is printed as "Exception ignored" and dropped: the run
-    went on as if nothing had happened. Here the handler records the signal, and the run
-    raises KeyboardInterrupt itself at points it checks (:meth:`check`: every result, and
-    every 50 ms while it waits on the workers). Without a pool the main thread computes
-    the samples itself, so the handler also raises at once, as Python's would (the record
-    still catches one that got dropped).
-
-    Only when SIGINT has Python's default handler, in the main thread; otherwise nothing
-    is installed and :meth:`check` never fires."""
-
-    def __init__(self, raise_at_once: bool):
-        self.hit = False
-        self._raise_at_once = raise_at_once
-        self._holding = 0
-        self._old = None
-
-    def __enter__(self) -> _Interrupts:  # noqa: PYI034 (Python 3.10 has no typing.Self)
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
-            self._old = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-            self._old = None
-
-    def _handler(self, signum, frame) -> None:
-        self.hit = True
-        if self._raise_at_once and not self._holding:
-            raise KeyboardInterrupt
-
-    def check(self) -> None:
-        if self.hit and not self._holding:
-            raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def held(self):
-        """No KeyboardInterrupt inside (a Ctrl-C is only recorded)."""
-        self._holding += 1
-        try:
-            yield
-        finally:
-            self._holding -= 1
 
 
 def _remove_files(paths: Iterable[str]) -> None:
@@ -573,11 +521,11 @@ def run_generation(
     if engine == "ray":
         from .ray_engine import RayData, session
 
-        with session(ray_address, config.workers) as ray, _Interrupts(raise_at_once=True) as interrupts:
+        with session(ray_address, config.workers) as ray, Interrupts(raise_at_once=True) as interrupts:
             return _drive(*args, lambda: RayData(ray, ray_address), interrupts)
     if engine != "local":
         raise ValueError(f"unknown engine {engine!r}")
-    with _Interrupts(raise_at_once=config.workers <= 1) as interrupts:
+    with Interrupts(raise_at_once=config.workers <= 1) as interrupts:
         return _drive(*args, lambda: _local_executor(config.workers, refs), interrupts)
 
 
@@ -604,7 +552,7 @@ def _take(tally: RunTally, s: BatchSummary, units, batches) -> list[dict]:
 
 
 def _drive(refs, out_dir, config, progress, inputs, extra_skips, extra_skipped_files, roots, prep: _Prepared,
-           make_executor, interrupts: _Interrupts) -> RunResult:
+           make_executor, interrupts: Interrupts) -> RunResult:
     t0 = time.perf_counter()
     fmt, state = config.format, prep.state
     made_dirs = [d for d in part_folders(fmt) if not os.path.isdir(os.path.join(out_dir, d))]

@@ -152,7 +152,7 @@ def _split_locked(dataset_dir, test_fraction, coldstart_fraction, seed, rows_per
 
 def _commit(dataset_dir: str, journal: dict) -> None:
     """Write the journal (synced), carry it out, remove it; a Ctrl-C waits for the end."""
-    from ..engine.outdir import sigint_held
+    from ..interrupt import sigint_held
 
     committed = False
     try:
