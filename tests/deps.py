@@ -48,3 +48,17 @@ def edit_rows(folder):
             start += table.num_rows
 
     return rows, save
+
+
+def assert_validate_catches(folder, report, tampered: dict[str, str]) -> None:
+    """``ssrl validate FOLDER`` fails exactly the samples in ``tampered`` (id -> a phrase its
+    reason must hold), writing its report to ``report``."""
+    import json
+
+    res = run_cli("validate", folder, "--out", report, ok=False)
+    assert res.exit_code == 1, res.output
+    with open(report, encoding="utf-8") as fh:
+        failed = {f["id"]: f["reason"] for f in json.load(fh)["failures"]}
+    assert set(failed) == set(tampered), failed
+    for sid, why in tampered.items():
+        assert why in failed[sid], (sid, failed[sid])

@@ -39,6 +39,15 @@ def load_source(path: str) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def source_rgb(path: str) -> np.ndarray:
+    """A sample's ``source`` as RGB: a built-in procedural scene rendered again, or a file."""
+    if path.startswith("procedural:"):
+        from spatial_ssrl.sources import SourceRef, load_source_item
+
+        return load_source_item(SourceRef(path, path, kind="procedural")).rgb
+    return load_source(path)
+
+
 def interior_mask(ph: int, pw: int, mirror: int | None = None) -> np.ndarray:
     """True on a cell's pixels away from its border band and its top-left label corner
     (and, with ``mirror`` 0/1, away from where a flip would carry that corner)."""

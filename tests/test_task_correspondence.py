@@ -23,7 +23,7 @@ import shutil
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from deps import edit_rows, run_cli
+from deps import assert_validate_catches, edit_rows, run_cli
 from PIL import Image
 
 from spatial_ssrl.engine import GenerateConfig, parse_mix, run_generation
@@ -287,12 +287,7 @@ def test_validate_passes_and_catches_tampering(run, stereo, tmp_path):
     tampered[r["id"]] = ""
     save()
 
-    res = run_cli("validate", bad, "--out", tmp_path / "bad.json", ok=False)
-    assert res.exit_code == 1, res.output
-    failed = {f["id"]: f["reason"] for f in json.loads((tmp_path / "bad.json").read_text())["failures"]}
-    assert set(failed) == set(tampered), failed
-    for sid, why in tampered.items():
-        assert why in failed[sid], (sid, failed[sid])
+    assert_validate_catches(bad, tmp_path / "bad.json", tampered)
 
 
 # ----------------------------------------------------------------------------- rejections

@@ -15,8 +15,8 @@ import shutil
 
 import numpy as np
 import pytest
-from deps import edit_rows, require, run_cli
-from pixels import decode, load_source, read_rows
+from deps import assert_validate_catches, edit_rows, require, run_cli
+from pixels import decode, read_rows, source_rgb
 
 from spatial_ssrl.engine import parse_mix
 from spatial_ssrl.sources import Item, default_refs
@@ -39,14 +39,6 @@ def run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def rows(run):
     return read_rows(run)
-
-
-def _source(path: str) -> np.ndarray:
-    if path.startswith("procedural:"):
-        from spatial_ssrl.sources import SourceRef, load_source_item
-
-        return load_source_item(SourceRef(path, path, kind="procedural")).rgb
-    return load_source(path)
 
 
 def shapes_in(out: np.ndarray, src: np.ndarray) -> list[tuple[str, str]]:
@@ -76,7 +68,7 @@ def test_each_answer_is_rederived_from_the_pixels(rows):
     for r in rows:
         (asked_colour, asked_kind), = re.findall(r"how many (\w+) (circle|square|triangle)s", r["problem"])
         out = decode(r["images"][0])
-        src = _source(r["source"])
+        src = source_rgb(r["source"])
         assert out.shape == src.shape, r["id"]
         shapes = shapes_in(out, src)
         count = sum(1 for s in shapes if s == (asked_colour, asked_kind))
@@ -125,7 +117,7 @@ def test_validate_passes_and_catches_tampering(run, tmp_path):
 
     (colour, kind), = re.findall(r"how many (\w+) (circle|square|triangle)s", r["problem"])
     img = Image.open(io.BytesIO(r["images"][0]["bytes"])).convert("RGB")
-    src = _source(r["source"])
+    src = source_rgb(r["source"])
     free = np.abs(np.asarray(img).astype(int) - src.astype(int)).max(axis=2) == 0
     ys, xs = np.nonzero(free[20:-20, 20:-20])
     at = next((int(x) + 20, int(y) + 20) for y, x in zip(ys, xs) if free[y:y + 41, x:x + 41].all()
@@ -144,12 +136,7 @@ def test_validate_passes_and_catches_tampering(run, tmp_path):
     tampered[r["id"]] = "stored answer"
     save()
 
-    res = run_cli("validate", bad, "--out", tmp_path / "bad.json", ok=False)
-    assert res.exit_code == 1, res.output
-    failed = {f["id"]: f["reason"] for f in json.loads((tmp_path / "bad.json").read_text())["failures"]}
-    assert set(failed) == set(tampered), failed
-    for sid, why in tampered.items():
-        assert why in failed[sid], (sid, failed[sid])
+    assert_validate_catches(bad, tmp_path / "bad.json", tampered)
 
 
 def test_ambiguity_filter_names_its_reasons():

@@ -13,8 +13,8 @@ import shutil
 
 import numpy as np
 import pytest
-from deps import edit_rows, run_cli
-from pixels import cells, decode, interior_mask, load_source, read_rows
+from deps import assert_validate_catches, edit_rows, run_cli
+from pixels import cells, decode, interior_mask, read_rows, source_rgb
 
 from spatial_ssrl.engine import GenerateConfig, parse_mix, run_generation
 from spatial_ssrl.engine.mix import MixError
@@ -37,14 +37,6 @@ def run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def rows(run):
     return read_rows(run)
-
-
-def _source(path: str) -> np.ndarray:
-    if path.startswith("procedural:"):
-        from spatial_ssrl.sources import SourceRef, load_source_item
-
-        return load_source_item(SourceRef(path, path, kind="procedural")).rgb
-    return load_source(path)
 
 
 def _offsets(src: np.ndarray, h: int, w: int):
@@ -92,7 +84,7 @@ def test_every_level_re_derives_from_pixels_and_source(rows):
         allowed = {0, 180} if n == 2 else set(OPTION_TEXT)
         assert sorted(options) == sorted(OPTION_TEXT[t] for t in allowed)
         assert r["problem"].count("<image>") == 1 and len(r["images"]) == 1
-        out, src = decode(r["images"][0]), _source(r["source"])
+        out, src = decode(r["images"][0]), source_rgb(r["source"])
         if r["variant"].startswith("patch-"):
             m, c = (int(v) for v in r["variant"][len("patch-"):].split("x"))
             s = min(src.shape[0] // m, src.shape[1] // c)
@@ -148,12 +140,7 @@ def test_validate_passes_and_catches_tampering(run, tmp_path):
     tampered[r["id"]] = "match the source"
     save()
 
-    res = run_cli("validate", bad, "--out", tmp_path / "bad.json", ok=False)
-    assert res.exit_code == 1, res.output
-    failed = {f["id"]: f["reason"] for f in json.loads((tmp_path / "bad.json").read_text())["failures"]}
-    assert set(failed) == set(tampered), failed
-    for sid, why in tampered.items():
-        assert why in failed[sid], (sid, failed[sid])
+    assert_validate_catches(bad, tmp_path / "bad.json", tampered)
 
 
 def _item(rgb: np.ndarray) -> Item:
