@@ -104,15 +104,12 @@ class ProcessPool(Executor):
     1 s) waits on nothing a killed worker could have left half done."""
 
     def __init__(self, workers: int, context=None):
-        from .worker import release_free_heap
-
         ctx = context or default_context()
         self.workers = max(1, int(workers))
         self._procs: list = []
         self._conns: list = []
         self._stale: set[int] = set()
         self._last: list = [None] * self.workers  # what each worker's last call ended with
-        release_free_heap()  # the workers start without the heap this process freed
         main = threading.current_thread() is threading.main_thread()
         old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if main else None
         try:

@@ -6,7 +6,6 @@ in any process, on any machine, in any order."""
 
 from __future__ import annotations
 
-import os
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
@@ -224,35 +223,6 @@ class EnvironmentMismatch(RuntimeError):
 _ENV: dict | None = None
 
 
-TRIM_ABOVE_BYTES = 192 * 1024 * 1024
-"""Resident size above which a worker gives freed heap back after a batch."""
-
-
-def release_free_heap(above: int = 0) -> None:
-    """Give the heap this process has freed back to the system (glibc's ``malloc_trim`` and
-    Arrow's pool; a no-op elsewhere) when its resident size is over ``above`` bytes. After
-    a batch, and in the parent before its workers are forked: a unit's large temporary
-    arrays fragment the heap, and without this a worker's resident size creeps up batch
-    after batch (at 20,000 samples from 82 to 269 MiB; with it, it stays near 190 MiB).
-    Below the threshold it is left alone: the pages given back are faulted in again by the
-    next batch."""
-    import ctypes
-    import sys
-
-    try:
-        with open("/proc/self/statm", "rb") as fh:
-            if int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") <= above:
-                return
-    except (OSError, ValueError, IndexError):
-        pass
-    if "pyarrow" in sys.modules:  # Arrow's own allocator keeps what it freed, too
-        sys.modules["pyarrow"].default_memory_pool().release_unused()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 def _check_environment(wanted: dict) -> None:
     global _ENV
     from ..writers.parts import environment
@@ -286,6 +256,5 @@ def run_batch(spec: BatchSpec) -> BatchSummary:
     except BaseException:
         writer.abort()
         raise
-    release_free_heap(TRIM_ABOVE_BYTES)
     return BatchSummary(spec.round_no, spec.batch_no, results, writer.parts, writer.images,
                         socket.gethostname(), time.perf_counter() - t0)

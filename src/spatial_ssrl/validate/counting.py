@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from scipy import ndimage
 
 from .common import Context, Fail, NotCheckable
 
@@ -35,6 +34,8 @@ def kind_of(area: int, box_h: int, box_w: int) -> str:
 def drawn_shapes(shown: np.ndarray, src: np.ndarray) -> list[tuple[str, str, float]]:
     """``(colour, kind, contrast)`` of every drawn shape: contrast is the mean absolute
     difference per channel between its fill and the source beneath it."""
+    from scipy import ndimage  # here: importing the validators must stay light
+
     img = shown.astype(np.int16)
     base = src.astype(np.int16)
     changed = np.abs(img - base).max(axis=2) > CHANGED
