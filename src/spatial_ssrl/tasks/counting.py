@@ -97,6 +97,11 @@ def shape_mask(o: dict[str, Any]) -> tuple[tuple[int, int], np.ndarray]:
     return (x0, y0), np.asarray(canvas) > 0
 
 
+def _asked(shapes: list[dict[str, Any]], color: str, shape: str) -> int:
+    """How many of ``shapes`` have the asked colour and kind."""
+    return sum(1 for o in shapes if (o["color"], o["shape"]) == (color, shape))
+
+
 class CountingTask(PretextTask):
     name = "counting"
     answer_type = "choice"
@@ -135,18 +140,17 @@ class CountingTask(PretextTask):
         placed: list[dict[str, Any]] = []
         for c, s in (kinds[i] for i in rng.permutation(len(kinds))):
             size = round(float(rng.uniform(lo_s, hi_s)) * side, 1)
-            reach = extent(size)
+            reach, gap = extent(size), max(4.0, 0.3 * size)
+            if w < 2 * reach + 2 or h < 2 * reach + 2:
+                continue
             for _ in range(PLACEMENT_TRIES):
-                if w < 2 * reach + 2 or h < 2 * reach + 2:
-                    break
                 cx = round(float(rng.uniform(reach + 1, w - reach - 1)), 1)
                 cy = round(float(rng.uniform(reach + 1, h - reach - 1)), 1)
-                gap = max(4.0, 0.3 * size)
                 if all(math.hypot(cx - o["center"][0], cy - o["center"][1]) > reach + extent(o["size"]) + gap
                        for o in placed):
                     placed.append({"color": c, "shape": s, "center": [cx, cy], "size": size})
                     break
-        truth = sum(1 for o in placed if (o["color"], o["shape"]) == (color, shape))
+        truth = _asked(placed, color, shape)
         others = [k for k in range(max(0, truth - 3), truth + 4) if k != truth]
         picked = [others[i] for i in rng.choice(len(others), size=3, replace=False)]
         options = [truth, *picked]
@@ -185,5 +189,4 @@ class CountingTask(PretextTask):
                         extra_meta={"output_size": [item.width, item.height]})
 
     def answer(self, params: dict[str, Any]) -> str:
-        truth = sum(1 for o in params["shapes"] if (o["color"], o["shape"]) == (params["color"], params["shape"]))
-        return LETTERS[params["options"].index(truth)]
+        return LETTERS[params["options"].index(_asked(params["shapes"], params["color"], params["shape"]))]

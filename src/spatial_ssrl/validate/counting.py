@@ -17,6 +17,8 @@ import numpy as np
 from .common import Context, Fail, NotCheckable
 
 LETTERS = "ABCD"
+# the fill colours, written out again here: the validator reads the pixels with no code of
+# the generator's, so a change of colour there fails validation instead of passing silently
 PALETTE = {"red": (220, 30, 30), "green": (30, 170, 50), "blue": (30, 70, 230), "yellow": (245, 210, 20)}
 _ASKED = re.compile(r"how many (\w+) (circle|square|triangle)s have been drawn")
 CHANGED = 40  # a pixel the drawing changed differs from the source by more than this in some channel
